@@ -1,0 +1,1 @@
+"""renderflow.core: the model, its encodings, autoencoders, pipeline and checkpoints."""

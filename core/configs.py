@@ -1,0 +1,74 @@
+"""Named model configurations: the production Wan2.1-1.3B shape and the small CPU default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from renderflow.core.autoencoder import TinyAutoencoder
+from renderflow.core.inverse import InverseAdapter
+from renderflow.core.keyframe import KeyframeAdapter
+from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.transformer import RenderFlowTransformer
+
+# Wan2.1-T2V-1.3B (ARCHITECTURE §3): dim 1536 = 12 heads × 128, 30 layers, FFN 8960, 16 latent channels.
+PRODUCTION_TRANSFORMER: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 12,
+    "attention_head_dim": 128,
+    "in_channels": 16,
+    "freq_dim": 256,
+    "ffn_dim": 8960,
+    "num_layers": 30,
+}
+
+# The CPU default model: small enough to train and run on a laptop (see docs/MODEL.md).
+CPU_DEFAULT_TRANSFORMER: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 4,
+    "attention_head_dim": 32,
+    "in_channels": 8,
+    "freq_dim": 64,
+    "ffn_dim": 512,
+    "num_layers": 4,
+    "rope_max_seq_len": 256,
+}
+CPU_DEFAULT_AUTOENCODER: dict[str, Any] = {"latent_channels": 8, "base_channels": 32, "num_downsamples": 2}
+
+
+def build_tiny_pipeline(
+    transformer_config: dict[str, Any],
+    autoencoder_config: dict[str, Any],
+    with_adapters: bool = True,
+    lora_rank: int = 8,
+    chunk_frames: int = 5,
+) -> RenderFlowPipeline:
+    """A randomly initialised pipeline on the tiny autoencoder (the CPU default, tests, benchmarks)."""
+    transformer = RenderFlowTransformer(**transformer_config)
+    autoencoder = TinyAutoencoder(**autoencoder_config)
+    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank) if with_adapters else None
+    inverse = InverseAdapter.for_transformer(transformer, lora_rank) if with_adapters else None
+    return RenderFlowPipeline(
+        transformer, autoencoder, keyframe, inverse, config=PipelineConfig(chunk_frames)
+    )
+
+
+def parameter_counts(transformer_config: dict[str, Any], lora_rank: int = 64) -> dict[str, int]:
+    """Parameters of the backbone and each adapter, built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        transformer = RenderFlowTransformer(**transformer_config)
+        keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank)
+        inverse = InverseAdapter.for_transformer(transformer, lora_rank // 2)
+        backbone = sum(p.numel() for p in transformer.parameters())
+        keyframe.attach(transformer)
+        with_keyframe_lora = sum(p.numel() for p in transformer.parameters())
+        inverse.attach(transformer)
+        with_all_lora = sum(p.numel() for p in transformer.parameters())
+    keyframe_total = sum(p.numel() for p in keyframe.parameters()) + with_keyframe_lora - backbone
+    inverse_total = sum(p.numel() for p in inverse.parameters()) + with_all_lora - with_keyframe_lora
+    return {
+        "backbone": backbone,
+        "keyframe_adapter": keyframe_total,
+        "inverse_adapter": inverse_total,
+        "backbone_with_keyframes": backbone + keyframe_total,
+    }

@@ -1,0 +1,524 @@
+"""RenderFlowPipeline: G-buffers + env map -> scene-linear HDR beauty, and image -> intrinsics.
+
+Long sequences run in overlapping chunks (paper §4.4): the last frame of a chunk is the first of
+the next and its predicted beauty conditions that chunk through the attribute embedder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from renderflow.core import encodings as enc
+from renderflow.core.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
+from renderflow.core.bridge import BridgeConfig, sample
+from renderflow.core.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
+from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, KeyframeTokens
+from renderflow.core.lora import (
+    base_state_dict,
+    has_lora,
+    load_lora_state_dict,
+    lora_state_dict,
+    set_lora_enabled,
+)
+from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "renderflow-checkpoint"
+CHECKPOINT_VERSION = 1
+CONFIG_NAME = "config.json"
+TRANSFORMER_WEIGHTS = "transformer.safetensors"
+AUTOENCODER_WEIGHTS = "autoencoder.safetensors"
+KEYFRAME_WEIGHTS = "keyframe_adapter.safetensors"
+INVERSE_WEIGHTS = "inverse_adapter.safetensors"
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Inference settings saved with the checkpoint."""
+
+    chunk_frames: int = 5  # frames per chunk: the training clip length (paper §4.4, A.1)
+
+
+@dataclass
+class GBuffers:
+    """The canonical buffers of ARCHITECTURE.md §2, each `[F, H, W, C]` float32."""
+
+    albedo: np.ndarray  # linear diffuse colour, [0, 1], C = 3
+    normal: np.ndarray  # camera-space unit normals, C = 3
+    depth: np.ndarray  # planar depth > 0, background inf, C = 1
+    material: np.ndarray  # roughness, metallic, specular in [0, 1], C = 3
+
+    def validate(self) -> tuple[int, int, int]:
+        """Check every buffer; return (frames, height, width) or raise a ValueError naming the buffer."""
+        expected_channels = {"albedo": 3, "normal": 3, "depth": 1, "material": 3}
+        frame_shape: tuple[int, int, int] | None = None
+        for name, channels in expected_channels.items():
+            buffer = getattr(self, name)
+            if buffer is None:
+                raise ValueError(f"missing G-buffer {name!r}")
+            if buffer.ndim != 4 or buffer.shape[-1] != channels:
+                raise ValueError(f"G-buffer {name!r}: expected [F, H, W, {channels}], got {buffer.shape}")
+            if frame_shape is None:
+                frame_shape = buffer.shape[:3]
+            elif buffer.shape[:3] != frame_shape:
+                raise ValueError(
+                    f"G-buffer {name!r} has [F, H, W] = {list(buffer.shape[:3])}, "
+                    f"albedo has {list(frame_shape)}"
+                )
+            check = buffer if name != "depth" else np.where(np.isposinf(buffer), 1.0, buffer)
+            if not np.isfinite(check).all():
+                raise ValueError(f"G-buffer {name!r} contains NaN or infinite values")
+        assert frame_shape is not None
+        if frame_shape[0] < 1:
+            raise ValueError("G-buffers hold no frame")
+        return frame_shape
+
+
+def plan_chunks(num_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """[start, end) of each chunk; consecutive chunks share one frame (paper §4.4)."""
+    if chunk_frames < 2:
+        raise ValueError(f"chunk_frames must be >= 2 to overlap, got {chunk_frames}")
+    chunks = [(0, min(chunk_frames, num_frames))]
+    while chunks[-1][1] < num_frames:
+        start = chunks[-1][1] - 1
+        chunks.append((start, min(start + chunk_frames, num_frames)))
+    return chunks
+
+
+def forward_velocity(
+    transformer: RenderFlowTransformer,
+    z_t: torch.Tensor,
+    t: torch.Tensor,
+    attribute_latent: torch.Tensor,
+    env_latent: torch.Tensor,
+    keyframe_adapter: KeyframeAdapter | None = None,
+    keyframes: KeyframeTokens | None = None,
+    first_frame: float = 0.0,
+    frame_step: float = 1.0,
+) -> torch.Tensor:
+    """The forward renderer's velocity; keyframe guidance (and its LoRA) only when keyframes are given."""
+    use_keyframes = keyframes is not None
+    if use_keyframes and keyframe_adapter is None:
+        raise ValueError("keyframes were given but the model has no keyframe adapter")
+    if has_lora(transformer, KEYFRAME_LORA):
+        set_lora_enabled(transformer, KEYFRAME_LORA, use_keyframes)
+    if has_lora(transformer, INVERSE_LORA):
+        set_lora_enabled(transformer, INVERSE_LORA, False)
+    branches = None
+    if keyframes is not None and keyframe_adapter is not None:
+        positions = transformer.token_frame_positions(z_t, first_frame, frame_step)
+        branches = keyframe_adapter.branches(keyframes, positions)
+    return transformer(z_t, t, attribute_latent, env_latent, branches)
+
+
+def inverse_velocity(
+    transformer: RenderFlowTransformer,
+    adapter: InverseAdapter,
+    z_t: torch.Tensor,
+    t: torch.Tensor,
+    intrinsic: str,
+) -> torch.Tensor:
+    """The inverse adapter's velocity from the image latent towards `intrinsic`'s latent."""
+    if has_lora(transformer, KEYFRAME_LORA):
+        set_lora_enabled(transformer, KEYFRAME_LORA, False)
+    set_lora_enabled(transformer, INVERSE_LORA, True)
+    tokens = transformer.patchify(adapter.inverse_embedder, z_t)
+    return transformer.run(z_t, tokens, t, None, adapter.branches(intrinsic, z_t.shape[0]))
+
+
+def cast_keeping_fp32(module: nn.Module, dtype: torch.dtype, keep: Sequence[str]) -> None:
+    """Cast `module`'s parameters to `dtype`, except those under any name in `keep` (Wan's fp32 policy)."""
+    for name, param in module.named_parameters():
+        param.data = param.data.to(torch.float32 if set(name.split(".")) & set(keep) else dtype)
+
+
+class RenderFlowPipeline:
+    """The RenderFlow model, kept together: transformer, autoencoder, adapters, settings."""
+
+    def __init__(
+        self,
+        transformer: RenderFlowTransformer,
+        autoencoder: TinyAutoencoder | WanAutoencoder,
+        keyframe_adapter: KeyframeAdapter | None = None,
+        inverse_adapter: InverseAdapter | None = None,
+        bridge: BridgeConfig | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        if transformer.config["in_channels"] != autoencoder.latent_channels:
+            raise ValueError(
+                f"transformer takes {transformer.config['in_channels']} latent channels, "
+                f"the autoencoder makes {autoencoder.latent_channels}"
+            )
+        self.transformer = transformer.eval()
+        self.autoencoder = autoencoder.eval()
+        self.keyframe_adapter = keyframe_adapter.eval() if keyframe_adapter is not None else None
+        self.inverse_adapter = inverse_adapter.eval() if inverse_adapter is not None else None
+        for adapter in (self.keyframe_adapter, self.inverse_adapter):
+            if adapter is not None:
+                adapter.attach(transformer)
+        self.bridge = bridge or BridgeConfig()
+        self.config = config or PipelineConfig()
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    # -- devices ----------------------------------------------------------------------------------
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> RenderFlowPipeline:
+        """Move to `device`; bf16 on CUDA by default (Wan's fp32 modules and the autoencoder stay fp32)."""
+        device = torch.device(device)
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        keep = RenderFlowTransformer._keep_in_fp32_modules
+        for module in self._modules():
+            module.to(device)
+        for adapted in (self.transformer, self.keyframe_adapter, self.inverse_adapter):
+            if adapted is not None:
+                cast_keeping_fp32(adapted, dtype, keep)
+        self.device, self.dtype = device, dtype
+        return self
+
+    def _modules(self) -> list[nn.Module]:
+        modules = [self.transformer, self.autoencoder, self.keyframe_adapter, self.inverse_adapter]
+        return [module for module in modules if module is not None]
+
+    @property
+    def _ae(self) -> Autoencoder:
+        return self.autoencoder
+
+    # -- forward rendering ------------------------------------------------------------------------
+    @torch.no_grad()
+    def render(
+        self,
+        gbuffers: GBuffers,
+        envmap_cam: np.ndarray,
+        keyframes: dict[int, np.ndarray] | None = None,
+        steps: int = 1,
+        exposure_stops: float = 0.0,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """Render scene-linear HDR beauty `[F, H, W, 3]` float32.
+
+        Args:
+            gbuffers: the canonical G-buffers of the sequence.
+            envmap_cam: camera-view HDR env map, `[He, We, 3]` for all frames or `[F, He, We, 3]`.
+            keyframes: optional {frame index: scene-linear beauty `[H, W, 3]`} for keyframe guidance.
+            steps: sampler steps; 1 is the method, more is the diffusion-style baseline.
+            exposure_stops: exposure applied to the env map before tone mapping.
+            progress: called with (chunks done, chunks total).
+        """
+        num_frames, height, width = gbuffers.validate()
+        self._check_frame_size(height, width)
+        env_model = self._envmap_frames(envmap_cam, num_frames, height, width, exposure_stops)
+        rng = enc.disparity_range(gbuffers.depth)  # over the whole sequence, never per chunk
+        buffers_model = np.stack(
+            [
+                enc.albedo_to_model(gbuffers.albedo),
+                enc.normal_to_model(gbuffers.normal),
+                enc.depth_to_model(gbuffers.depth, rng),
+                enc.material_to_model(gbuffers.material),
+                env_model,
+            ]
+        )  # [5, F, H, W, 3]
+        keyframe_tokens = self._keyframe_tokens(keyframes, num_frames, height, width)
+
+        chunks = plan_chunks(num_frames, self.config.chunk_frames)
+        outputs: list[torch.Tensor] = []  # model-space beauty, [1, 3, f, H, W] per chunk
+        for index, (start, end) in enumerate(chunks):
+            reference = outputs[-1][:, :, -1:] if outputs else None
+            beauty = self._render_chunk(buffers_model[:, start:end], reference, keyframe_tokens, start, steps)
+            outputs.append(beauty if index == 0 else beauty[:, :, 1:])
+            if progress is not None:
+                progress(index + 1, len(chunks))
+        beauty_model = enc.tensor_to_frames(torch.cat(outputs, dim=2))
+        return enc.model_to_beauty(beauty_model)
+
+    def _render_chunk(
+        self,
+        buffers_model: np.ndarray,
+        reference: torch.Tensor | None,
+        keyframes: KeyframeTokens | None,
+        first_frame: int,
+        steps: int,
+    ) -> torch.Tensor:
+        """One chunk: buffers `[5, f, H, W, 3]` in model space -> beauty `[1, 3, f, H, W]` in [-1, 1]."""
+        num_frames = buffers_model.shape[1]
+        padded = self._pad_frames(buffers_model, axis=1)
+        # [5, f, H, W, 3] -> [5, 3, f, H, W]: all buffers of the chunk in one batched encode
+        video = torch.from_numpy(padded).permute(0, 4, 1, 2, 3).to(self.device)
+        latents = self._ae.encode(video).to(self.dtype)
+        albedo, normal, depth, material, env = latents.split(1, dim=0)
+        reference_latent = torch.zeros_like(albedo)
+        mask = torch.zeros_like(albedo[:, :1])
+        if reference is not None:
+            reference_latent[:, :, :1] = self._ae.encode(reference).to(self.dtype)
+            mask[:, :, :1] = 1.0
+        attributes = torch.cat([normal, depth, material, reference_latent, mask], dim=1)
+        assert attributes.shape[1] == albedo.shape[1] * len(ATTRIBUTE_LATENTS) + 1
+
+        def velocity(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return forward_velocity(
+                self.transformer,
+                z_t,
+                t.to(self.device),
+                attributes,
+                env,
+                self.keyframe_adapter,
+                keyframes,
+                first_frame=float(first_frame),
+                frame_step=float(self._ae.temporal_factor),
+            )
+
+        beauty_latent = sample(albedo, velocity, steps)
+        return self._ae.decode(beauty_latent).float()[:, :, :num_frames]
+
+    def _keyframe_tokens(
+        self, keyframes: dict[int, np.ndarray] | None, num_frames: int, height: int, width: int
+    ) -> KeyframeTokens | None:
+        if not keyframes:
+            return None
+        if self.keyframe_adapter is None:
+            raise ValueError("keyframes were given but this model has no keyframe adapter")
+        frames = sorted(keyframes)
+        for frame in frames:
+            image = keyframes[frame]
+            if not 0 <= frame < num_frames:
+                raise ValueError(
+                    f"keyframe at frame {frame} lies outside the sequence of {num_frames} frames"
+                )
+            if image.shape != (height, width, 3):
+                raise ValueError(
+                    f"keyframe {frame}: expected [{height}, {width}, 3], got {list(image.shape)}"
+                )
+        keyframes_model = np.stack([enc.beauty_to_model(keyframes[f]) for f in frames])  # [K, H, W, 3]
+        # [K, H, W, 3] -> [K, 3, 1, H, W]: each keyframe encoded as a one-frame clip, in one call
+        video = torch.from_numpy(keyframes_model).permute(0, 3, 1, 2)[:, :, None].to(self.device)
+        latents = self._ae.encode(video).to(self.dtype)  # [K, C, 1, h, w]
+        latents = latents.permute(2, 1, 0, 3, 4)  # [1, C, K, h, w]
+        positions = torch.tensor(frames, dtype=torch.float32, device=self.device)
+        return self.keyframe_adapter.embed(latents, positions)
+
+    # -- inverse rendering ------------------------------------------------------------------------
+    @torch.no_grad()
+    def decompose(
+        self, image_linear: np.ndarray, targets: Sequence[str] = INTRINSICS, steps: int = 1
+    ) -> dict[str, np.ndarray]:
+        """Intrinsic buffers of a scene-linear image sequence `[F, H, W, 3]`.
+
+        Returns {name: `[F, H, W, C]`}: albedo (linear, C = 3), normal (camera space, C = 3),
+        depth (relative planar depth: nearest possible 1, background inf, C = 1), roughness and
+        metallic (C = 1).
+        """
+        if self.inverse_adapter is None:
+            raise ValueError("this model has no inverse adapter: it cannot decompose images")
+        if image_linear.ndim != 4 or image_linear.shape[-1] != 3:
+            raise ValueError(f"image: expected [F, H, W, 3], got {image_linear.shape}")
+        if not np.isfinite(image_linear).all():
+            raise ValueError("image contains NaN or infinite values")
+        adapter = self.inverse_adapter
+        for target in targets:
+            adapter.intrinsic_index(target)
+        num_frames, height, width, _ = image_linear.shape
+        self._check_frame_size(height, width)
+        image_model = enc.beauty_to_model(image_linear)
+        decoded: dict[str, list[np.ndarray]] = {target: [] for target in targets}
+        for index, (start, end) in enumerate(plan_chunks(num_frames, self.config.chunk_frames)):
+            padded = self._pad_frames(image_model[start:end], axis=0)
+            video = torch.from_numpy(padded).permute(3, 0, 1, 2)[None].to(self.device)  # [1, 3, f, H, W]
+            z0 = self._ae.encode(video).to(self.dtype)
+            for target in targets:
+
+                def velocity(z_t: torch.Tensor, t: torch.Tensor, target: str = target) -> torch.Tensor:
+                    return inverse_velocity(self.transformer, adapter, z_t, t.to(self.device), target)
+
+                out = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
+                frames = enc.tensor_to_frames(out)
+                decoded[target].append(frames if index == 0 else frames[1:])
+        return {
+            target: _intrinsic_from_model(target, np.concatenate(parts)) for target, parts in decoded.items()
+        }
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    def _check_frame_size(self, height: int, width: int) -> None:
+        multiple = self._ae.spatial_factor * max(self.transformer.config["patch_size"][1:])
+        if height % multiple or width % multiple:
+            raise ValueError(f"frame size {width}x{height} must be a multiple of {multiple} for this model")
+
+    def _pad_frames(self, frames: np.ndarray, axis: int) -> np.ndarray:
+        """Repeat the last frame until the autoencoder accepts the count (Wan: 1 + 4k)."""
+        count = frames.shape[axis]
+        padded_count = count
+        while not self._ae.is_valid_frame_count(padded_count):
+            padded_count += 1
+        if padded_count == count:
+            return np.ascontiguousarray(frames, dtype=np.float32)
+        last = np.take(frames, [count - 1], axis=axis)
+        repeats = np.repeat(last, padded_count - count, axis=axis)
+        return np.ascontiguousarray(np.concatenate([frames, repeats], axis=axis), dtype=np.float32)
+
+    def _envmap_frames(
+        self, envmap_cam: np.ndarray, num_frames: int, height: int, width: int, exposure_stops: float
+    ) -> np.ndarray:
+        """Camera-view env map -> model space, resized to the frame: `[F, H, W, 3]`."""
+        if envmap_cam.ndim == 3:
+            envmap_cam = envmap_cam[None]
+        if envmap_cam.ndim != 4 or envmap_cam.shape[-1] != 3 or envmap_cam.shape[0] not in (1, num_frames):
+            raise ValueError(
+                f"env map: expected [He, We, 3] or [{num_frames}, He, We, 3], got {list(envmap_cam.shape)}"
+            )
+        if not np.isfinite(envmap_cam).all():
+            raise ValueError("env map contains NaN or infinite values")
+        env_model = torch.from_numpy(enc.envmap_to_model(envmap_cam, exposure_stops)).permute(0, 3, 1, 2)
+        resized = F.interpolate(
+            env_model, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        ).permute(0, 2, 3, 1)  # [F, 3, H, W] -> [F, H, W, 3]
+        return np.ascontiguousarray(np.broadcast_to(resized.numpy(), (num_frames, height, width, 3)))
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_pretrained(self, folder: Path) -> None:
+        """Write config.json and the safetensors files; each file is written to a temp name and renamed."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.autoencoder, WanAutoencoder):
+            autoencoder_entry = {"kind": "wan", "config": _plain_config(self.autoencoder.vae)}
+        else:
+            autoencoder_entry = {"kind": "tiny", "config": _plain_config(self.autoencoder)}
+        config: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "transformer": _plain_config(self.transformer),
+            "autoencoder": autoencoder_entry,
+            "keyframe_adapter": _plain_config(self.keyframe_adapter) if self.keyframe_adapter else None,
+            "inverse_adapter": _plain_config(self.inverse_adapter) if self.inverse_adapter else None,
+            "bridge": asdict(self.bridge),
+            "pipeline": asdict(self.config),
+        }
+        _save_tensors(base_state_dict(self.transformer), folder / TRANSFORMER_WEIGHTS)
+        _save_tensors(self.autoencoder.state_dict(), folder / AUTOENCODER_WEIGHTS)
+        if self.keyframe_adapter is not None:
+            tensors = {f"modules.{k}": v for k, v in self.keyframe_adapter.state_dict().items()}
+            tensors |= {f"lora.{k}": v for k, v in lora_state_dict(self.transformer, KEYFRAME_LORA).items()}
+            _save_tensors(tensors, folder / KEYFRAME_WEIGHTS)
+        if self.inverse_adapter is not None:
+            tensors = {f"modules.{k}": v for k, v in self.inverse_adapter.state_dict().items()}
+            tensors |= {f"lora.{k}": v for k, v in lora_state_dict(self.transformer, INVERSE_LORA).items()}
+            _save_tensors(tensors, folder / INVERSE_WEIGHTS)
+        _atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, default=_json_default))
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, device: str | torch.device = "cpu") -> RenderFlowPipeline:
+        """Load a checkpoint folder written by `save_pretrained` (local files only)."""
+        folder = Path(folder)
+        config_path = folder / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path}: no RenderFlow checkpoint here (config.json is missing)")
+        config = json.loads(config_path.read_text())
+        if config.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{config_path}: not a RenderFlow checkpoint (format {config.get('format')!r})")
+        if config.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"{config_path}: checkpoint version {config.get('version')}, expected {CHECKPOINT_VERSION}"
+            )
+
+        transformer = RenderFlowTransformer.from_config(config["transformer"])
+        _load_module(transformer, folder / TRANSFORMER_WEIGHTS)
+        autoencoder: TinyAutoencoder | WanAutoencoder
+        if config["autoencoder"]["kind"] == "wan":
+            autoencoder = WanAutoencoder(AutoencoderKLWan.from_config(config["autoencoder"]["config"]))
+        else:
+            autoencoder = TinyAutoencoder.from_config(config["autoencoder"]["config"])
+        _load_module(autoencoder, folder / AUTOENCODER_WEIGHTS)
+        keyframe_adapter = (
+            KeyframeAdapter.from_config(config["keyframe_adapter"]) if config["keyframe_adapter"] else None
+        )
+        inverse_adapter = (
+            InverseAdapter.from_config(config["inverse_adapter"]) if config["inverse_adapter"] else None
+        )
+        pipeline = cls(
+            transformer,
+            autoencoder,
+            keyframe_adapter,
+            inverse_adapter,
+            BridgeConfig(**{**config["bridge"], "train_times": tuple(config["bridge"]["train_times"])}),
+            PipelineConfig(**config["pipeline"]),
+        )
+        for adapter, name, weights in (
+            (keyframe_adapter, KEYFRAME_LORA, KEYFRAME_WEIGHTS),
+            (inverse_adapter, INVERSE_LORA, INVERSE_WEIGHTS),
+        ):
+            if adapter is not None:
+                tensors = _read_tensors(folder / weights)
+                modules = {
+                    k.removeprefix("modules."): v for k, v in tensors.items() if k.startswith("modules.")
+                }
+                _load_state(adapter, modules, folder / weights)
+                lora = {k.removeprefix("lora."): v for k, v in tensors.items() if k.startswith("lora.")}
+                load_lora_state_dict(transformer, name, lora)
+        return pipeline.to(device)
+
+
+def _intrinsic_from_model(target: str, frames_model: np.ndarray) -> np.ndarray:
+    """Decoded model-space frames `[F, H, W, 3]` -> the intrinsic at rest."""
+    if target == "albedo":
+        return enc.model_to_albedo(frames_model)
+    if target == "normal":
+        return enc.model_to_normal(frames_model)
+    if target == "depth":
+        return enc.model_to_depth(frames_model, enc.DisparityRange(0.0, 1.0))
+    return enc.model_to_material(frames_model.mean(axis=-1, keepdims=True))
+
+
+def _plain_config(module: Any) -> dict[str, Any]:
+    """A registered module's config without diffusers' private keys (`_name_or_path`, ...)."""
+    return {key: value for key, value in module.config.items() if not key.startswith("_")}
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to config.json")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file is missing from the checkpoint")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path}: not a readable safetensors file ({error})") from error
+
+
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    result = module.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: weights do not fit {type(module).__name__} "
+            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )
+
+
+def _load_module(module: nn.Module, path: Path) -> None:
+    _load_state(module, _read_tensors(path), path)

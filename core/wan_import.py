@@ -1,0 +1,91 @@
+"""Import Wan2.1-T2V (diffusers layout: `transformer/`, `vae/`) from a local folder into RenderFlow.
+
+Kept: patch embedding, time embedding, self-attention, feed-forward, norms, output head, VAE.
+Dropped: text cross-attention (`attn2`, `norm2`), the text embedder (and any image embedder).
+New, initialised as the paper says: the attribute embedder and the per-block env AdaLN at zero,
+the env embedder from the albedo patch embedding, fresh keyframe and inverse adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+from renderflow.core.autoencoder import WanAutoencoder
+from renderflow.core.inverse import InverseAdapter
+from renderflow.core.keyframe import KeyframeAdapter
+from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.transformer import RenderFlowTransformer
+
+logger = logging.getLogger(__name__)
+
+# Wan config keys that carry over unchanged to RenderFlowTransformer.
+SHARED_CONFIG_KEYS = (
+    "patch_size",
+    "num_attention_heads",
+    "attention_head_dim",
+    "in_channels",
+    "freq_dim",
+    "ffn_dim",
+    "num_layers",
+    "qk_norm",
+    "eps",
+    "rope_max_seq_len",
+)
+# What RenderFlow drops from Wan (paper A.1: no text conditioning).
+DROPPED_PREFIXES = ("condition_embedder.text_embedder.", "condition_embedder.image_embedder.")
+DROPPED_BLOCK_PARTS = (".attn2.", ".norm2.")
+# What RenderFlow adds, initialised by RenderFlowTransformer itself.
+NEW_PARTS = ("attribute_embedder.", "env_embedder.", ".env_modulation.")
+
+
+def import_wan(folder: Path, lora_rank: int = 64, chunk_frames: int = 5) -> RenderFlowPipeline:
+    """Build a RenderFlow pipeline from a local Wan2.1 diffusers folder (no network)."""
+    folder = Path(folder)
+    for part in ("transformer", "vae"):
+        if not (folder / part / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder / part}: expected a diffusers Wan2.1 {part} folder with config.json"
+            )
+    wan = WanTransformer3DModel.from_pretrained(folder / "transformer", local_files_only=True)
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae", local_files_only=True)
+    wan_config = wan.config
+    if (wan_config["out_channels"] or wan_config["in_channels"]) != wan_config["in_channels"]:
+        raise ValueError(
+            f"{folder / 'transformer'}: in_channels {wan_config['in_channels']} != out_channels "
+            f"{wan_config['out_channels']}; RenderFlow needs a T2V model (latent in, latent out)"
+        )
+    if wan_config["in_channels"] != vae.config["z_dim"]:
+        raise ValueError(
+            f"{folder}: transformer takes {wan_config['in_channels']} channels, "
+            f"VAE makes {vae.config['z_dim']}"
+        )
+
+    transformer = RenderFlowTransformer(**{key: wan_config[key] for key in SHARED_CONFIG_KEYS})
+    kept = {
+        key: value
+        for key, value in wan.state_dict().items()
+        if not key.startswith(DROPPED_PREFIXES) and not any(part in key for part in DROPPED_BLOCK_PARTS)
+    }
+    result = transformer.load_state_dict(kept, strict=False)
+    not_new = [key for key in result.missing_keys if not any(part in key for part in NEW_PARTS)]
+    if not_new or result.unexpected_keys:
+        raise ValueError(
+            f"{folder}: Wan weights do not map "
+            f"(missing {not_new[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )
+    # Paper A.1: the env embedder starts as a copy of the (now loaded) albedo patch embedding.
+    transformer.env_embedder.load_state_dict(transformer.patch_embedding.state_dict())
+    logger.info("imported Wan2.1 from %s: %d tensors kept", folder, len(kept))
+
+    keyframe_adapter = KeyframeAdapter.for_transformer(transformer, lora_rank)
+    inverse_adapter = InverseAdapter.for_transformer(transformer, lora_rank)
+    return RenderFlowPipeline(
+        transformer,
+        WanAutoencoder(vae),
+        keyframe_adapter,
+        inverse_adapter,
+        config=PipelineConfig(chunk_frames),
+    )

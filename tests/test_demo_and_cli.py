@@ -1,0 +1,71 @@
+"""The demo clip's exact G-buffers, EXR files, and rf-render from the command line."""
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from renderflow.core.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
+from renderflow.core.exr import ImageFileError, read_exr, write_exr
+from renderflow.daemon.render_cli import main
+
+
+def test_demo_clip_centre_pixel_sees_the_sphere_face_on():
+    gbuffers, envmap = demo_clip(frames=2, size=32)
+    centre = (slice(None), slice(15, 17), slice(15, 17))
+    # The camera looks at the sphere's centre: the central ray hits it head-on.
+    np.testing.assert_allclose(gbuffers.normal[centre], np.broadcast_to([0, 0, 1], (2, 2, 2, 3)), atol=0.05)
+    distance = np.linalg.norm(orbit_camera_to_world(0.0)[:3, 3] - SPHERE_CENTRE)
+    np.testing.assert_allclose(gbuffers.depth[0, 15:17, 15:17], distance - SPHERE_RADIUS, rtol=0.01)
+    assert envmap.shape == (2, 16, 32, 3) and envmap.max() > 1.0
+
+
+def test_demo_clip_background_is_inf_and_ground_normal_is_up_in_camera_space():
+    gbuffers, _ = demo_clip(frames=1, size=32)
+    assert np.isinf(gbuffers.depth[0, 0]).all()
+    rotation = orbit_camera_to_world(0.0)[:3, :3]
+    up_cam = rotation.T @ np.array([0.0, 1.0, 0.0])
+    np.testing.assert_allclose(gbuffers.normal[0, -1, 16], up_cam, atol=1e-6)
+    assert up_cam[1] > 0 and up_cam[2] > 0  # tilted towards a camera that looks down
+    assert gbuffers.validate() == (1, 32, 32)
+    assert math.isclose(float(np.linalg.norm(gbuffers.normal[0, 20, 16])), 1.0, rel_tol=1e-5)
+
+
+def test_exr_round_trip_keeps_channels_and_attributes(tmp_path):
+    pixels = np.random.default_rng(0).random((4, 6, 3), dtype=np.float32) * 10
+    write_exr(tmp_path / "a.exr", pixels, ["R", "G", "B"], half=False, attributes={"renderflow:steps": 1})
+    image = read_exr(tmp_path / "a.exr")
+    assert image.channels == ["R", "G", "B"]
+    np.testing.assert_array_equal(image.select(["B", "R"]), pixels[..., [2, 0]])
+    assert image.attributes["renderflow:steps"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.exr"]
+
+
+def test_truncated_exr_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "cut.exr"
+    write_exr(path, np.ones((8, 8, 3), np.float32), ["R", "G", "B"])
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ImageFileError, match=r"cut.exr"):
+        read_exr(path)
+
+
+def test_rf_render_demo_writes_linear_exrs_and_a_contact_sheet(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--frames", "3", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert "UNTRAINED MODEL" in result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["beauty.0001.exr", "beauty.0002.exr", "beauty.0003.exr", "contact_sheet.png"]
+    beauty = read_exr(tmp_path / "beauty.0002.exr")
+    assert beauty.channels == ["R", "G", "B"] and beauty.pixels.shape == (32, 32, 3)
+    assert np.isfinite(beauty.pixels).all()
+
+
+def test_rf_render_import_wan_without_a_wan_folder_fails_with_a_message(tmp_path):
+    result = CliRunner().invoke(main, ["import-wan", str(tmp_path), str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "expected a diffusers Wan2.1 transformer folder" in result.output
+
+
+def test_rf_render_help_teaches_with_examples():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and "rf-render demo --out demo_out" in result.output

@@ -1,0 +1,182 @@
+"""The transformer and its adapters: shapes, zero-init invariants, adapter invariants."""
+
+import inspect
+import re
+
+import pytest
+import torch
+from conftest import TINY_TRANSFORMER, randomise
+from renderflow.core.attention import rotate_by_position
+from renderflow.core.autoencoder import TinyAutoencoder
+from renderflow.core.inverse import INVERSE_LORA, InverseAdapter
+from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
+from renderflow.core.lora import has_lora
+from renderflow.core.pipeline import forward_velocity, inverse_velocity
+from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+
+C = TINY_TRANSFORMER["in_channels"]
+
+
+def _inputs(seed: int = 0, frames: int = 2, size: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, C, frames, size, size, generator=g)
+    attributes = torch.randn(1, C * len(ATTRIBUTE_LATENTS) + 1, frames, size, size, generator=g)
+    env = torch.randn(1, C, frames, size, size, generator=g)
+    return z, torch.zeros(1), attributes, env
+
+
+@pytest.fixture
+def transformer() -> RenderFlowTransformer:
+    torch.manual_seed(0)
+    return RenderFlowTransformer(**TINY_TRANSFORMER).eval()
+
+
+def test_forward_returns_a_velocity_shaped_like_the_latent(transformer):
+    z, t, attributes, env = _inputs()
+    assert transformer(z, t, attributes, env).shape == z.shape
+
+
+def test_fresh_model_ignores_attributes_and_env_until_trained(transformer):
+    z, t, attributes, env = _inputs()
+    with torch.no_grad():
+        reference = transformer(z, t, attributes, env)
+        other = transformer(z, t, torch.randn_like(attributes), torch.randn_like(env))
+    torch.testing.assert_close(other, reference, rtol=0, atol=0)
+
+
+def test_trained_model_uses_attributes_and_env(transformer):
+    randomise(transformer.attribute_embedder)
+    for block in transformer.blocks:
+        randomise(block.env_modulation)
+    z, t, attributes, env = _inputs()
+    with torch.no_grad():
+        reference = transformer(z, t, attributes, env)
+        assert not torch.allclose(transformer(z, t, torch.randn_like(attributes), env), reference)
+        assert not torch.allclose(transformer(z, t, attributes, torch.randn_like(env)), reference)
+
+
+def test_env_embedder_starts_as_the_albedo_patch_embedding(transformer):
+    assert torch.equal(transformer.env_embedder.weight, transformer.patch_embedding.weight)
+
+
+def test_text_cross_attention_is_gone(transformer):
+    names = [name for name, _ in transformer.named_modules()]
+    assert not any(".attn2" in name or ".norm2" in name or "text_embedder" in name for name in names)
+
+
+def test_mismatched_latents_are_a_clear_error(transformer):
+    z, t, attributes, env = _inputs()
+    with pytest.raises(ValueError, match="latents disagree"):
+        transformer(z, t, attributes[:, :, :1], env)
+
+
+def test_latent_not_divisible_by_patch_is_a_clear_error(transformer):
+    z, t, attributes, env = _inputs(size=7)
+    with pytest.raises(ValueError, match="not divisible by the patch"):
+        transformer(z, t, attributes, env)
+
+
+def test_attached_keyframe_adapter_without_keyframes_returns_the_stage1_output(transformer):
+    z, t, attributes, env = _inputs()
+    with torch.no_grad():
+        stage1 = transformer(z, t, attributes, env)
+    adapter = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    adapter.attach(transformer)
+    randomise(adapter)
+    for name, param in transformer.named_parameters():
+        if "lora_" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    with torch.no_grad():
+        out = forward_velocity(transformer, z, t, attributes, env, adapter, None)
+    assert torch.equal(out, stage1)
+
+
+def test_keyframes_change_the_output_once_the_adapter_is_trained(transformer):
+    z, t, attributes, env = _inputs()
+    adapter = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    adapter.attach(transformer)
+    randomise(adapter)
+    keyframes = adapter.embed(torch.randn(1, C, 2, 8, 8), torch.tensor([0.0, 3.0]))
+    assert keyframes.tokens.shape == (1, 2 * 4 * 4, adapter.config.dim)
+    with torch.no_grad():
+        stage1 = forward_velocity(transformer, z, t, attributes, env, adapter, None)
+        guided = forward_velocity(transformer, z, t, attributes, env, adapter, keyframes)
+    assert guided.shape == z.shape
+    assert not torch.allclose(guided, stage1)
+
+
+def test_keyframe_lora_targets_the_feed_forward_only(transformer):
+    KeyframeAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    adapted = {
+        name.rsplit(".lora_A", 1)[0] for name, _ in transformer.named_modules() if name.endswith("lora_A")
+    }
+    assert adapted and all(re.fullmatch(r"blocks\.\d+\.ffn\.net\.(0\.proj|2)", name) for name in adapted)
+    assert len(adapted) == 2 * TINY_TRANSFORMER["num_layers"]
+
+
+def test_inverse_lora_targets_self_attention_qkv_only(transformer):
+    KeyframeAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    InverseAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    adapted = {
+        name.rsplit(".lora_A", 1)[0]
+        for name, module in transformer.named_modules()
+        if name.endswith("lora_A") and INVERSE_LORA in module
+    }
+    assert adapted == {
+        f"blocks.{i}.attn1.to_{p}" for i in range(TINY_TRANSFORMER["num_layers"]) for p in "qkv"
+    }
+    assert has_lora(transformer, KEYFRAME_LORA) and has_lora(transformer, INVERSE_LORA)
+
+
+def test_inverse_adapter_leaves_forward_weights_and_outputs_unchanged(transformer):
+    z, t, attributes, env = _inputs()
+    weights_before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    with torch.no_grad():
+        forward_before = transformer(z, t, attributes, env)
+    adapter = InverseAdapter.for_transformer(transformer, lora_rank=4)
+    adapter.attach(transformer)
+    for name, param in transformer.named_parameters():
+        if "lora_" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    with torch.no_grad():
+        decomposed = inverse_velocity(transformer, adapter, z, t, "normal")
+        forward_after = forward_velocity(transformer, z, t, attributes, env)
+    assert decomposed.shape == z.shape
+    assert torch.equal(forward_after, forward_before)
+    for key, value in transformer.state_dict().items():
+        if "lora_" not in key:
+            assert torch.equal(value, weights_before[key.replace(".base_layer.", ".")])
+
+
+def test_each_intrinsic_has_its_own_head_and_prompt(transformer):
+    adapter = InverseAdapter.for_transformer(transformer, lora_rank=4)
+    adapter.attach(transformer)
+    randomise(adapter)
+    z, t, _, _ = _inputs()
+    with torch.no_grad():
+        albedo = inverse_velocity(transformer, adapter, z, t, "albedo")
+        depth = inverse_velocity(transformer, adapter, z, t, "depth")
+    assert not torch.allclose(albedo, depth)
+    with pytest.raises(ValueError, match="unknown intrinsic 'specularity'"):
+        inverse_velocity(transformer, adapter, z, t, "specularity")
+
+
+def test_temporal_rope_depends_only_on_the_distance():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 1, 1, 8, generator=g)
+    k = torch.randn(1, 1, 1, 8, generator=g)
+
+    def score(query_time: float, key_time: float) -> float:
+        rq = rotate_by_position(q, torch.tensor([query_time]), 10000.0)
+        rk = rotate_by_position(k, torch.tensor([key_time]), 10000.0)
+        return float((rq * rk).sum())
+
+    assert score(3.0, 1.0) == pytest.approx(score(12.0, 10.0), abs=1e-5)
+    assert score(3.0, 1.0) != pytest.approx(score(3.0, 2.0), abs=1e-5)
+
+
+@pytest.mark.parametrize("cls", [RenderFlowTransformer, KeyframeAdapter, InverseAdapter, TinyAutoencoder])
+def test_args_docstring_lists_exactly_the_signature(cls):
+    parameters = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    documented = re.findall(r"^\s{8}(\w+):", cls.__doc__.split("Args:")[1], flags=re.MULTILINE)
+    assert documented == parameters

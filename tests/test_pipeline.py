@@ -1,0 +1,131 @@
+"""RenderFlowPipeline: render and decompose through every path, and the errors a user sees."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import make_envmap, make_gbuffers, randomise
+from renderflow.core.pipeline import GBuffers, plan_chunks
+
+
+def test_render_returns_linear_hdr_frames(tiny_pipeline):
+    beauty = tiny_pipeline.render(make_gbuffers(frames=3), make_envmap())
+    assert beauty.shape == (3, 32, 32, 3) and beauty.dtype == np.float32
+    assert np.isfinite(beauty).all() and beauty.min() >= 0.0
+
+
+@pytest.mark.parametrize("frames", [1, 4, 7])
+def test_long_sequences_render_in_overlapping_chunks(tiny_pipeline, frames):
+    seen = []
+    beauty = tiny_pipeline.render(
+        make_gbuffers(frames=frames), make_envmap(), progress=lambda done, total: seen.append((done, total))
+    )
+    assert beauty.shape == (frames, 32, 32, 3)
+    chunks = plan_chunks(frames, tiny_pipeline.config.chunk_frames)
+    assert seen == [(i + 1, len(chunks)) for i in range(len(chunks))]
+
+
+def test_chunk_plan_overlaps_by_one_frame_and_covers_the_sequence():
+    assert plan_chunks(7, 3) == [(0, 3), (2, 5), (4, 7)]
+    assert plan_chunks(3, 5) == [(0, 3)]
+    assert plan_chunks(6, 3) == [(0, 3), (2, 5), (4, 6)]
+
+
+def test_previous_chunk_conditions_the_next(tiny_pipeline):
+    randomise(tiny_pipeline.transformer.attribute_embedder)
+    gbuffers = make_gbuffers(frames=5)
+    env = make_envmap()
+    chained = tiny_pipeline.render(gbuffers, env)[3:]
+    alone = tiny_pipeline.render(
+        dataclasses.replace(
+            gbuffers,
+            **{name: getattr(gbuffers, name)[2:] for name in ("albedo", "normal", "depth", "material")},
+        ),
+        env,
+    )[1:]
+    # Same G-buffers for frames 3-4, but in the sequence they are conditioned on frame 2's beauty.
+    assert chained.shape == alone.shape
+    assert not np.allclose(chained, alone)
+
+
+def test_env_map_per_frame_is_accepted(tiny_pipeline):
+    env = np.stack([make_envmap(0), make_envmap(1), make_envmap(2)])
+    assert tiny_pipeline.render(make_gbuffers(frames=3), env).shape == (3, 32, 32, 3)
+
+
+def test_keyframes_guide_the_render(tiny_pipeline):
+    randomise(tiny_pipeline.keyframe_adapter)
+    gbuffers, env = make_gbuffers(frames=3), make_envmap()
+    plain = tiny_pipeline.render(gbuffers, env)
+    guided = tiny_pipeline.render(gbuffers, env, keyframes={0: np.full((32, 32, 3), 0.5, np.float32)})
+    assert guided.shape == plain.shape and not np.allclose(guided, plain)
+
+
+def test_thirty_steps_run_and_differ_from_one(tiny_pipeline):
+    gbuffers, env = make_gbuffers(frames=2), make_envmap()
+    one = tiny_pipeline.render(gbuffers, env, steps=1)
+    thirty = tiny_pipeline.render(gbuffers, env, steps=30)
+    assert thirty.shape == one.shape and not np.allclose(thirty, one)
+
+
+def test_decompose_returns_every_intrinsic_at_rest(tiny_pipeline):
+    image = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32) * 3
+    buffers = tiny_pipeline.decompose(image)
+    assert {k: v.shape for k, v in buffers.items()} == {
+        "albedo": (4, 32, 32, 3),
+        "normal": (4, 32, 32, 3),
+        "depth": (4, 32, 32, 1),
+        "roughness": (4, 32, 32, 1),
+        "metallic": (4, 32, 32, 1),
+    }
+    np.testing.assert_allclose(np.linalg.norm(buffers["normal"], axis=-1), 1.0, atol=1e-4)
+    assert (buffers["depth"] >= 1.0).all()
+    assert buffers["roughness"].min() >= 0 and buffers["roughness"].max() <= 1
+
+
+def test_decompose_selected_targets_only(tiny_pipeline):
+    image = np.ones((2, 32, 32, 3), np.float32)
+    assert set(tiny_pipeline.decompose(image, targets=["depth"])) == {"depth"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda g: dataclasses.replace(g, normal=None), "missing G-buffer 'normal'"),
+        (lambda g: dataclasses.replace(g, depth=g.depth[:2]), r"'depth' has \[F, H, W\] = \[2, 32, 32\]"),
+        (
+            lambda g: dataclasses.replace(g, material=g.material[..., :2]),
+            r"'material': expected \[F, H, W, 3\]",
+        ),
+        (lambda g: dataclasses.replace(g, albedo=np.full_like(g.albedo, np.nan)), "'albedo' contains NaN"),
+    ],
+)
+def test_bad_gbuffers_get_errors_that_name_the_buffer(tiny_pipeline, change, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_pipeline.render(change(make_gbuffers()), make_envmap())
+
+
+def test_frame_size_must_fit_the_model(tiny_pipeline):
+    gbuffers = make_gbuffers(size=36)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        tiny_pipeline.render(gbuffers, make_envmap())
+
+
+def test_env_map_with_wrong_frame_count_is_an_error(tiny_pipeline):
+    env = np.stack([make_envmap()] * 2)
+    with pytest.raises(ValueError, match=r"env map: expected \[He, We, 3\] or \[3, He, We, 3\]"):
+        tiny_pipeline.render(make_gbuffers(frames=3), env)
+
+
+def test_keyframe_outside_the_sequence_is_an_error(tiny_pipeline):
+    with pytest.raises(ValueError, match="keyframe at frame 9"):
+        tiny_pipeline.render(make_gbuffers(), make_envmap(), keyframes={9: np.zeros((32, 32, 3), np.float32)})
+
+
+def test_keyframe_of_the_wrong_size_is_an_error(tiny_pipeline):
+    with pytest.raises(ValueError, match=r"keyframe 1: expected \[32, 32, 3\]"):
+        tiny_pipeline.render(make_gbuffers(), make_envmap(), keyframes={1: np.zeros((16, 16, 3), np.float32)})
+
+
+def test_gbuffers_validate_reports_the_frame_shape():
+    assert GBuffers.validate(make_gbuffers(frames=2, size=16)) == (2, 16, 16)
