@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from renderflow.core.autoencoder import WanAutoencoder
 from renderflow.core.configs import (
     CPU_DEFAULT_AUTOENCODER,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from renderflow.core.autoencoder import TinyAutoencoder
 from renderflow.core.inverse import InverseAdapter
 from renderflow.core.keyframe import KeyframeAdapter

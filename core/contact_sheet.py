@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+
 from renderflow.core import encodings as enc
 from renderflow.core.exr import write_png
 

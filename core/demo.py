@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
+
 from renderflow.core.configs import CPU_DEFAULT_AUTOENCODER, CPU_DEFAULT_TRANSFORMER, build_tiny_pipeline
 from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
 from renderflow.core.demo_scene import demo_clip
@@ -56,7 +58,7 @@ def render_demo(
             "albedo": display_colour(gbuffers.albedo),
             "normal": display_normal(gbuffers.normal),
             "depth": display_depth(gbuffers.depth),
-            "env (cam)": display_colour(envmap_cam[:, :, :, :].repeat(2, axis=1)[:, :size, :size]),
+            "env (cam)": display_colour(np.repeat(envmap_cam, 2, axis=1)[:, :size, :size]),
             "beauty": display_colour(beauty),
         },
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from renderflow.core.pipeline import GBuffers
 
 SPHERE_CENTRE = np.array([0.0, 1.0, 0.0])

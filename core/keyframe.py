@@ -16,10 +16,11 @@ from functools import partial
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
 from renderflow.core.attention import CrossAttention
 from renderflow.core.lora import attach_lora
 from renderflow.core.transformer import BlockBranches, RenderFlowTransformer, TransformerBranches
-from torch import nn
 
 KEYFRAME_LORA = "keyframe"
 # The feed-forward's two linear layers in every block; nothing else (ARCHITECTURE §3).

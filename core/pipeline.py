@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
 from renderflow.core.bridge import BridgeConfig, sample
@@ -31,8 +34,6 @@ from renderflow.core.lora import (
     set_lora_enabled,
 )
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 logger = logging.getLogger(__name__)
 

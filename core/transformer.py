@@ -27,9 +27,10 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformerBlock
+from torch import nn
+
 from renderflow.core.attention import zero_init
 from renderflow.core.bridge import wan_timestep
-from torch import nn
 
 # The latents stacked into the attribute embedder's input, in this order, then one mask channel
 # that is 1 on the latent frames given as conditioning (the previous chunk's last frame).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+
 from renderflow.core.autoencoder import WanAutoencoder
 from renderflow.core.inverse import InverseAdapter
 from renderflow.core.keyframe import KeyframeAdapter

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.pipeline import GBuffers, RenderFlowPipeline
 

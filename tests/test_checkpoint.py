@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import make_envmap, make_gbuffers, randomise
+
 from renderflow.core.pipeline import RenderFlowPipeline
 
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from renderflow.core.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
 from renderflow.core.exr import ImageFileError, read_exr, write_exr
 from renderflow.daemon.render_cli import main

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 from conftest import TINY_TRANSFORMER, randomise
+
 from renderflow.core.attention import rotate_by_position
 from renderflow.core.autoencoder import TinyAutoencoder
 from renderflow.core.inverse import INVERSE_LORA, InverseAdapter

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import make_envmap, make_gbuffers, randomise
+
 from renderflow.core.pipeline import GBuffers, plan_chunks
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import make_envmap, make_gbuffers
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
 from renderflow.core.autoencoder import WanAutoencoder
 from renderflow.core.pipeline import RenderFlowPipeline
 from renderflow.core.wan_import import import_wan
