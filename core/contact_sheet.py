@@ -28,6 +28,19 @@ def display_depth(depth_planar: np.ndarray) -> np.ndarray:
     return (enc.depth_to_model(depth_planar, rng) * 0.5 + 0.5).astype(np.float32)
 
 
+def display_error(prediction: np.ndarray, reference: np.ndarray, full_scale: float = 0.25) -> np.ndarray:
+    """Absolute error of display-referred images `[..., 3]` as a heat map (black -> red -> yellow -> white).
+
+    The channel-mean error is divided by `full_scale`, so white means an error of `full_scale` or more.
+    """
+    if prediction.shape != reference.shape:
+        raise ValueError(f"error map: shapes differ, {prediction.shape} vs {reference.shape}")
+    level = np.clip(np.abs(prediction - reference).mean(axis=-1, keepdims=True) / full_scale, 0.0, 1.0)
+    # three ramps of a third each: red rises, then green, then blue
+    heat = np.clip(level * 3.0 - np.array([0.0, 1.0, 2.0]), 0.0, 1.0)
+    return heat.astype(np.float32)
+
+
 def write_contact_sheet(path: Path, columns: dict[str, np.ndarray]) -> None:
     """Write a PNG with one column per named `[F, H, W, 3]` display-referred sequence, one row per frame."""
     tiles = list(columns.values())

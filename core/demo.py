@@ -48,7 +48,7 @@ def render_demo(
             path,
             image,
             ["R", "G", "B"],
-            attributes={"renderflow:model": model_name, "renderflow:steps": steps},
+            attributes={"renderflow/model": model_name, "renderflow/steps": steps},
         )
         written.append(path)
     sheet = out / "contact_sheet.png"

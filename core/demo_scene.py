@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from renderflow.core.envmap import camera_view_directions
 from renderflow.core.pipeline import GBuffers
 
 SPHERE_CENTRE = np.array([0.0, 1.0, 0.0])
@@ -40,25 +41,13 @@ def sky_radiance(direction_world: np.ndarray) -> np.ndarray:
     return (sky + sun).astype(np.float32)
 
 
-def camera_view_directions(height: int, width: int) -> np.ndarray:
-    """Lat-long directions in the camera frame (ARCHITECTURE §2: centre looks down -Z), `[H, W, 3]`."""
-    u = (np.arange(width) + 0.5) / width
-    v = (np.arange(height) + 0.5) / height
-    phi = 2 * math.pi * (0.5 - u)[None, :]
-    theta = math.pi * (0.5 - v)[:, None]
-    return np.stack(
-        np.broadcast_arrays(-np.cos(theta) * np.sin(phi), np.sin(theta), -np.cos(theta) * np.cos(phi)),
-        axis=-1,
-    )
-
-
 def demo_clip(frames: int = 5, size: int = 64, fov_degrees: float = 40.0) -> tuple[GBuffers, np.ndarray]:
     """G-buffers `[F, size, size, C]` and the camera-view env map `[F, size/2, size, 3]` of the demo."""
     albedo, normal, depth, material, envmaps = [], [], [], [], []
     for frame in range(frames):
         camera_to_world = orbit_camera_to_world(angle=0.15 * frame)
         rotation, position = camera_to_world[:3, :3], camera_to_world[:3, 3]
-        gbuffer = _ray_cast(rotation, position, size, fov_degrees)
+        gbuffer = ray_cast(rotation, position, size, fov_degrees)
         albedo.append(gbuffer[0])
         normal.append(gbuffer[1])
         depth.append(gbuffer[2])
@@ -69,7 +58,7 @@ def demo_clip(frames: int = 5, size: int = 64, fov_degrees: float = 40.0) -> tup
     )
 
 
-def _ray_cast(
+def ray_cast(
     rotation: np.ndarray, position: np.ndarray, size: int, fov_degrees: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One frame's albedo, camera-space normal, planar depth and material."""

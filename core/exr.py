@@ -1,8 +1,13 @@
 """EXR and PNG files through OpenImageIO; the only module that imports it.
 
 OpenImageIO reports failures as return values plus `geterror()`; here they become exceptions
-that name the file. Channels are always selected by name. Writes go to a temporary name in the
-same folder and are renamed, so that a reader never sees half a file.
+that name the file. Channels are always selected by name (OIIO reorders them on read). Writes go
+to a temporary name in the same folder and are renamed, so that a reader never sees half a file.
+
+Multi-part files are read as one set of channels: a part's channels keep their names when they
+carry a layer prefix (`diffuse.R`) or belong to the first part; bare names in later parts get the
+part's name as prefix (`R` in part `diffuse` becomes `diffuse.R`), which is how Nuke and most
+renderers name layers in single-part files.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+
+COMPRESSIONS = ("zip", "piz", "none")
 
 
 class ImageFileError(ValueError):
@@ -27,13 +34,47 @@ class ExrImage:
     pixels: np.ndarray
     channels: list[str]
     attributes: dict[str, object] = field(default_factory=dict)
+    path: Path | None = None
 
     def select(self, names: Sequence[str]) -> np.ndarray:
         """The named channels, in the order asked, `[H, W, len(names)]`."""
         missing = [name for name in names if name not in self.channels]
         if missing:
-            raise KeyError(f"channels {missing} are missing; the file has {self.channels}")
+            raise KeyError(f"{self.path}: channels {missing} are missing; the file has {self.channels}")
         return self.pixels[..., [self.channels.index(name) for name in names]]
+
+    def layers(self) -> dict[str, list[str]]:
+        """Layer name -> channel suffixes; unprefixed channels (R, G, B, A, Z) are layer ''."""
+        layers: dict[str, list[str]] = {}
+        for name in self.channels:
+            layer, _, suffix = name.rpartition(".")
+            layers.setdefault(layer, []).append(suffix)
+        return layers
+
+    def matrix(self, name: str) -> np.ndarray | None:
+        """A 4x4 matrix attribute as stored (row-major over its 16 values), or None if absent."""
+        value = self.attributes.get(name)
+        if value is None:
+            return None
+        values = np.asarray(value, dtype=np.float64).ravel()
+        if values.size != 16:
+            raise ImageFileError(
+                f"{self.path}: attribute {name!r} is not a 4x4 matrix ({values.size} values)"
+            )
+        return values.reshape(4, 4)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer to write: `name` '' for unprefixed channels (the beauty's R, G, B, A)."""
+
+    name: str
+    pixels: np.ndarray  # [H, W, C]
+    channels: Sequence[str]  # suffixes, e.g. ("R", "G", "B")
+    half: bool = True  # half for colour, float for data (depth, normals, materials)
+
+    def channel_names(self) -> list[str]:
+        return [f"{self.name}.{suffix}" if self.name else suffix for suffix in self.channels]
 
 
 def write_exr(
@@ -42,57 +83,144 @@ def write_exr(
     channels: Sequence[str],
     half: bool = True,
     attributes: dict[str, object] | None = None,
+    compression: str = "zip",
 ) -> None:
-    """Write `[H, W, C]` pixels as a ZIP-compressed EXR (half for colour, float for data)."""
-    if pixels.ndim != 3 or pixels.shape[-1] != len(channels):
-        raise ValueError(f"{path}: pixels of shape {pixels.shape} do not match channels {list(channels)}")
-    height, width, count = pixels.shape
-    spec = oiio.ImageSpec(width, height, count, "half" if half else "float")
-    spec.channelnames = tuple(channels)
-    spec.attribute("compression", "zip")
-    for name, value in (attributes or {}).items():
-        spec.attribute(name, value)
-    _write(path, spec, np.ascontiguousarray(pixels, dtype=np.float32))
+    """Write `[H, W, C]` pixels with the given full channel names as one EXR part."""
+    write_layers(path, [Layer("", pixels, channels, half)], attributes, compression)
+
+
+def write_layers(
+    path: Path,
+    layers: Sequence[Layer],
+    attributes: dict[str, object] | None = None,
+    compression: str = "zip",
+    multipart: bool = False,
+) -> None:
+    """Write layers as one multi-layer part, or one part per layer (`multipart`).
+
+    Attributes are strings, ints, floats or 4x4 numpy matrices (stored as EXR `m44f`).
+    """
+    path = Path(path)
+    if not layers:
+        raise ValueError(f"{path}: nothing to write")
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"{path}: compression {compression!r} is not one of {COMPRESSIONS}")
+    height, width = layers[0].pixels.shape[:2]
+    for layer in layers:
+        if layer.pixels.ndim != 3 or layer.pixels.shape[-1] != len(layer.channels):
+            raise ValueError(
+                f"{path}: layer {layer.name!r} has pixels of shape {layer.pixels.shape} "
+                f"for channels {list(layer.channels)}"
+            )
+        if layer.pixels.shape[:2] != (height, width):
+            raise ValueError(
+                f"{path}: layer {layer.name!r} is {layer.pixels.shape[1]}x{layer.pixels.shape[0]}, "
+                f"expected {width}x{height} like layer {layers[0].name!r}"
+            )
+    if multipart:
+        specs = [
+            _spec([layer], attributes if index == 0 else None, compression)
+            for index, layer in enumerate(layers)
+        ]
+        for spec, layer in zip(specs, layers, strict=True):
+            spec.attribute("oiio:subimagename", layer.name or "rgba")
+        _write(path, specs, [_pixels([layer]) for layer in layers])
+    else:
+        _write(path, [_spec(layers, attributes, compression)], [_pixels(layers)])
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
     """Write display-referred `[H, W, 3]` pixels in [0, 1] as an 8-bit PNG."""
     height, width, count = pixels.shape
     spec = oiio.ImageSpec(width, height, count, "uint8")
-    _write(path, spec, np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32))
+    _write(Path(path), [spec], [np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)])
 
 
 def read_exr(path: Path) -> ExrImage:
-    """Read every channel of the first part as float32 `[H, W, C]` with names and attributes."""
+    """Read every channel of every part as float32 `[H, W, C]` with names and attributes.
+
+    Also reads any other format OpenImageIO knows (Radiance .hdr env maps); attributes come
+    from the first part.
+    """
+    path = Path(path)
     image_input = oiio.ImageInput.open(str(path))
     if image_input is None:
         raise ImageFileError(f"{path}: cannot open ({oiio.geterror() or 'unreadable file'})")
     try:
-        spec = image_input.spec()
-        pixels = image_input.read_image(0, 0, 0, spec.nchannels, "float")
-        if pixels is None:
-            raise ImageFileError(f"{path}: cannot read pixels ({image_input.geterror() or 'truncated file'})")
-        attributes = {attr.name: spec.getattribute(attr.name) for attr in spec.extra_attribs}
-        return ExrImage(
-            np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1),
-            list(spec.channelnames),
-            attributes,
-        )
+        first = image_input.spec()
+        attributes = {attr.name: first.getattribute(attr.name) for attr in first.extra_attribs}
+        arrays, names = [], []
+        part = 0
+        while True:
+            spec = image_input.spec()
+            if (spec.width, spec.height) != (first.width, first.height):
+                raise ImageFileError(
+                    f"{path}: part {part} is {spec.width}x{spec.height}, "
+                    f"part 0 is {first.width}x{first.height}"
+                )
+            pixels = image_input.read_image(part, 0, 0, spec.nchannels, "float")
+            if pixels is None:
+                reason = image_input.geterror() or "truncated file"
+                raise ImageFileError(f"{path}: cannot read pixels ({reason})")
+            arrays.append(np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1))
+            part_name = str(spec.getattribute("oiio:subimagename") or "")
+            names += [_full_channel_name(name, part, part_name) for name in spec.channelnames]
+            part += 1
+            if not image_input.seek_subimage(part, 0):
+                break
     finally:
         image_input.close()
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ImageFileError(f"{path}: channels {duplicates} appear in more than one part")
+    return ExrImage(np.concatenate(arrays, axis=-1), names, attributes, path)
 
 
-def _write(path: Path, spec: oiio.ImageSpec, pixels: np.ndarray) -> None:
-    path = Path(path)
+def _full_channel_name(name: str, part: int, part_name: str) -> str:
+    if part == 0 or "." in name or not part_name:
+        return name
+    return f"{part_name}.{name}"
+
+
+def _spec(layers: Sequence[Layer], attributes: dict[str, object] | None, compression: str) -> oiio.ImageSpec:
+    height, width = layers[0].pixels.shape[:2]
+    names = [name for layer in layers for name in layer.channel_names()]
+    formats = [oiio.TypeDesc("half" if layer.half else "float") for layer in layers for _ in layer.channels]
+    spec = oiio.ImageSpec(width, height, len(names), "float")
+    spec.channelnames = tuple(names)
+    spec.channelformats = tuple(formats)
+    spec.attribute("compression", compression)
+    for name, value in (attributes or {}).items():
+        if isinstance(value, np.ndarray):
+            if value.shape != (4, 4):
+                raise ValueError(f"attribute {name!r}: only 4x4 matrices are supported, got {value.shape}")
+            spec.attribute(name, oiio.TypeDesc("matrix"), tuple(float(v) for v in value.ravel()))
+        else:
+            spec.attribute(name, value)
+    return spec
+
+
+def _pixels(layers: Sequence[Layer]) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([layer.pixels for layer in layers], axis=-1), dtype=np.float32)
+
+
+def _write(path: Path, specs: list[oiio.ImageSpec], pixels: list[np.ndarray]) -> None:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     output = oiio.ImageOutput.create(str(tmp))
     if output is None:
         raise ImageFileError(f"{path}: cannot create ({oiio.geterror()})")
     try:
-        if not output.open(str(tmp), spec):
+        opened = output.open(str(tmp), specs) if len(specs) > 1 else output.open(str(tmp), specs[0])
+        if not opened:
             raise ImageFileError(f"{path}: cannot open for writing ({output.geterror()})")
-        if not output.write_image(pixels):
-            raise ImageFileError(f"{path}: cannot write pixels ({output.geterror()})")
-    finally:
+        for index, (spec, part_pixels) in enumerate(zip(specs, pixels, strict=True)):
+            if index > 0 and not output.open(str(tmp), spec, "AppendSubimage"):
+                raise ImageFileError(f"{path}: cannot add part {index} ({output.geterror()})")
+            if not output.write_image(part_pixels):
+                raise ImageFileError(f"{path}: cannot write pixels ({output.geterror()})")
+    except BaseException:
         output.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    output.close()
     os.replace(tmp, path)

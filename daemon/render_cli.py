@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from renderflow.core.aov_profiles import AovProfile
 
 logger = logging.getLogger("renderflow.render")
 
@@ -20,7 +25,8 @@ UNTRAINED_WARNING = (
 @click.group(
     epilog=(
         "Examples:\n\n  rf-render demo --out demo_out\n\n"
-        "  rf-render import-wan ~/models/Wan2.1-T2V-1.3B-Diffusers ckpt/"
+        "  rf-render import-wan ~/models/Wan2.1-T2V-1.3B-Diffusers ckpt/\n\n"
+        "  rf-render inspect shot/gbuffers.1001.exr --profile auto"
     ),
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -97,3 +103,109 @@ def import_wan_command(wan_folder: Path, out: Path) -> None:
         raise click.ClickException(str(error)) from error
     pipeline.save_pretrained(out)
     click.echo(f"wrote {out}")
+
+
+def _profile_options(function: Callable[..., None]) -> Callable[..., None]:
+    """--profile, --aov, --aov-file, --colour-space, --camera, --fov: how to read G-buffer EXRs."""
+    options = [
+        click.option(
+            "--profile",
+            default="auto",
+            show_default=True,
+            help="AOV profile: auto, canonical, arnold, renderman, vray, cycles, karma, unreal or nuke.",
+        ),
+        click.option(
+            "--aov",
+            "aov_mappings",
+            multiple=True,
+            metavar="BUFFER=CHANNELS",
+            help="Map a buffer to your channels, e.g. --aov normal=myN.X,myN.Y,myN.Z (repeatable).",
+        ),
+        click.option(
+            "--aov-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A studio profile in TOML (base, [channels], conventions); see docs/AOV_PROFILES.md.",
+        ),
+        click.option(
+            "--colour-space",
+            default="lin_rec709",
+            show_default=True,
+            help="Scene-linear space of the colour buffers (ACEScg, lin_rec709, ...; OCIO names).",
+        ),
+        click.option(
+            "--camera",
+            "camera_json",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="camera.json with per-frame camera-to-world matrices, for world-space normals without one "
+            "in the header.",
+        ),
+        click.option("--fov", type=float, help="Vertical field of view in degrees, for ray-distance depth."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _build_profile(profile: str, aov_mappings: tuple[str, ...], aov_file: Path | None) -> AovProfile | str:
+    from renderflow.core.aov_profiles import get_profile, load_profile_file, parse_aov_option, with_mapping
+
+    base: AovProfile | str = load_profile_file(aov_file) if aov_file is not None else profile
+    if not aov_mappings:
+        return base
+    if isinstance(base, str):
+        if base == "auto":
+            raise click.UsageError("--aov needs an explicit --profile (the base the mapping extends)")
+        base = get_profile(base)
+    return with_mapping(base, dict(parse_aov_option(text) for text in aov_mappings))
+
+
+@main.command()
+@click.argument("file")
+@click.option(
+    "--frame", type=int, help="Frame to inspect when FILE is a sequence pattern (default: the first)."
+)
+@_profile_options
+def inspect(
+    file: str,
+    frame: int | None,
+    profile: str,
+    aov_mappings: tuple[str, ...],
+    aov_file: Path | None,
+    colour_space: str,
+    camera_json: Path | None,
+    fov: float | None,
+) -> None:
+    """Show an EXR's layers, the AOV profile and mapping RenderFlow would use, and value ranges.
+
+    FILE is an EXR or a sequence pattern (shot.####.exr, shot.%04d.exr, shot.$F4.exr).
+    """
+    import numpy as np
+
+    from renderflow.core.cameras import read_camera_json
+    from renderflow.core.exr import read_exr
+    from renderflow.core.gbuffer_io import convert_frame
+    from renderflow.core.inspect_report import describe_file, describe_frame, describe_profile
+    from renderflow.core.sequences import frame_path, sequence_files
+
+    try:
+        if frame is not None:
+            number, path = frame, frame_path(file, frame)
+        else:
+            number, path = sequence_files(file)[0]
+        image = read_exr(path)
+        for line in describe_file(image):
+            click.echo(line)
+        chosen, lines = describe_profile(image, _build_profile(profile, aov_mappings, aov_file))
+        for line in lines:
+            click.echo(line)
+        world_to_camera, camera_source = None, "from the header"
+        if camera_json is not None:
+            track = read_camera_json(camera_json)
+            index = track.frames.index(number) if number in track.frames else 0
+            world_to_camera, camera_source = track.world_to_camera_rotation(index), f"from {camera_json}"
+        canonical = convert_frame(image, chosen, colour_space, world_to_camera, fov)
+        with np.errstate(invalid="ignore"):
+            for line in describe_frame(canonical, camera_source):
+                click.echo(line)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error

@@ -34,11 +34,11 @@ def test_demo_clip_background_is_inf_and_ground_normal_is_up_in_camera_space():
 
 def test_exr_round_trip_keeps_channels_and_attributes(tmp_path):
     pixels = np.random.default_rng(0).random((4, 6, 3), dtype=np.float32) * 10
-    write_exr(tmp_path / "a.exr", pixels, ["R", "G", "B"], half=False, attributes={"renderflow:steps": 1})
+    write_exr(tmp_path / "a.exr", pixels, ["R", "G", "B"], half=False, attributes={"renderflow/steps": 1})
     image = read_exr(tmp_path / "a.exr")
     assert image.channels == ["R", "G", "B"]
     np.testing.assert_array_equal(image.select(["B", "R"]), pixels[..., [2, 0]])
-    assert image.attributes["renderflow:steps"] == 1
+    assert image.attributes["renderflow/steps"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["a.exr"]
 
 

@@ -29,3 +29,20 @@ def test_production_model_is_the_size_of_wan_1_3b():
     counts = parameter_counts(PRODUCTION_TRANSFORMER)
     assert 1.2e9 < counts["backbone"] < 1.45e9
     assert 1.5e9 < counts["backbone_with_keyframes"] < 1.75e9
+
+
+AOV_PROFILES_MD = Path(__file__).parents[1] / "docs" / "AOV_PROFILES.md"
+
+
+def test_aov_profile_table_lists_every_profile_with_its_conventions():
+    from renderflow.core.aov_profiles import PROFILES
+
+    rows = {}
+    for line in AOV_PROFILES_MD.read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if cells and cells[0] in PROFILES:
+            rows[cells[0]] = cells
+    assert set(rows) == set(PROFILES)
+    for name, profile in PROFILES.items():
+        assert rows[name][1] == f"{profile.normal_space}, {profile.normal_encoding}", name
+        assert rows[name][2] == profile.depth_kind, name

@@ -1,0 +1,57 @@
+"""The text `rf-render inspect` prints: layers, detected profile, the mapping used and value ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from renderflow.core.aov_profiles import AovProfile
+from renderflow.core.exr import ExrImage
+from renderflow.core.gbuffer_io import CanonicalFrame, resolve_profile
+
+HEADER_KEYS_SHOWN = 12
+
+
+def describe_file(image: ExrImage) -> list[str]:
+    height, width = image.pixels.shape[:2]
+    lines = [f"file:    {image.path} ({width}x{height}, {len(image.channels)} channels)", "layers:"]
+    for layer, suffixes in sorted(image.layers().items()):
+        lines.append(f"  {layer or '(no prefix)':<28} {' '.join(suffixes)}")
+    keys = sorted(image.attributes)
+    shown = ", ".join(keys[:HEADER_KEYS_SHOWN]) + (
+        f", ... ({len(keys)} in all)" if len(keys) > HEADER_KEYS_SHOWN else ""
+    )
+    lines.append(f"header:  {shown}")
+    return lines
+
+
+def describe_profile(image: ExrImage, profile: AovProfile | str) -> tuple[AovProfile, list[str]]:
+    chosen, reason = resolve_profile(image, profile)
+    lines = [
+        f"profile: {chosen.name} ({reason})",
+        f"         normals {chosen.normal_space} space, {chosen.normal_encoding}, "
+        f"{chosen.camera_axes} camera axes; depth {chosen.depth_kind} x{chosen.depth_scale:g}, "
+        f"background >= {chosen.background_depth:g}",
+    ]
+    return chosen, lines
+
+
+def describe_frame(frame: CanonicalFrame, camera_source: str) -> list[str]:
+    lines = ["mapping (canonical buffer <- channels: range after conversion):"]
+    mask = frame.buffers["mask"][..., 0] > 0
+    for name in ("beauty", "alpha", "albedo", "normal", "depth", "roughness", "metallic", "specular", "mask"):
+        if name not in frame.buffers:
+            continue
+        values = frame.buffers[name]
+        shown = (
+            values[mask]
+            if name not in ("mask", "beauty", "alpha") and mask.any()
+            else values.reshape(-1, values.shape[-1])
+        )
+        finite = shown[np.isfinite(shown)]
+        value_range = f"[{finite.min():.4g}, {finite.max():.4g}]" if finite.size else "(no finite values)"
+        source = frame.sources.get(name, "derived from depth" if name == "mask" else "")
+        lines.append(f"  {name:<10} <- {source:<46} {value_range}")
+    coverage = float(mask.mean())
+    lines.append(f"  geometry covers {coverage:.1%} of the frame; background depth is inf")
+    lines.append(f"camera:  {camera_source if frame.world_to_camera is not None else 'none'}")
+    return lines

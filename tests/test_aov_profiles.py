@@ -1,0 +1,257 @@
+"""Every AOV profile, round trip: EXRs written the way each renderer writes them -> canonical buffers.
+
+The truth is the demo scene ray-cast exactly from a camera that is both turned and tilted; each
+`_encode_*` below re-encodes it following one renderer's conventions (names, normal space and
+packing, depth kind and units, background value, camera metadata), independently of the code
+under test.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from renderflow.core.aov_profiles import PROFILES, detect_profile, get_profile
+from renderflow.core.cameras import to_imath
+from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
+from renderflow.core.exr import Layer, read_exr, write_layers
+from renderflow.core.gbuffer_io import GBufferError, read_frame, write_canonical_frame
+
+SIZE = 32
+FOV = 40.0
+
+
+@pytest.fixture(scope="module")
+def truth():
+    camera_to_world = orbit_camera_to_world(angle=0.7, radius=5.0, height=2.5)
+    albedo, normal, depth, material = ray_cast(camera_to_world[:3, :3], camera_to_world[:3, 3], SIZE, FOV)
+    mask = np.isfinite(depth).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, SIZE, dtype=np.float32)[None, :, None]
+    return {
+        "camera_to_world": camera_to_world,
+        "albedo": albedo,
+        "normal": normal,
+        "depth": depth,
+        "roughness": material[..., :1],
+        "metallic": (ramp * mask).astype(np.float32),  # varies, so a swapped channel shows
+        "specular": material[..., 2:] * 0.8,
+        "mask": mask,
+        "beauty": (albedo * 3.0 + 0.05).astype(np.float32),
+    }
+
+
+def _world_normals(truth, world_from_ours=None):
+    rotation = truth["camera_to_world"][:3, :3]
+    if world_from_ours is not None:
+        rotation = world_from_ours @ rotation
+    return (truth["normal"] @ rotation.T).astype(np.float32)
+
+
+def _world_to_camera_imath(truth):
+    return to_imath(np.linalg.inv(truth["camera_to_world"]))
+
+
+def _background(depth, value):
+    return np.where(np.isfinite(depth), depth, value).astype(np.float32)
+
+
+def _encode_canonical(truth):
+    buffers = {
+        k: truth[k] for k in ("beauty", "albedo", "normal", "depth", "roughness", "metallic", "specular")
+    }
+    return buffers, {}
+
+
+def _encode_arnold(truth):
+    return [
+        Layer("", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
+        Layer("diffuse_albedo", truth["albedo"], "RGB"),
+        Layer("N", _world_normals(truth), "XYZ", half=False),
+        Layer("", _background(truth["depth"], 1e30), ["Z"], half=False),
+        Layer("", truth["roughness"], ["specular_roughness"], half=False),
+        Layer("", truth["metallic"], ["metalness"], half=False),
+        Layer("", truth["specular"], ["specular_weight"], half=False),
+    ], {"worldToCamera": _world_to_camera_imath(truth), "arnold/version": "7.3.1.0"}
+
+
+def _encode_renderman(truth):
+    left_handed = truth["normal"] * np.array([1, 1, -1], np.float32)  # RenderMan camera: +Z forward
+    return [
+        Layer("", truth["beauty"], "RGB"),
+        Layer("albedo", truth["albedo"], "RGB"),
+        Layer("Nn", left_handed, "XYZ", half=False),
+        Layer("", _background(truth["depth"], 1e30), ["z"], half=False),
+        Layer("", truth["roughness"], ["specularRoughness"], half=False),
+        Layer("", truth["metallic"], ["metallic"], half=False),
+        Layer("", truth["specular"], ["specular"], half=False),
+    ], {"Software": "RenderMan 26.1"}
+
+
+def _encode_vray(truth):
+    return [
+        Layer("", truth["beauty"], "RGB"),
+        Layer("VRayDiffuseFilter", truth["albedo"], "RGB"),
+        Layer("VRayNormals", truth["normal"], "XYZ", half=False),
+        Layer("", _background(truth["depth"], 1e30), ["Z"], half=False),
+        Layer("VRayMtlReflectGlossiness", 1.0 - truth["roughness"], ["R"], half=False),
+        Layer("VRayMtlMetalness", truth["metallic"], ["R"], half=False),
+        Layer("VRayMtlReflectAmount", truth["specular"], ["R"], half=False),
+    ], {"vrayInfo/renderTime": "12.5"}
+
+
+# Blender's world is Z-up: (x, y, z)_ours -> (x, -z, y)_blender, a proper rotation.
+BLENDER_FROM_OURS = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+
+
+def _encode_cycles(truth, albedo_pass="DiffCol"):
+    view = "ViewLayer"
+    return [
+        Layer(f"{view}.Combined", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
+        Layer(f"{view}.{albedo_pass}", truth["albedo"], "RGB"),
+        Layer(f"{view}.Normal", _world_normals(truth, BLENDER_FROM_OURS), "XYZ", half=False),
+        Layer(f"{view}.Depth", _background(truth["depth"], 1e10), "Z", half=False),
+        Layer(f"{view}.Roughness", truth["roughness"], "X", half=False),
+        Layer(f"{view}.Metallic", truth["metallic"], "X", half=False),
+        Layer(f"{view}.Specular", truth["specular"], "X", half=False),
+    ], {}
+
+
+def _encode_karma(truth):
+    return [
+        Layer("C", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
+        Layer("albedo", truth["albedo"], "RGB"),
+        Layer("N", _world_normals(truth), "XYZ", half=False),
+        Layer("depth", truth["depth"], "Z", half=False),
+        Layer("", truth["roughness"], ["roughness"], half=False),
+        Layer("", truth["metallic"], ["metallic"], half=False),
+        Layer("", truth["specular"], ["reflect"], half=False),
+    ], {"worldToCamera": _world_to_camera_imath(truth), "Software": "Houdini Karma 20.5"}
+
+
+# Unreal's world: left-handed, Z-up, X forward: (x, y, z)_ours -> (-z, x, y)_unreal (a reflection).
+UNREAL_FROM_OURS = np.array([[0.0, 0, -1], [1, 0, 0], [0, 1, 0]])
+
+
+def _unreal_rotator(truth):
+    """Pitch and yaw (degrees) of the truth camera, from its forward axis in Unreal's world."""
+    forward = UNREAL_FROM_OURS @ -truth["camera_to_world"][:3, 2]
+    return math.degrees(math.asin(forward[2])), math.degrees(math.atan2(forward[1], forward[0]))
+
+
+def _encode_unreal(truth):
+    pitch, yaw = _unreal_rotator(truth)
+    packed = np.where(truth["mask"] > 0, _world_normals(truth, UNREAL_FROM_OURS) * 0.5 + 0.5, 0.0)
+    depth_cm = _background(truth["depth"] * 100.0, 65504.0)  # 16-bit output saturates the sky
+    return [
+        Layer("", truth["beauty"], "RGB"),
+        Layer("FinalImageBaseColor", truth["albedo"], "RGB"),
+        Layer("FinalImageWorldNormal", packed.astype(np.float32), "RGB"),
+        Layer("FinalImageSceneDepth", np.repeat(depth_cm, 3, -1), "RGB"),
+        Layer("FinalImageRoughness", np.repeat(truth["roughness"], 3, -1), "RGB"),
+        Layer("FinalImageMetallic", np.repeat(truth["metallic"], 3, -1), "RGB"),
+        Layer("FinalImageSpecular", np.repeat(truth["specular"], 3, -1), "RGB"),
+    ], {
+        "unreal/camera/curPos/x": "100.0",
+        "unreal/camera/curRot/pitch": f"{pitch:.6f}",
+        "unreal/camera/curRot/yaw": f"{yaw:.6f}",
+        "unreal/camera/curRot/roll": "0.0",
+    }
+
+
+def _encode_nuke(truth):
+    with np.errstate(divide="ignore"):
+        inverse_z = np.where(np.isfinite(truth["depth"]), 1.0 / truth["depth"], 0.0).astype(np.float32)
+    return [
+        Layer("", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
+        Layer("albedo", truth["albedo"], "RGB"),
+        Layer("N", _world_normals(truth), "XYZ", half=False),
+        Layer("depth", inverse_z, "Z", half=False),
+        Layer("roughness", truth["roughness"], "Y", half=False),
+        Layer("metallic", truth["metallic"], "Y", half=False),
+        Layer("specular", truth["specular"], "Y", half=False),
+    ], {"worldToCamera": _world_to_camera_imath(truth), "nuke/node_hash": "5e3a9c"}
+
+
+ENCODERS = {
+    "canonical": _encode_canonical,
+    "arnold": _encode_arnold,
+    "renderman": _encode_renderman,
+    "vray": _encode_vray,
+    "cycles": _encode_cycles,
+    "karma": _encode_karma,
+    "unreal": _encode_unreal,
+    "nuke": _encode_nuke,
+}
+
+
+def _write(tmp_path, name, truth):
+    path = tmp_path / f"{name}.exr"
+    encoded, attributes = ENCODERS[name](truth)
+    if name == "canonical":
+        write_canonical_frame(path, encoded, attributes)
+    else:
+        write_layers(path, encoded, attributes)
+    return path
+
+
+def _camera_override(name, truth):
+    """Blender writes no camera matrix: the user gives camera.json, here its world->camera rotation."""
+    if name != "cycles":
+        return None
+    return (BLENDER_FROM_OURS @ truth["camera_to_world"][:3, :3]).T
+
+
+def test_every_profile_has_an_encoder_here():
+    assert set(ENCODERS) == set(PROFILES)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("profile_choice", ["auto", "explicit"])
+def test_profile_round_trip_recovers_the_canonical_buffers(tmp_path, truth, name, profile_choice):
+    path = _write(tmp_path, name, truth)
+    profile = "auto" if profile_choice == "auto" else name
+    frame = read_frame(path, profile, world_to_camera=_camera_override(name, truth))
+    assert frame.profile.name == name
+    mask = truth["mask"] > 0
+    np.testing.assert_array_equal(frame.buffers["mask"], truth["mask"])
+    assert np.isinf(frame.buffers["depth"][~mask]).all()
+    np.testing.assert_allclose(frame.buffers["depth"][mask], truth["depth"][mask], rtol=1e-5)
+    packed = name == "unreal"  # 16-bit-style packed normals lose a little precision
+    np.testing.assert_allclose(frame.buffers["normal"], truth["normal"], atol=2e-3 if packed else 1e-5)
+    np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=2e-3)
+    np.testing.assert_allclose(frame.buffers["beauty"], truth["beauty"], rtol=2e-3)
+    for material in ("roughness", "metallic", "specular"):
+        np.testing.assert_allclose(frame.buffers[material], truth[material], atol=1e-3, err_msg=material)
+
+
+def test_new_blender_pass_names_read_like_the_old_ones(tmp_path, truth):
+    path = tmp_path / "blender5.exr"
+    write_layers(path, *_encode_cycles(truth, albedo_pass="Diffuse Color"))
+    frame = read_frame(path, "auto", world_to_camera=_camera_override("cycles", truth))
+    assert (
+        frame.sources["albedo"]
+        == "ViewLayer.Diffuse Color.R,ViewLayer.Diffuse Color.G,ViewLayer.Diffuse Color.B"
+    )
+    np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=2e-3)
+
+
+def test_glossiness_becomes_roughness(tmp_path, truth):
+    frame = read_frame(_write(tmp_path, "vray", truth), "vray")
+    assert frame.sources["roughness"] == "1 - VRayMtlReflectGlossiness.R"
+
+
+def test_world_normals_without_a_camera_are_an_error_that_says_what_to_give(tmp_path, truth):
+    path = _write(tmp_path, "cycles", truth)
+    with pytest.raises(GBufferError, match=r"cycles\.exr.*world-space normals.*--camera"):
+        read_frame(path, "cycles")
+
+
+def test_detection_explains_itself_and_an_explicit_profile_overrides_it(tmp_path, truth):
+    path = _write(tmp_path, "arnold", truth)
+    detection = detect_profile(read_exr(path))
+    assert detection.profile.name == "arnold" and "arnold/*" in detection.reason
+    # Read as Nuke on purpose: Z is not a Nuke layer, so it is a clear error, not a silent 1/Z.
+    with pytest.raises(
+        GBufferError, match=r"no layer for albedo, depth in profile 'nuke'.*diffuse_albedo \[R G B\]"
+    ):
+        read_frame(path, get_profile("nuke"))

@@ -1,0 +1,131 @@
+"""Handedness, proved on surfaces whose camera-space normals follow from geometry alone.
+
+A camera at the origin turned 90° about +Y looks along world -X (its -Z), with world +Y up; its
+right-hand side is forward x up = (-1, 0, 0) x (0, 1, 0) = (0, 0, -1). So, in our camera frame
+(+X right, +Y up, +Z towards the viewer), a wall facing it (world +X) has normal (0, 0, 1), the
+floor (world +Y) has (0, 1, 0), and a wall whose normal is world -Z points right: (1, 0, 0).
+"""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from renderflow.core.aov_profiles import get_profile
+from renderflow.core.cameras import (
+    CameraTrack,
+    from_imath,
+    ray_length_factor,
+    read_camera_json,
+    to_imath,
+    unreal_world_to_camera,
+    write_camera_json,
+)
+from renderflow.core.exr import Layer, write_layers
+from renderflow.core.gbuffer_io import GBufferError, read_frame
+
+WORLD_NORMALS = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, -1]])
+EXPECTED_CAMERA_NORMALS = np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])
+
+
+def _turned_camera_to_world():
+    turn = math.radians(90)
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[math.cos(turn), 0, math.sin(turn)], [0, 1, 0], [-math.sin(turn), 0, math.cos(turn)]]
+    matrix[:3, 3] = [4.0, 1.0, -2.0]  # translation must not matter for normals
+    return matrix
+
+
+def _write_three_pixels(path, normal_layer, normals, attributes, depth_layer="depth.Z"):
+    layers = [
+        Layer("albedo", np.full((1, 3, 3), 0.5, np.float32), "RGB"),
+        Layer(normal_layer, normals.reshape(1, 3, 3).astype(np.float32), "XYZ", half=False),
+        Layer("", np.array([2.0, 3.0, 4.0], np.float32).reshape(1, 3, 1), [depth_layer], half=False),
+    ]
+    write_layers(path, layers, attributes)
+
+
+def test_turned_camera_frame_is_the_geometry_above():
+    camera = _turned_camera_to_world()
+    np.testing.assert_allclose(-camera[:3, 2], [-1, 0, 0], atol=1e-12)  # looks along -X
+    np.testing.assert_allclose(camera[:3, 0], [0, 0, -1], atol=1e-12)  # right is -Z
+
+
+@pytest.mark.parametrize("key", ["worldToCamera", "cameraToWorld"])
+def test_world_normals_through_the_header_matrix(tmp_path, key):
+    camera_to_world = _turned_camera_to_world()
+    matrix = np.linalg.inv(camera_to_world) if key == "worldToCamera" else camera_to_world
+    path = tmp_path / "world.exr"
+    _write_three_pixels(path, "N", WORLD_NORMALS, {key: to_imath(matrix)})
+    frame = read_frame(path, "arnold")
+    np.testing.assert_allclose(frame.buffers["normal"][0], EXPECTED_CAMERA_NORMALS, atol=1e-6)
+
+
+def test_renderman_camera_normals_are_left_handed(tmp_path):
+    # RenderMan's camera space has +Z forward: a surface facing the camera points along -Z there.
+    renderman = np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]])
+    path = tmp_path / "rman.exr"
+    _write_three_pixels(path, "Nn", renderman, {"Software": "RenderMan"}, depth_layer="z")
+    frame = read_frame(path, "renderman")
+    np.testing.assert_allclose(frame.buffers["normal"][0], EXPECTED_CAMERA_NORMALS, atol=1e-6)
+
+
+def test_unreal_rotator_yaw_90_looks_along_plus_y():
+    # Unreal: left-handed, Z up; yaw +90 turns the view from +X to +Y and the right side to -X.
+    rotation = unreal_world_to_camera(pitch=0.0, yaw=90.0, roll=0.0)
+    facing_camera, floor, plus_x = rotation @ [0, -1, 0], rotation @ [0, 0, 1], rotation @ [1, 0, 0]
+    np.testing.assert_allclose(facing_camera, [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(floor, [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(plus_x, [-1, 0, 0], atol=1e-12)  # +X is on the camera's left
+
+
+def test_unreal_pitch_up_tilts_the_floor_normal_away():
+    rotation = unreal_world_to_camera(pitch=30.0, yaw=0.0, roll=0.0)
+    np.testing.assert_allclose(rotation @ [0, 0, 1], [0, math.cos(math.radians(30)), -0.5], atol=1e-12)
+    # Left-handed world -> right-handed camera is a reflection: orthogonal with determinant -1.
+    for roll in (0.0, 35.0, 90.0):
+        matrix = unreal_world_to_camera(pitch=30.0, yaw=-20.0, roll=roll)
+        np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(matrix) == pytest.approx(-1.0)
+
+
+def test_imath_layout_holds_translation_in_elements_12_to_14():
+    matrix = np.eye(4)
+    matrix[:3, 3] = [1, 2, 3]
+    assert to_imath(matrix).ravel()[12:15].tolist() == [1, 2, 3]
+    np.testing.assert_array_equal(from_imath(to_imath(matrix)), matrix)
+
+
+def test_ray_length_factor_is_one_at_the_centre_and_the_corner_ray_length():
+    factor = ray_length_factor(3, 3, 90.0)
+    assert factor[1, 1, 0] == pytest.approx(1.0)
+    corner = math.sqrt(1 + 2 * (2 / 3) ** 2)  # pixel centres at ±2/3 of tan(45°)
+    assert factor[0, 0, 0] == pytest.approx(corner)
+
+
+def test_ray_distance_depth_becomes_planar_with_the_fov(tmp_path):
+    planar = np.full((1, 3, 1), 5.0, np.float32)
+    ray = planar * ray_length_factor(1, 3, 30.0)
+    path = tmp_path / "ray.exr"
+    layers = [
+        Layer("albedo", np.full((1, 3, 3), 0.5, np.float32), "RGB"),
+        Layer("N", np.tile([0.0, 0.0, 1.0], (1, 3, 1)).astype(np.float32), "XYZ", half=False),
+        Layer("depth", ray.astype(np.float32), "Z", half=False),
+    ]
+    write_layers(path, layers)
+    profile = replace(get_profile("canonical"), depth_kind="ray")
+    np.testing.assert_allclose(read_frame(path, profile, vertical_fov_degrees=30.0).buffers["depth"], planar)
+    with pytest.raises(GBufferError, match=r"ray distance.*--fov"):
+        read_frame(path, profile)
+
+
+def test_camera_json_round_trip_and_errors(tmp_path):
+    track = CameraTrack([1001, 1002], np.stack([np.eye(4), _turned_camera_to_world()]), [40.0, 41.0])
+    write_camera_json(tmp_path / "camera.json", track)
+    read = read_camera_json(tmp_path / "camera.json")
+    assert read.frames == [1001, 1002] and read.vertical_fov_degrees == [40.0, 41.0]
+    np.testing.assert_allclose(read.camera_to_world, track.camera_to_world)
+    (tmp_path / "bad.json").write_text('{"frames": [{"frame": 1}]}')
+    with pytest.raises(ValueError, match=r"bad\.json: not a camera\.json"):
+        read_camera_json(tmp_path / "bad.json")
