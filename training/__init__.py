@@ -1,0 +1,1 @@
+"""RenderFlow training: synthetic data, datasets, losses, stages, metrics, rf-train and rf-eval."""

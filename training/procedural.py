@@ -1,0 +1,208 @@
+"""Procedural scenes and env maps for synthetic training data, deterministic by seed.
+
+A scene is a ground plane and a few random objects (Mitsuba's sphere and cube, plus a
+torus and a displaced sphere generated here as meshes) with principled (Disney) materials: random
+base colour (constant or checkered), roughness, metallic and specular. Light comes only from an
+HDR env map: a sky with a sun disk, a studio with soft boxes, or coloured areas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from renderflow.core.envmap import latlong_directions
+
+SHAPE_KINDS = ("sphere", "cube", "torus", "displaced_sphere")
+ENV_KINDS = ("sky", "studio", "coloured")
+GROUND_SIZE = 8.0
+
+
+@dataclass(frozen=True)
+class MaterialSpec:
+    """Disney BRDF parameters; `checker_colour` set means a checkered base colour (scale `checker_scale`)."""
+
+    base_colour: tuple[float, float, float]
+    roughness: float
+    metallic: float
+    specular: float
+    checker_colour: tuple[float, float, float] | None = None
+    checker_scale: float = 4.0
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    kind: str  # one of SHAPE_KINDS, or "ground"
+    position: tuple[float, float, float]
+    scale: float
+    yaw_degrees: float
+    material: MaterialSpec
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    kind: str  # one of ENV_KINDS
+    seed: int
+    intensity: float = 1.0
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    shapes: list[ShapeSpec]
+    env: EnvSpec
+    camera_target: tuple[float, float, float] = (0.0, 0.6, 0.0)
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def random_material(rng: np.random.Generator) -> MaterialSpec:
+    colour = _colour(rng)
+    checker = _colour(rng) if rng.random() < 0.3 else None
+    metallic = float(rng.choice([0.0, 0.0, 1.0, rng.uniform(0, 1)]))
+    return MaterialSpec(
+        base_colour=colour,
+        roughness=float(rng.uniform(0.05, 1.0)),
+        metallic=metallic,
+        specular=float(rng.uniform(0.2, 0.8)),
+        checker_colour=checker,
+        checker_scale=float(rng.uniform(2, 8)),
+    )
+
+
+def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
+    red, green, blue = (float(c) for c in rng.uniform(0.05, 0.9, 3))
+    return red, green, blue
+
+
+def random_scene(seed: int, max_objects: int = 4) -> SceneSpec:
+    """A ground plane and 1..max_objects random objects resting on it, and a random env map."""
+    rng = np.random.default_rng(seed)
+    shapes = [ShapeSpec("ground", (0.0, 0.0, 0.0), GROUND_SIZE, 0.0, random_material(rng))]
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        scale = float(rng.uniform(0.3, 0.7))
+        radius, angle = float(rng.uniform(0, 1.6)), float(rng.uniform(0, 2 * math.pi))
+        position = (radius * math.cos(angle), scale, radius * math.sin(angle))
+        kind = str(rng.choice(SHAPE_KINDS))
+        shapes.append(ShapeSpec(kind, position, scale, float(rng.uniform(0, 360)), random_material(rng)))
+    env = EnvSpec(str(rng.choice(ENV_KINDS)), int(rng.integers(2**31)), float(rng.uniform(0.6, 1.6)))
+    return SceneSpec(shapes, env)
+
+
+# --- env maps -----------------------------------------------------------------------------------
+
+
+def make_envmap(spec: EnvSpec, height: int = 128, width: int = 256) -> np.ndarray:
+    """A world-space lat-long HDR env map `[height, width, 3]` (values far above 1 where a light is)."""
+    rng = np.random.default_rng(spec.seed)
+    directions = latlong_directions(height, width)
+    up = directions[..., 1:2]
+    if spec.kind == "sky":
+        zenith = np.array([0.25, 0.45, 1.0]) * rng.uniform(0.6, 1.2)
+        horizon = np.array([0.9, 0.9, 1.0]) * rng.uniform(0.6, 1.2)
+        sky = np.where(up > 0, horizon + (zenith - horizon) * np.sqrt(np.clip(up, 0, 1)), [0.2, 0.17, 0.14])
+        sun = _random_direction(rng, min_elevation=0.15)
+        radiance = sky + _lobe(
+            directions, sun, cos_radius=math.cos(math.radians(2.5)), power=rng.uniform(200, 800)
+        )
+    elif spec.kind == "studio":
+        radiance = np.broadcast_to(np.array([0.05, 0.05, 0.05]), directions.shape).copy()
+        for _ in range(int(rng.integers(2, 5))):
+            box = _random_direction(rng, min_elevation=0.0)
+            warmth = rng.uniform(0.8, 1.0, 3)
+            radiance = (
+                radiance
+                + _lobe(directions, box, math.cos(math.radians(rng.uniform(8, 20))), rng.uniform(5, 30))
+                * warmth
+            )
+    elif spec.kind == "coloured":
+        radiance = np.broadcast_to(np.array([0.1, 0.1, 0.1]), directions.shape).copy()
+        for _ in range(int(rng.integers(2, 5))):
+            area = _random_direction(rng, min_elevation=-0.2)
+            colour = rng.uniform(0, 1, 3)
+            colour = colour / colour.max()
+            radiance = (
+                radiance
+                + _lobe(directions, area, math.cos(math.radians(rng.uniform(20, 50))), rng.uniform(2, 8))
+                * colour
+            )
+    else:
+        raise ValueError(f"unknown env kind {spec.kind!r}; expected one of {ENV_KINDS}")
+    return (radiance * spec.intensity).astype(np.float32)
+
+
+def _random_direction(rng: np.random.Generator, min_elevation: float) -> np.ndarray:
+    elevation = rng.uniform(min_elevation, 0.9)
+    azimuth = rng.uniform(0, 2 * math.pi)
+    return np.array(
+        [
+            math.cos(elevation) * math.sin(azimuth),
+            math.sin(elevation),
+            math.cos(elevation) * math.cos(azimuth),
+        ]
+    )
+
+
+def _lobe(directions: np.ndarray, centre: np.ndarray, cos_radius: float, power: float) -> np.ndarray:
+    """A disk of constant radiance `power` with a soft edge, `[H, W, 1]`."""
+    cosine = directions @ centre
+    edge = (1.0 - cos_radius) * 0.2
+    return (power * np.clip((cosine - cos_radius) / edge + 1.0, 0.0, 1.0))[..., None]
+
+
+# --- meshes generated in code (written as PLY for Mitsuba) --------------------------------------
+
+
+def torus_mesh(
+    major: float = 0.7, minor: float = 0.3, segments: int = 48, sides: int = 24
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices `[V, 3]` and triangles `[T, 3]` of a torus around +Y, centred at 0, outer radius 1."""
+    u = np.linspace(0, 2 * math.pi, segments, endpoint=False)[:, None]
+    v = np.linspace(0, 2 * math.pi, sides, endpoint=False)[None, :]
+    x = (major + minor * np.cos(v)) * np.cos(u)
+    z = (major + minor * np.cos(v)) * np.sin(u)
+    y = minor * np.sin(v) * np.ones_like(u)
+    vertices = np.stack([x, y, z], axis=-1).reshape(-1, 3)
+    return vertices / (major + minor), _grid_triangles(segments, sides)
+
+
+def displaced_sphere_mesh(
+    seed: int, segments: int = 48, rings: int = 24, amount: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
+    """A unit sphere with smooth random bumps (a sum of a few spherical waves)."""
+    rng = np.random.default_rng(seed)
+    u = np.linspace(0, 2 * math.pi, segments, endpoint=False)[:, None]
+    theta = np.linspace(0.02, math.pi - 0.02, rings)[None, :]
+    directions = np.stack(
+        np.broadcast_arrays(np.sin(theta) * np.cos(u), np.cos(theta), np.sin(theta) * np.sin(u)), -1
+    )
+    radius = np.ones(directions.shape[:2])
+    for _ in range(4):
+        axis = rng.standard_normal(3)
+        axis /= np.linalg.norm(axis)
+        radius += amount / 4 * np.sin(rng.uniform(2, 6) * (directions @ axis) + rng.uniform(0, 6.3))
+    vertices = (directions * radius[..., None]).reshape(-1, 3)
+    return vertices / radius.max(), _grid_triangles(segments, rings, wrap_sides=False)
+
+
+def _grid_triangles(segments: int, sides: int, wrap_sides: bool = True) -> np.ndarray:
+    triangles = []
+    for i in range(segments):
+        for j in range(sides if wrap_sides else sides - 1):
+            a, b = i * sides + j, ((i + 1) % segments) * sides + j
+            c, d = i * sides + (j + 1) % sides, ((i + 1) % segments) * sides + (j + 1) % sides
+            triangles += [(a, c, b), (b, c, d)]
+    return np.array(triangles, dtype=np.int32)
+
+
+def write_ply(path: Path, vertices: np.ndarray, triangles: np.ndarray) -> None:
+    """A binary little-endian PLY with positions and triangles."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(triangles)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    faces = np.zeros(len(triangles), dtype=[("count", "u1"), ("indices", "<i4", (3,))])
+    faces["count"], faces["indices"] = 3, triangles
+    Path(path).write_bytes(header.encode() + vertices.astype("<f4").tobytes() + faces.tobytes())
