@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,7 +66,7 @@ class AovProfile:
     fov_key: str = ""  # header attribute with the horizontal fov in degrees, for ray depth
     attribute_clues: tuple[str, ...] = ()  # header attribute name prefixes that identify the renderer
     software_clues: tuple[str, ...] = ()  # substrings of the `Software` attribute
-    hint_channels: tuple[str, ...] = field(default=())  # channel names typical of the renderer
+    hint_channels: tuple[str, ...] = ()  # channel names typical of the renderer
 
     def resolve(self, image: ExrImage, buffer: str) -> tuple[str, ...] | None:
         """The channels of `buffer` in `image` (first alias that is complete), or None."""

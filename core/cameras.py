@@ -33,6 +33,17 @@ def to_imath(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix, dtype=np.float64).reshape(4, 4).T.copy()
 
 
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Camera-to-world `[4, 4]` of a camera at `position` looking at `target`, world +Y up."""
+    back = np.asarray(position, np.float64) - target  # the camera looks down -Z: +Z points back
+    back /= np.linalg.norm(back)
+    right = np.cross([0.0, 1.0, 0.0], back)
+    right /= np.linalg.norm(right)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, np.cross(back, right), back, position
+    return matrix
+
+
 def unreal_world_to_camera(pitch: float, yaw: float, roll: float) -> np.ndarray:
     """World->camera rotation `[3, 3]` for an Unreal camera rotator (degrees).
 

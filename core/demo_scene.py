@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from renderflow.core.cameras import look_at
 from renderflow.core.envmap import camera_view_directions
 from renderflow.core.pipeline import GBuffers
 
@@ -23,14 +24,7 @@ SUN_DIRECTION = np.array([0.5, 0.6, 0.62]) / np.linalg.norm([0.5, 0.6, 0.62])
 def orbit_camera_to_world(angle: float, radius: float = 5.0, height: float = 2.0) -> np.ndarray:
     """Camera-to-world rotation and position `[4, 4]` (column vectors) looking at the sphere."""
     position = np.array([radius * math.sin(angle), height, radius * math.cos(angle)])
-    back = position - SPHERE_CENTRE  # the camera looks down -Z: +Z points back at the camera
-    back /= np.linalg.norm(back)
-    right = np.cross([0.0, 1.0, 0.0], back)
-    right /= np.linalg.norm(right)
-    up = np.cross(back, right)
-    matrix = np.eye(4)
-    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, up, back, position
-    return matrix
+    return look_at(position, SPHERE_CENTRE)
 
 
 def sky_radiance(direction_world: np.ndarray) -> np.ndarray:

@@ -130,6 +130,12 @@ def camera_view_envmap(
 
     `camera_to_world` is the camera's rotation `[3, 3]` (or its full `[4, 4]` matrix).
     """
+    return _reproject(prefilter(envmap_world, width), camera_to_world, height, width, transform)
+
+
+def _reproject(
+    envmap_world: np.ndarray, camera_to_world: np.ndarray, height: int, width: int, transform: EnvTransform
+) -> np.ndarray:
     rotation = np.asarray(camera_to_world, dtype=np.float64)[:3, :3]
     directions_world = camera_view_directions(height, width) @ rotation.T
     yaw = math.radians(transform.yaw_degrees)
@@ -139,7 +145,7 @@ def camera_view_envmap(
     source = np.stack([x * cos_yaw - z * sin_yaw, y, x * sin_yaw + z * cos_yaw], axis=-1)
     if transform.flip:
         source[..., 0] = -source[..., 0]
-    radiance = sample_latlong(prefilter(envmap_world, width), source)
+    radiance = sample_latlong(envmap_world, source)
     return (radiance * np.float32(2.0**transform.exposure_stops)).astype(np.float32)
 
 
@@ -151,6 +157,5 @@ def camera_view_envmaps(
     transform: EnvTransform = EnvTransform(),
 ) -> np.ndarray:
     """One camera-view map per frame for cameras `[F, 3|4, 3|4]`: `[F, height, width, 3]`."""
-    return np.stack(
-        [camera_view_envmap(envmap_world, camera, height, width, transform) for camera in cameras_to_world]
-    )
+    filtered = prefilter(envmap_world, width)  # once for the sequence
+    return np.stack([_reproject(filtered, camera, height, width, transform) for camera in cameras_to_world])

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from renderflow.core.cameras import look_at
 from renderflow.core.envmap import sample_latlong
 from renderflow.core.exr import read_exr, write_exr
 from renderflow.core.gbuffer_io import read_sequence
 from renderflow.training.cli import main
 from renderflow.training.mitsuba_render import render_frame
 from renderflow.training.procedural import EnvSpec, MaterialSpec, SceneSpec, ShapeSpec, make_envmap
-from renderflow.training.synth import SynthConfig, look_at, make_clip, synthesise
+from renderflow.training.synth import SynthConfig, make_clip, synthesise
 
 SIZE, FOV = 24, 40.0
 RED = MaterialSpec((0.8, 0.2, 0.1), 0.3, 0.0, 0.5)

@@ -10,7 +10,6 @@ specular), which the albedo AOV returns exactly. Normals become camera space and
 
 from __future__ import annotations
 
-import ctypes.util
 import glob
 import logging
 import os
@@ -54,8 +53,6 @@ def find_libllvm() -> str | None:
         digits = "".join(ch if ch.isdigit() else " " for ch in Path(path).name.split(".so")[0]).split()
         if digits and int(digits[0]) >= MIN_LLVM_MAJOR and (best is None or int(digits[0]) > best[0]):
             best = (int(digits[0]), path)
-    if best is None and ctypes.util.find_library("LLVM") is None:
-        return None
     return best[1] if best else None
 
 
@@ -170,7 +167,7 @@ def _scene_dict(
     }
     for index, shape in enumerate(scene.shapes):
         result[f"shape{index:02d}"] = _shape_dict(
-            mi, shape, meshes.get(index), _bsdf(shape.material, mode, shape.kind)
+            mi, shape, meshes.get(index), _bsdf(mi, shape.material, mode, shape.kind)
         )
     return result
 
@@ -191,7 +188,7 @@ def _shape_dict(mi: Any, shape: ShapeSpec, mesh: Path | None, bsdf: dict[str, An
     return {"type": "ply", "filename": str(mesh), "to_world": to_world, "bsdf": bsdf, "face_normals": False}
 
 
-def _bsdf(material: MaterialSpec, mode: str, kind: str) -> dict[str, Any]:
+def _bsdf(mi: Any, material: MaterialSpec, mode: str, kind: str) -> dict[str, Any]:
     checker = material.checker_colour is not None and kind in (
         "ground",
         "sphere",
@@ -202,7 +199,7 @@ def _bsdf(material: MaterialSpec, mode: str, kind: str) -> dict[str, Any]:
             "type": "checkerboard",
             "color0": {"type": "rgb", "value": list(material.base_colour)},
             "color1": {"type": "rgb", "value": list(material.checker_colour or material.base_colour)},
-            "to_uv": _uv_scale(material.checker_scale),
+            "to_uv": mi.ScalarTransform4f().scale([material.checker_scale, material.checker_scale, 1]),
         }
     else:
         base = {"type": "rgb", "value": list(material.base_colour)}
@@ -218,9 +215,3 @@ def _bsdf(material: MaterialSpec, mode: str, kind: str) -> dict[str, Any]:
         return {"type": "diffuse", "reflectance": base}
     values = [material.roughness, material.metallic, material.specular]
     return {"type": "diffuse", "reflectance": {"type": "rgb", "value": values}}
-
-
-def _uv_scale(scale: float) -> Any:
-    import mitsuba as mi
-
-    return mi.ScalarTransform4f().scale([scale, scale, 1])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.cameras import CameraTrack, write_camera_json
+from renderflow.core.cameras import CameraTrack, look_at, to_imath, write_camera_json
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
 from renderflow.training.mitsuba_render import render_frame, write_meshes
@@ -75,17 +75,6 @@ def camera_path(rng: np.random.Generator, frames: int, target: np.ndarray) -> np
     return np.stack(matrices)
 
 
-def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Camera-to-world `[4, 4]` (column vectors, our camera frame: looks down -Z, +Y up)."""
-    back = position - target
-    back = back / np.linalg.norm(back)
-    right = np.cross([0.0, 1.0, 0.0], back)
-    right /= np.linalg.norm(right)
-    matrix = np.eye(4)
-    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, np.cross(back, right), back, position
-    return matrix
-
-
 def animated_scene(scene: SceneSpec, frame: int, frames: int) -> SceneSpec:
     """The appendix C edit on the first object: roughness 1->0, metallic 0->1, albedo blue->green."""
     t = frame / max(frames - 1, 1)
@@ -126,8 +115,8 @@ def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
             "renderflow/source": "rf-train synth",
             "renderflow/seed": int(clip_seed),
             "renderflow/spp": config.spp,
-            "cameraToWorld": _imath(cameras[frame]),
-            "worldToCamera": _imath(np.linalg.inv(cameras[frame])),
+            "cameraToWorld": to_imath(cameras[frame]),
+            "worldToCamera": to_imath(np.linalg.inv(cameras[frame])),
         }
         write_canonical_frame(folder / f"frame.{number:04d}.exr", buffers, attributes)
     fovs = [config.vertical_fov_degrees] * config.frames
@@ -136,12 +125,6 @@ def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
     shutil.rmtree(folder / "meshes")
     (folder / DONE_FILE).write_text(json.dumps(dataclasses.asdict(config)))
     return folder
-
-
-def _imath(matrix: np.ndarray) -> np.ndarray:
-    from renderflow.core.cameras import to_imath
-
-    return to_imath(matrix)
 
 
 def _make_clip_job(job: tuple[Path, int, SynthConfig]) -> Path:
