@@ -36,6 +36,11 @@ CPU_DEFAULT_TRANSFORMER: dict[str, Any] = {
 }
 CPU_DEFAULT_AUTOENCODER: dict[str, Any] = {"latent_channels": 8, "base_channels": 32, "num_downsamples": 2}
 
+# Named (transformer, autoencoder) configurations for `rf-train autoencoder --model`.
+MODEL_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "cpu-default": (CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
+}
+
 
 def build_tiny_pipeline(
     transformer_config: dict[str, Any],

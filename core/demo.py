@@ -1,67 +1,69 @@
-"""The README's main job: the demo clip -> beauty EXRs and a contact sheet."""
+"""The README's main job: the bundled demo clip -> beauty EXRs and a contact sheet, on the bundled model.
+
+The clip (core/demo_clip) is a held-out path-traced clip of `rf-train synth` (test split, never
+trained on); the model (core/weights/renderflow-cpu) is the bundled CPU default. The contact
+sheet shows the inputs, RenderFlow's render, the path-traced reference and the error between them.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from renderflow.core.configs import CPU_DEFAULT_AUTOENCODER, CPU_DEFAULT_TRANSFORMER, build_tiny_pipeline
-from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
-from renderflow.core.demo_scene import demo_clip
+from renderflow.core import encodings as enc
+from renderflow.core.clips import load_clip
+from renderflow.core.contact_sheet import (
+    display_colour,
+    display_depth,
+    display_error,
+    display_normal,
+    write_contact_sheet,
+)
 from renderflow.core.exr import write_exr
-from renderflow.core.pipeline import ProgressFn, RenderFlowPipeline
+from renderflow.core.pipeline import GBuffers, ProgressFn, RenderFlowPipeline
 
 logger = logging.getLogger(__name__)
 
-
-def load_or_build(checkpoint: Path | None, device: str, seed: int) -> RenderFlowPipeline:
-    """The checkpoint's pipeline, or the untrained CPU default seeded with `seed`."""
-    if checkpoint is not None:
-        return RenderFlowPipeline.from_pretrained(checkpoint, device=device)
-    torch.manual_seed(seed)
-    return build_tiny_pipeline(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER).to(device)
+BUNDLED_MODEL = Path(__file__).parent / "weights" / "renderflow-cpu"
+DEMO_CLIP = Path(__file__).parent / "demo_clip"
+FIRST_FRAME = 1001
 
 
 def render_demo(
     out: Path,
-    checkpoint: Path | None,
-    frames: int,
-    size: int,
-    steps: int,
-    device: str,
-    seed: int,
+    checkpoint: Path = BUNDLED_MODEL,
+    frames: int | None = None,
+    steps: int = 1,
+    device: str = "cpu",
     progress: ProgressFn | None = None,
 ) -> list[Path]:
-    """Render the demo clip into `out`; return the files written."""
-    pipeline = load_or_build(checkpoint, device, seed)
-    gbuffers, envmap_cam = demo_clip(frames, size)
-    beauty = pipeline.render(gbuffers, envmap_cam, steps=steps, progress=progress)
+    """Render the first `frames` frames of the demo clip into `out`; return the files written."""
+    pipeline = RenderFlowPipeline.from_pretrained(checkpoint, device=device)
+    clip = load_clip(DEMO_CLIP)
+    count = len(clip.beauty) if frames is None else min(frames, len(clip.beauty))
+    full = clip.gbuffers
+    gbuffers = GBuffers(full.albedo[:count], full.normal[:count], full.depth[:count], full.material[:count])
+    beauty = pipeline.render(gbuffers, clip.envmap_cam[:count], steps=steps, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
-    model_name = str(checkpoint) if checkpoint else f"untrained-cpu-default-seed{seed}"
     written = []
     for frame, image in enumerate(beauty):
-        path = out / f"beauty.{frame + 1:04d}.exr"
-        write_exr(
-            path,
-            image,
-            ["R", "G", "B"],
-            attributes={"renderflow/model": model_name, "renderflow/steps": steps},
-        )
+        path = out / f"beauty.{FIRST_FRAME + frame:04d}.exr"
+        attributes = {"renderflow/model": str(checkpoint), "renderflow/steps": steps}
+        write_exr(path, image, ["R", "G", "B"], attributes=attributes)
         written.append(path)
+    reference = clip.beauty[:count]
     sheet = out / "contact_sheet.png"
     write_contact_sheet(
         sheet,
         {
-            "albedo": display_colour(gbuffers.albedo),
+            "albedo": enc.srgb_oetf(gbuffers.albedo),
             "normal": display_normal(gbuffers.normal),
             "depth": display_depth(gbuffers.depth),
-            "env (cam)": display_colour(np.repeat(envmap_cam, 2, axis=1)[:, :size, :size]),
-            "beauty": display_colour(beauty),
+            "RenderFlow": display_colour(beauty),
+            "path traced": display_colour(reference),
+            "error": display_error(display_colour(beauty), display_colour(reference)),
         },
     )
     written.append(sheet)
-    logger.info("demo: %d frames of %dx%d with %s", frames, size, size, model_name)
+    logger.info("demo: %d frames of %s rendered with %s", count, DEMO_CLIP, checkpoint)
     return written

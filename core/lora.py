@@ -7,6 +7,7 @@ adapter and switching a layer on or off switches exactly that adapter.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -34,10 +35,19 @@ def has_lora(model: nn.Module, adapter_name: str) -> bool:
 
 
 def set_lora_enabled(model: nn.Module, adapter_name: str, enabled: bool) -> None:
-    """Switch every LoRA layer of `adapter_name` on or off (off: the base layer's output, exactly)."""
+    """Switch every LoRA layer of `adapter_name` on or off (off: the base layer's output, exactly).
+
+    peft's switch also sets `requires_grad` of the layer's weights; which weights train is the
+    training stage's decision, so the flags are put back as they were.
+    """
     for layer in _lora_layers(model):
         if adapter_name in layer.lora_A and layer.disable_adapters == enabled:
+            flags = [(param, param.requires_grad) for param in layer.parameters()]
             layer.enable_adapters(enabled)
+            if enabled:  # peft keeps one model-wide active name; each layer must run its own adapter
+                layer.set_adapter(adapter_name)
+            for param, requires_grad in flags:
+                param.requires_grad_(requires_grad)
 
 
 def lora_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
@@ -67,5 +77,6 @@ def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _lora_layers(model: nn.Module) -> list[LoraLayer]:
+def _lora_layers(model: nn.Module) -> list[Any]:
+    """peft's LoRA layers: modules that are also LoraLayer (typed loosely: the mixin is no Module)."""
     return [module for module in model.modules() if isinstance(module, LoraLayer)]

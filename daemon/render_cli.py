@@ -16,17 +16,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("renderflow.render")
 
-UNTRAINED_WARNING = (
-    "UNTRAINED MODEL: no checkpoint given and no bundled model exists yet; the demo runs a randomly "
-    "initialised CPU default model (seed {seed}) to show the pipeline end to end, not a real render."
-)
-
 
 @click.group(
     epilog=(
         "Examples:\n\n  rf-render demo --out demo_out\n\n"
         "  rf-render import-wan ~/models/Wan2.1-T2V-1.3B-Diffusers ckpt/\n\n"
-        "  rf-render inspect shot/gbuffers.1001.exr --profile auto"
+        "  rf-render inspect shot/gbuffers.1001.exr --profile auto\n\n"
+        "  rf-render preview shot/gbuffers.####.exr --env sky.exr --out preview/beauty.####.exr"
     ),
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -49,14 +45,9 @@ def main(verbose: bool) -> None:
     "--checkpoint",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="RenderFlow checkpoint folder; without it, an untrained default model (clearly labelled).",
+    help="RenderFlow checkpoint folder (default: the bundled CPU model).",
 )
-@click.option(
-    "--frames", type=click.IntRange(1, 200), default=5, show_default=True, help="Frames of the demo clip."
-)
-@click.option(
-    "--size", type=click.IntRange(16, 1024), default=64, show_default=True, help="Frame width and height."
-)
+@click.option("--frames", type=click.IntRange(1), help="Render only the first N frames of the clip (17).")
 @click.option(
     "--steps",
     type=click.IntRange(1, 100),
@@ -70,22 +61,23 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="Torch device.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the untrained default model.")
-def demo(
-    out: Path, checkpoint: Path | None, frames: int, size: int, steps: int, device: str, seed: int
-) -> None:
-    """Render the bundled demo clip (a sphere on a checkered ground under a sunny sky)."""
-    from renderflow.core.demo import render_demo
+def demo(out: Path, checkpoint: Path | None, frames: int | None, steps: int, device: str) -> None:
+    """Render the bundled demo clip (a held-out path-traced clip) with the bundled model.
 
-    if checkpoint is None:
-        click.echo(UNTRAINED_WARNING.format(seed=seed), err=True)
+    Writes scene-linear beauty EXRs and a contact sheet: inputs, render, path-traced reference, error.
+    """
+    from renderflow.core.demo import BUNDLED_MODEL, render_demo
+
     with tqdm(total=1, desc="chunks", unit="chunk", disable=None) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        written = render_demo(out, checkpoint, frames, size, steps, device, seed, progress)
+        try:
+            written = render_demo(out, checkpoint or BUNDLED_MODEL, frames, steps, device, progress)
+        except (OSError, ValueError) as error:
+            raise click.ClickException(str(error)) from error
     for path in written:
         click.echo(str(path))
 
@@ -207,5 +199,81 @@ def inspect(
         with np.errstate(invalid="ignore"):
             for line in describe_frame(canonical, camera_source):
                 click.echo(line)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("gbuffers")
+@click.option(
+    "--env",
+    "envmap_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Lat-long HDR env map (.exr or .hdr), world space, +Y up.",
+)
+@click.option("--out", required=True, help="Output pattern, e.g. preview/beauty.####.exr.")
+@click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100 or 1001-1100x2.")
+@click.option(
+    "--method",
+    type=click.Choice(["deferred", "ibl"]),
+    default="deferred",
+    show_default=True,
+    help="deferred: diffuse + GGX split-sum specular; ibl: SH diffuse only.",
+)
+@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
+@click.option("--env-flip", is_flag=True, help="Mirror the env map left-right.")
+@click.option("--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops.")
+@_profile_options
+def preview(
+    gbuffers: str,
+    envmap_path: Path,
+    out: str,
+    frames: str | None,
+    method: str,
+    env_rotate: float,
+    env_flip: bool,
+    exposure: float,
+    profile: str,
+    aov_mappings: tuple[str, ...],
+    aov_file: Path | None,
+    colour_space: str,
+    camera_json: Path | None,
+    fov: float | None,
+) -> None:
+    """Fast preview without the network: the Deferred or IBL baseline from the same inputs.
+
+    GBUFFERS is a sequence pattern (shot.####.exr); the beauty is written per frame to OUT, in the
+    G-buffers' colour space, scene-linear HDR. No shadows: a look-dev check, not a render.
+    """
+    from renderflow.core import colour
+    from renderflow.core.baselines import render_baseline
+    from renderflow.core.envmap import EnvTransform
+    from renderflow.core.exr import write_exr
+    from renderflow.core.sequences import frame_path, has_frame_token
+    from renderflow.core.shot import load_shot
+
+    try:
+        shot = load_shot(
+            gbuffers,
+            envmap_path,
+            frames,
+            _build_profile(profile, aov_mappings, aov_file),
+            colour_space,
+            EnvTransform(env_rotate, env_flip, exposure),
+            camera_json,
+            fov,
+        )
+        if len(shot.sequence.frames) > 1 and not has_frame_token(out):
+            raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
+        beauty = render_baseline(method, shot.sequence.gbuffers, shot.envmap_cam, shot.vertical_fov_degrees)
+        for number, image in tqdm(
+            list(zip(shot.sequence.frames, beauty, strict=True)), desc="frames", disable=None
+        ):
+            path = Path(frame_path(out, number) if number is not None else out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = colour.from_model(image, colour_space)
+            write_exr(path, pixels, ["R", "G", "B"], attributes={"renderflow/preview": method})
+            click.echo(str(path))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error

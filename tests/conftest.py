@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
 from renderflow.core.configs import build_tiny_pipeline
+from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
+from renderflow.core.exr import write_exr
+from renderflow.core.gbuffer_io import write_canonical_frame
 from renderflow.core.pipeline import GBuffers, RenderFlowPipeline
 
 TINY_TRANSFORMER: dict[str, Any] = {
@@ -55,3 +60,54 @@ def make_gbuffers(frames: int = 3, size: int = 32, seed: int = 0) -> GBuffers:
 def make_envmap(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.random((16, 32, 3)) * 5.0).astype(np.float32)
+
+
+def write_clip(folder: Path, frames: int = 5, size: int = 32, seed: int = 0) -> Path:
+    """A clip folder as `rf-train synth` writes it, from the ray-cast demo scene (no path tracer)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    envmap_world = (rng.random((16, 32, 3)) * 3.0 + 0.2).astype(np.float32)
+    write_exr(folder / "envmap.exr", envmap_world, ["R", "G", "B"], half=False)
+    cameras = np.stack([orbit_camera_to_world(angle=0.2 * frame + seed) for frame in range(frames)])
+    for frame, camera in enumerate(cameras):
+        albedo, normal, depth, material = ray_cast(camera[:3, :3], camera[:3, 3], size, 40.0)
+        light = 0.3 + 0.7 * np.clip(normal[..., 1:2], 0.0, 1.0)  # a stand-in for the path-traced beauty
+        buffers = {
+            "beauty": albedo * light * 2.0,
+            "albedo": albedo,
+            "normal": normal,
+            "depth": depth,
+            "roughness": material[..., :1],
+            "metallic": material[..., 1:2],
+            "specular": material[..., 2:],
+            "mask": np.isfinite(depth).astype(np.float32),
+        }
+        attributes = {"cameraToWorld": to_imath(camera), "worldToCamera": to_imath(np.linalg.inv(camera))}
+        write_canonical_frame(folder / f"frame.{1001 + frame:04d}.exr", buffers, attributes)
+    write_camera_json(
+        folder / "camera.json", CameraTrack(list(range(1001, 1001 + frames)), cameras, [40.0] * frames)
+    )
+    (folder / "scene.json").write_text("{}")
+    (folder / "done").write_text("{}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two train clips and one test clip of 5 frames, 32x32."""
+    root = tmp_path_factory.mktemp("dataset")
+    write_clip(root / "train" / "clip_0000", seed=0)
+    write_clip(root / "train" / "clip_0001", seed=1)
+    write_clip(root / "test" / "clip_0002", seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny pipeline (untrained) with both adapters, as `rf-train ... --init` takes it."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    build_tiny_pipeline(TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3).save_pretrained(
+        folder
+    )
+    return folder

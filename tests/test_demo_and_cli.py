@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from renderflow.core.clips import load_clip
+from renderflow.core.demo import DEMO_CLIP
 from renderflow.core.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
 from renderflow.core.exr import ImageFileError, read_exr, write_exr
 from renderflow.daemon.render_cli import main
+from renderflow.training.metrics import display, psnr
+
+BUNDLED_DEMO_MIN_PSNR = 18.0  # dB on a held-out frame (the bundled model: ~20, untrained: ~11)
 
 
 def test_demo_clip_centre_pixel_sees_the_sphere_face_on():
@@ -50,15 +55,17 @@ def test_truncated_exr_is_an_error_naming_the_file(tmp_path):
         read_exr(path)
 
 
-def test_rf_render_demo_writes_linear_exrs_and_a_contact_sheet(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--frames", "3", "--size", "32"])
+def test_rf_render_demo_renders_the_bundled_clip_with_the_bundled_model(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--frames", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "UNTRAINED MODEL" in result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["beauty.0001.exr", "beauty.0002.exr", "beauty.0003.exr", "contact_sheet.png"]
-    beauty = read_exr(tmp_path / "beauty.0002.exr")
-    assert beauty.channels == ["R", "G", "B"] and beauty.pixels.shape == (32, 32, 3)
-    assert np.isfinite(beauty.pixels).all()
+    assert names == ["beauty.1001.exr", "beauty.1002.exr", "beauty.1003.exr", "contact_sheet.png"]
+    beauty = read_exr(tmp_path / "beauty.1002.exr")
+    assert beauty.channels == ["R", "G", "B"] and beauty.pixels.shape == (64, 64, 3)
+    assert beauty.attributes["renderflow/model"].endswith("renderflow-cpu")
+    # a trained model: close to the held-out path-traced frame, not noise
+    reference = load_clip(DEMO_CLIP).beauty[1]
+    assert psnr(display(beauty.pixels), display(reference)) > BUNDLED_DEMO_MIN_PSNR
 
 
 def test_rf_render_import_wan_without_a_wan_folder_fails_with_a_message(tmp_path):

@@ -1,10 +1,12 @@
-"""The figures in docs/MODEL.md are the code's."""
+"""The figures in docs/MODEL.md and docs/RESULTS.md are the code's."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from renderflow.core.configs import CPU_DEFAULT_TRANSFORMER, PRODUCTION_TRANSFORMER, parameter_counts
+from renderflow.training.evaluate import results_markdown
 
 MODEL_MD = Path(__file__).parents[1] / "docs" / "MODEL.md"
 
@@ -46,3 +48,15 @@ def test_aov_profile_table_lists_every_profile_with_its_conventions():
     for name, profile in PROFILES.items():
         assert rows[name][1] == f"{profile.normal_space}, {profile.normal_encoding}", name
         assert rows[name][2] == profile.depth_kind, name
+
+
+RESULTS_MD = Path(__file__).parents[1] / "docs" / "RESULTS.md"
+RESULTS_JSON = Path(__file__).parents[1] / "docs" / "results" / "bundled_eval.json"
+
+
+def test_results_tables_are_the_ones_rf_eval_wrote():
+    """docs/RESULTS.md quotes rf-eval's own Markdown for the committed results.json, unedited."""
+    results = json.loads(RESULTS_JSON.read_text())
+    assert results_markdown(results) in RESULTS_MD.read_text()
+    assert results["config"]["checkpoint"].endswith("renderflow-cpu")
+    assert len(results["clips"]) == 12  # the whole held-out test split of the bundled dataset

@@ -11,7 +11,7 @@ from renderflow.core.attention import rotate_by_position
 from renderflow.core.autoencoder import TinyAutoencoder
 from renderflow.core.inverse import INVERSE_LORA, InverseAdapter
 from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
-from renderflow.core.lora import has_lora
+from renderflow.core.lora import has_lora, set_lora_enabled
 from renderflow.core.pipeline import forward_velocity, inverse_velocity
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
 
@@ -104,6 +104,44 @@ def test_keyframes_change_the_output_once_the_adapter_is_trained(transformer):
         guided = forward_velocity(transformer, z, t, attributes, env, adapter, keyframes)
     assert guided.shape == z.shape
     assert not torch.allclose(guided, stage1)
+
+
+def test_each_lora_acts_when_switched_on_with_both_adapters_attached(transformer):
+    """Both adapters on one model: switching one on runs that adapter's LoRA, and only it."""
+    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    inverse = InverseAdapter.for_transformer(transformer, lora_rank=4)
+    keyframe.attach(transformer)
+    inverse.attach(transformer)
+    layers = {name: module for name, module in transformer.named_modules() if hasattr(module, "lora_A")}
+    ffn = layers["blocks.0.ffn.net.2"]
+    query = layers["blocks.0.attn1.to_q"]
+    x_ffn, x_query = torch.randn(3, ffn.in_features), torch.randn(3, query.in_features)
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+        base_ffn, base_query = ffn.base_layer(x_ffn), query.base_layer(x_query)
+        set_lora_enabled(transformer, KEYFRAME_LORA, True)
+        set_lora_enabled(transformer, INVERSE_LORA, False)
+        assert not torch.allclose(ffn(x_ffn), base_ffn)
+        assert torch.equal(query(x_query), base_query)
+        set_lora_enabled(transformer, KEYFRAME_LORA, False)
+        set_lora_enabled(transformer, INVERSE_LORA, True)
+        assert torch.equal(ffn(x_ffn), base_ffn)
+        assert not torch.allclose(query(x_query), base_query)
+
+
+def test_switching_lora_keeps_the_trainable_flags(transformer):
+    KeyframeAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    for name, param in transformer.named_parameters():
+        param.requires_grad_(f".{KEYFRAME_LORA}." in name)
+    trainable = {name for name, param in transformer.named_parameters() if param.requires_grad}
+    set_lora_enabled(transformer, KEYFRAME_LORA, True)
+    set_lora_enabled(transformer, KEYFRAME_LORA, False)
+    assert (
+        trainable
+        and {name for name, param in transformer.named_parameters() if param.requires_grad} == trainable
+    )
 
 
 def test_keyframe_lora_targets_the_feed_forward_only(transformer):

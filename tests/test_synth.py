@@ -13,6 +13,8 @@ from renderflow.core.envmap import sample_latlong
 from renderflow.core.exr import read_exr, write_exr
 from renderflow.core.gbuffer_io import read_sequence
 from renderflow.training.cli import main
+from renderflow.training.datasets import load_dataset
+from renderflow.training.eval_cli import main as rf_eval
 from renderflow.training.mitsuba_render import render_frame
 from renderflow.training.procedural import EnvSpec, MaterialSpec, SceneSpec, ShapeSpec, make_envmap
 from renderflow.training.synth import SynthConfig, make_clip, synthesise
@@ -123,14 +125,20 @@ def test_material_animation_follows_appendix_c(tmp_path):
     assert first[..., 0].max() == pytest.approx(1.0) and last[..., 1].max() == pytest.approx(1.0)
 
 
-def test_rf_train_synth_makes_clips_that_read_as_canonical_sequences(tmp_path):
-    args = ["synth", "--clips", "4", "--frames", "2", "--res", "32", "--spp", "4", "--out", str(tmp_path)]
+def test_rf_train_synth_makes_a_dataset_that_rf_train_and_rf_eval_read(tmp_path):
+    """The issue's size: a 4-clip 64² set, read by the training datasets and scored by rf-eval."""
+    args = ["synth", "--clips", "4", "--frames", "2", "--res", "64", "--spp", "8", "--out", str(tmp_path)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     clips = sorted(tmp_path.glob("*/clip_*"))
     assert len(clips) == 4
     sequence = read_sequence(str(clips[0] / "frame.####.exr"))
     assert sequence.profile.name == "canonical" and sequence.beauty is not None
-    assert sequence.gbuffers.validate() == (2, 32, 32)
+    assert sequence.gbuffers.validate() == (2, 64, 64)
     camera = json.loads((clips[0] / "camera.json").read_text())["frames"]
     assert [entry["frame"] for entry in camera] == [1001, 1002]
+    train = load_dataset(tmp_path, "train")
+    assert len(train) == 2 and train[0].stack.shape == (6, 2, 64, 64, 3)
+    scored = CliRunner().invoke(rf_eval, ["--data", str(tmp_path), "--out", str(tmp_path / "eval")])
+    assert scored.exit_code == 0, scored.output
+    assert "| Deferred |" in (tmp_path / "eval" / "results.md").read_text()

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
 
+F = Callable[..., Any]
+
 
 @click.group(
-    epilog="Example:\n\n  rf-train synth --clips 4 --frames 5 --res 64 --spp 64 --out data/synth",
+    epilog="""A full CPU run (docs/RESULTS.md has the exact commands of the bundled model):
+
+\b
+  rf-train synth --clips 120 --frames 17 --res 64 --spp 128 --out data/synth
+  rf-train autoencoder --data data/synth --out runs/ae
+  rf-train stage1 --data data/synth --init runs/ae --out runs/stage1 --schedule 2000@32,2000@64
+  rf-train stage2 --data data/synth --init runs/stage1 --out runs/stage2
+  rf-train inverse --data data/synth --init runs/stage2 --out runs/model
+""",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
@@ -72,3 +85,247 @@ def synth(
             raise click.ClickException(str(error)) from error
     seconds = time.perf_counter() - started
     click.echo(f"{len(folders)} clips in {out} ({seconds:.1f} s)")
+
+
+@main.command()
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Dataset folder.",
+)
+@click.option("--split", default=None, help="Sub-folder of DATA (default: every clip).")
+@click.option(
+    "--clips", type=click.IntRange(1), default=6, show_default=True, help="Clips to show, one per row."
+)
+@click.option(
+    "--frame", type=click.IntRange(0), default=0, show_default=True, help="Frame index within each clip."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file.")
+def sheet(data: Path, split: str | None, clips: int, frame: int, out: Path) -> None:
+    """A contact sheet of a dataset: one row per clip, one column per buffer (docs/DATA.md)."""
+    from renderflow.training.datasets import dataset_contact_sheet
+
+    try:
+        dataset_contact_sheet(data, split, clips, frame, out)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(str(out))
+
+
+# -- options shared by the training stages (defined once, stacked on each command) -----------------
+def _data_options(function: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--data",
+                type=click.Path(exists=True, file_okay=False, path_type=Path),
+                required=True,
+                help="Dataset folder: rf-train synth output, or clip folders of your own EXRs.",
+            ),
+            click.option(
+                "--split", default="train", show_default=True, help="Sub-folder of DATA to train on."
+            ),
+            click.option(
+                "--profile", default="auto", show_default=True, help="AOV profile of the clips' EXRs."
+            ),
+            click.option(
+                "--out",
+                type=click.Path(file_okay=False, path_type=Path),
+                required=True,
+                help="Checkpoint folder; an interrupted run given the same OUT resumes.",
+            ),
+            click.option("--batch-size", type=click.IntRange(1), help="Samples per step."),
+            click.option("--steps", type=click.IntRange(1), help="Optimizer steps in all."),
+            click.option("--lr", "learning_rate", type=float, help="AdamW learning rate."),
+            click.option("--warmup", "warmup_steps", type=click.IntRange(0), help="Linear warm-up steps."),
+            click.option("--seed", type=int, help="Seed of samples, bridge times and noise."),
+            click.option("--device", help="cpu, cuda, cuda:1 ... (bf16 autocast on CUDA)."),
+            click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints."),
+            click.option("--log-every", type=click.IntRange(1), help="Steps between CSV/TensorBoard rows."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _model_options(function: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--init",
+                type=click.Path(exists=True, file_okay=False, path_type=Path),
+                required=True,
+                help="Checkpoint to start from.",
+            ),
+            click.option("--window", type=click.IntRange(1), help="Frames per sample (the chunk length)."),
+            click.option(
+                "--cache-latents/--no-cache-latents",
+                default=None,
+                help="Encode each clip once with the frozen autoencoder (per-frame autoencoders).",
+            ),
+            click.option(
+                "--gradient-checkpointing/--no-gradient-checkpointing",
+                default=None,
+                help="Recompute activations in the backward pass: less memory, more time.",
+            ),
+            click.option(
+                "--lpips-weights",
+                type=click.Path(exists=True, dir_okay=False),
+                help="LPIPS weights from `rf-train lpips-weights` (else $RENDERFLOW_LPIPS_WEIGHTS).",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _config(config_type: type, options: dict[str, Any]) -> Any:
+    """The stage's dataclass with the defaults replaced by every option given on the command line."""
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in ("data", "out", "init"):
+        if key in given:
+            given[key] = str(given[key])
+    return config_type(**given)
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
+    """A tqdm bar (loss and it/s) fed by the stage's progress callback; errors become exit code 1."""
+    bar: tqdm[Any] | None = None
+
+    def progress(step: int, total: int, values: dict[str, float]) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=step - 1, desc=description, unit="step", disable=None)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+
+    try:
+        yield progress
+    except (OSError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@main.command()
+@_data_options
+@click.option("--model", help="Named model configuration (cpu-default).")
+@click.option("--crop", type=click.IntRange(8), help="Square crop in pixels.")
+def autoencoder(**options: Any) -> None:
+    """Train the tiny per-frame autoencoder of the CPU models (before stage 1).
+
+    Writes a complete checkpoint: the trained autoencoder with a fresh transformer and adapters.
+    """
+    from renderflow.training.autoencoder_stage import AutoencoderConfig, train_autoencoder
+
+    with _progress_bar("autoencoder") as progress:
+        out = train_autoencoder(_config(AutoencoderConfig, options), progress)
+    click.echo(f"checkpoint: {out}")
+
+
+def _parse_schedule(value: str | None) -> tuple[tuple[int, int | None], ...] | None:
+    """`2000@256,2000@512` (steps@crop; `full` = the whole frame) -> ((2000, 256), (2000, 512))."""
+    if value is None:
+        return None
+    phases: list[tuple[int, int | None]] = []
+    for part in value.split(","):
+        steps, _, crop = part.strip().partition("@")
+        try:
+            phases.append((int(steps), None if crop == "full" else int(crop)))
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: expected STEPS@CROP, e.g. 2000@256 or 1000@full") from None
+    return tuple(phases)
+
+
+@main.command()
+@_data_options
+@_model_options
+@click.option(
+    "--schedule",
+    help="Resolution schedule STEPS@CROP,... (paper: 20000@256,20000@512); sets the step count.",
+)
+@click.option("--lambda-pixel", type=float, help="Weight of LPIPS + gradient loss (eq. 8).")
+@click.option(
+    "--reference-probability", type=click.FloatRange(0, 1), help="Share of first-frame conditioning."
+)
+def stage1(schedule: str | None, **options: Any) -> None:
+    """Stage 1: train the base renderer (bridge loss + λ·pixel losses).
+
+    Options left out keep Stage1Config's defaults, the paper's run: 20000@256,20000@512, batch 32,
+    LR 5e-5 with 1000 warm-up steps, λ = 1, CUDA.
+    """
+    from renderflow.training.stage1 import Stage1Config, train_stage1
+
+    if options.pop("steps") is not None:
+        raise click.UsageError("stage1 takes its step count from --schedule")
+    options["schedule"] = _parse_schedule(schedule)
+    with _progress_bar("stage1") as progress:
+        out = train_stage1(_config(Stage1Config, options), progress)
+    click.echo(f"checkpoint: {out}")
+
+
+@main.command()
+@_data_options
+@_model_options
+@click.option("--crop", type=click.IntRange(8), help="Square crop in pixels.")
+@click.option("--keyframe-gap", type=click.IntRange(1), help="Frames between keyframes (default 16).")
+@click.option("--lambda-pixel", type=float, help="Weight of LPIPS + gradient loss.")
+def stage2(**options: Any) -> None:
+    """Stage 2: train the keyframe adapter on the frozen base model.
+
+    Options left out keep Stage2Config's defaults, the paper's run: 20000 steps, batch 32,
+    LR 1e-4, keyframe gap 16, whole frames, CUDA.
+    """
+    from renderflow.training.stage2 import Stage2Config, train_stage2
+
+    with _progress_bar("stage2") as progress:
+        out = train_stage2(_config(Stage2Config, options), progress)
+    click.echo(f"checkpoint: {out}")
+
+
+@main.command()
+@_data_options
+@_model_options
+@click.option("--crop", type=click.IntRange(8), help="Square crop in pixels.")
+@click.option("--lambda-reconstruction", type=float, help="Weight of the intrinsic's reconstruction loss.")
+def inverse(**options: Any) -> None:
+    """Train the inverse adapter (image -> intrinsics) on the frozen forward model.
+
+    Options left out keep InverseConfig's defaults, the paper's run: 20000 steps, batch 32,
+    LR 1e-4, whole frames, CUDA.
+    """
+    from renderflow.training.inverse_stage import InverseConfig, train_inverse
+
+    with _progress_bar("inverse") as progress:
+        out = train_inverse(_config(InverseConfig, options), progress)
+    click.echo(f"checkpoint: {out}")
+
+
+@main.command("lpips-weights")
+@click.option(
+    "--alexnet",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="torchvision's AlexNet checkpoint (alexnet-owt-7be5be79.pth).",
+)
+@click.option(
+    "--heads",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The lpips package's linear heads (weights/v0.1/alex.pth).",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="safetensors file."
+)
+def lpips_weights(alexnet: Path, heads: Path, out: Path) -> None:
+    """Convert the official LPIPS weights to one safetensors file (tensors only, no pickle code runs)."""
+    from renderflow.training.lpips import LPIPS_WEIGHTS_ENV, convert_official_weights
+
+    try:
+        convert_official_weights(alexnet, heads, out)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{out}: use it with --lpips-weights or ${LPIPS_WEIGHTS_ENV}")

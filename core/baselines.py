@@ -1,0 +1,255 @@
+"""The classic baselines of the paper's Table 1, in torch, from the same G-buffers and env map.
+
+- IBL: diffuse irradiance from the env map's order-2 spherical harmonics (Ramamoorthi and
+  Hanrahan 2001) times albedo/π.
+- Deferred: the same diffuse term, weighted by (1 - metallic)(1 - E_spec), plus GGX specular
+  by the split sum (Karis 2013): a GGX-prefiltered env map looked up along the reflection,
+  times F0·A + B from a numerically integrated BRDF table. No shadows, no interreflection.
+
+Both work in camera space on the camera-view env map (ARCHITECTURE §2), so they take exactly
+the model's inputs, plus the vertical field of view for the per-pixel view direction. The
+white-furnace identity holds exactly: under a uniform env map of radiance L, a white
+non-metallic surface shades to L (diffuse (1 - E_spec)·L plus specular E_spec·L).
+Background pixels (infinite depth) show the env map along the view ray.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from renderflow.core.pipeline import GBuffers
+
+BASELINES = ("ibl", "deferred")
+DIELECTRIC_F0_AT_SPECULAR_1 = 0.08  # Disney: F0 = 0.08·specular, 0.04 at the default 0.5
+PREFILTER_ROUGHNESS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0)  # levels of the prefiltered env map
+PREFILTER_HEIGHT = 32  # rough levels are convolved at this lat-long height (the lobes are wide)
+BRDF_TABLE_SIZE = 32
+BRDF_TABLE_SAMPLES = 512
+
+
+# -- directions -----------------------------------------------------------------------------------
+def view_rays(height: int, width: int, vertical_fov_degrees: float) -> torch.Tensor:
+    """Camera-space unit directions from the eye through each pixel centre, `[H, W, 3]` (-Z forward)."""
+    tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
+    x = ((torch.arange(width) + 0.5) / width * 2 - 1) * tan_half * width / height
+    y = (1 - (torch.arange(height) + 0.5) / height * 2) * tan_half
+    rays = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None], -torch.ones(height, width)), dim=-1)
+    return F.normalize(rays.double(), dim=-1)
+
+
+def camera_view_directions(height: int, width: int) -> torch.Tensor:
+    """Camera-space directions of the camera-view map's pixel centres, `[He, We, 3]` (ARCHITECTURE §2)."""
+    u = (torch.arange(width, dtype=torch.float64) + 0.5) / width
+    v = (torch.arange(height, dtype=torch.float64) + 0.5) / height
+    phi, theta = 2 * math.pi * (0.5 - u)[None, :], math.pi * (0.5 - v)[:, None]
+    return torch.stack(
+        torch.broadcast_tensors(
+            -torch.cos(theta) * torch.sin(phi), torch.sin(theta), -torch.cos(theta) * torch.cos(phi)
+        ),
+        dim=-1,
+    )
+
+
+def sample_camera_view(envmap_cam: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of camera-view maps `[N, He, We, 3]` along camera directions `[N, ..., 3]`."""
+    x, y, z = direction.unbind(-1)
+    phi = torch.atan2(-x, -z)  # inverse of camera_view_directions
+    theta = torch.asin((y / direction.norm(dim=-1).clamp_min(1e-12)).clamp(-1, 1))
+    u, v = 0.5 - phi / (2 * math.pi), 0.5 - theta / math.pi
+    num_maps, _, width, _ = envmap_cam.shape
+    # wrap in u: one extra column on each side, then grid_sample with clamped borders
+    padded = torch.cat([envmap_cam[:, :, -1:], envmap_cam, envmap_cam[:, :, :1]], dim=2)
+    grid_x = (u * width + 1) / (width + 2) * 2 - 1
+    grid_y = v * 2 - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1).reshape(num_maps, -1, 1, 2).float()
+    # [N, He, We+2, 3] -> [N, 3, He, We+2]
+    sampled = F.grid_sample(
+        padded.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return sampled[..., 0].permute(0, 2, 1).reshape(*direction.shape[:-1], 3)
+
+
+def solid_angles(height: int, width: int) -> torch.Tensor:
+    """Solid angle of each lat-long pixel `[He, 1]`; they sum to exactly 4π over the map."""
+    edges = math.pi * (0.5 - torch.arange(height + 1, dtype=torch.float64) / height)
+    band = torch.sin(edges[:-1]) - torch.sin(edges[1:])  # ∫cos θ dθ over the row
+    return (band * 2 * math.pi / width)[:, None]
+
+
+# -- spherical harmonics (IBL) --------------------------------------------------------------------
+def sh_basis(direction: torch.Tensor) -> torch.Tensor:
+    """The nine real SH functions of order ≤ 2 at unit directions `[..., 3]` -> `[..., 9]`."""
+    x, y, z = direction.unbind(-1)
+    return torch.stack(
+        [
+            0.282095 * torch.ones_like(x),
+            0.488603 * y,
+            0.488603 * z,
+            0.488603 * x,
+            1.092548 * x * y,
+            1.092548 * y * z,
+            0.315392 * (3 * z * z - 1),
+            1.092548 * x * z,
+            0.546274 * (x * x - y * y),
+        ],
+        dim=-1,
+    )
+
+
+SH_IRRADIANCE_BAND = (math.pi, *(2 * math.pi / 3,) * 3, *(math.pi / 4,) * 5)  # Â_l per coefficient
+
+
+def sh_irradiance(envmap_cam: torch.Tensor, normal_cam: torch.Tensor) -> torch.Tensor:
+    """E(n) = ∫ L(ω) max(0, n·ω) dω from order-2 SH; maps `[N, He, We, 3]`, normals `[N, ..., 3]`."""
+    num_maps, height, width, _ = envmap_cam.shape
+    directions = camera_view_directions(height, width)
+    weights = solid_angles(height, width).expand(height, width)
+    basis = sh_basis(directions) * weights[..., None]  # [He, We, 9]
+    coefficients = torch.einsum("hwk,nhwc->nkc", basis, envmap_cam.double())  # [N, 9, 3]
+    band = torch.tensor(SH_IRRADIANCE_BAND, dtype=torch.float64)
+    normal_basis = sh_basis(F.normalize(normal_cam.double(), dim=-1))  # [N, ..., 9]
+    flat = normal_basis.reshape(num_maps, -1, 9)
+    irradiance = torch.einsum("npk,nkc->npc", flat * band, coefficients)
+    return irradiance.reshape(*normal_cam.shape[:-1], 3).clamp_min(0.0)
+
+
+# -- split-sum GGX (Deferred) ---------------------------------------------------------------------
+def _hammersley(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    index = torch.arange(count, dtype=torch.int64)
+    reversed_bits = torch.zeros(count, dtype=torch.float64)
+    value, scale = index.clone(), 0.5
+    for _ in range(16):
+        reversed_bits += (value & 1).double() * scale
+        value, scale = value >> 1, scale / 2
+    return (index.double() + 0.5) / count, reversed_bits
+
+
+@cache
+def brdf_table() -> torch.Tensor:
+    """The split-sum table `[roughness, n·v, (A, B)]`, GGX + Smith + Schlick, integrated numerically."""
+    n_dot_v = (torch.arange(BRDF_TABLE_SIZE, dtype=torch.float64) + 0.5) / BRDF_TABLE_SIZE
+    roughness = (torch.arange(BRDF_TABLE_SIZE, dtype=torch.float64) + 0.5) / BRDF_TABLE_SIZE
+    xi1, xi2 = _hammersley(BRDF_TABLE_SAMPLES)
+    alpha = (roughness**2)[:, None, None]
+    cos_h = torch.sqrt((1 - xi1) / (1 + (alpha**2 - 1) * xi1))  # GGX importance sampling of h
+    sin_h = torch.sqrt(1 - cos_h**2)
+    phi = 2 * math.pi * xi2
+    h = torch.stack(torch.broadcast_tensors(sin_h * torch.cos(phi), sin_h * torch.sin(phi), cos_h), dim=-1)
+    v = torch.stack([torch.sqrt(1 - n_dot_v**2), torch.zeros_like(n_dot_v), n_dot_v], dim=-1)[None, :, None]
+    v_dot_h = (v * h).sum(-1).clamp_min(0)
+    l_dir = 2 * v_dot_h[..., None] * h - v
+    n_dot_l = l_dir[..., 2].clamp_min(0)
+    n_dot_h = h[..., 2].clamp_min(1e-8)
+    k = alpha / 2
+    nv = n_dot_v[None, :, None]
+    visibility = (n_dot_l / (n_dot_l * (1 - k) + k)) * (nv / (nv * (1 - k) + k))
+    g_vis = visibility * v_dot_h / (n_dot_h * nv)
+    fresnel = (1 - v_dot_h) ** 5
+    valid = (n_dot_l > 0).double()
+    a = ((1 - fresnel) * g_vis * valid).mean(-1)
+    b = (fresnel * g_vis * valid).mean(-1)
+    return torch.stack([a, b], dim=-1).float()  # [R, V, 2]
+
+
+def _lookup_brdf(roughness: torch.Tensor, n_dot_v: torch.Tensor) -> torch.Tensor:
+    table = brdf_table().permute(2, 0, 1)[None]  # [1, 2, R, V]
+    grid = torch.stack([n_dot_v * 2 - 1, roughness * 2 - 1], dim=-1).reshape(1, -1, 1, 2).float()
+    values = F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return values[0, :, :, 0].T.reshape(*roughness.shape, 2)
+
+
+def _area_downsample(envmap_cam: torch.Tensor, height: int) -> torch.Tensor:
+    if envmap_cam.shape[1] <= height:
+        return envmap_cam
+    resized = F.interpolate(envmap_cam.permute(0, 3, 1, 2), size=(height, 2 * height), mode="area")
+    return resized.permute(0, 2, 3, 1)
+
+
+def prefiltered_envmaps(envmap_cam: torch.Tensor) -> list[torch.Tensor]:
+    """The env map convolved with the GGX lobe (n = v = r) at each PREFILTER_ROUGHNESS level.
+
+    Level 0 is the map itself (a mirror); the others are computed on a PREFILTER_HEIGHT map by
+    brute force over every texel, weighted by D(h)·(r·l)·solid angle.
+    """
+    small = _area_downsample(envmap_cam.double(), PREFILTER_HEIGHT)
+    _, height, width, _ = small.shape
+    directions = camera_view_directions(height, width).reshape(-1, 3)  # [P, 3]
+    texel_weights = solid_angles(height, width).expand(height, width).reshape(-1)
+    cosine = directions @ directions.T  # [P_out, P_in]: r·l
+    levels = [envmap_cam.float()]
+    for roughness in PREFILTER_ROUGHNESS[1:]:
+        alpha2 = roughness**4
+        cos_h2 = ((1 + cosine) / 2).clamp_min(0)  # cos² of the half angle between r and l
+        distribution = alpha2 / (math.pi * (cos_h2 * (alpha2 - 1) + 1) ** 2)
+        weights = distribution * cosine.clamp_min(0) * texel_weights[None, :]
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        convolved = torch.einsum("pq,nqc->npc", weights, small.reshape(small.shape[0], -1, 3))
+        levels.append(convolved.reshape(small.shape).float())
+    return levels
+
+
+def sample_prefiltered(
+    levels: list[torch.Tensor], direction: torch.Tensor, roughness: torch.Tensor
+) -> torch.Tensor:
+    """Radiance along `direction` `[N, ..., 3]` from the levels, linear in roughness `[N, ...]`."""
+    samples = torch.stack([sample_camera_view(level, direction) for level in levels])  # [Lv, N, ..., 3]
+    grid = torch.tensor(PREFILTER_ROUGHNESS)
+    position = torch.bucketize(roughness.clamp(0, 1).float().contiguous(), grid).clamp(1, len(grid) - 1)
+    low, high = grid[position - 1], grid[position]
+    blend = ((roughness - low) / (high - low))[..., None].float()
+    lower = torch.gather(samples, 0, (position - 1)[None, ..., None].expand(1, *samples.shape[1:]))[0]
+    upper = torch.gather(samples, 0, position[None, ..., None].expand(1, *samples.shape[1:]))[0]
+    return lower * (1 - blend) + upper * blend
+
+
+# -- the baselines --------------------------------------------------------------------------------
+def render_baseline(
+    method: str, gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+) -> np.ndarray:
+    """Scene-linear beauty `[F, H, W, 3]` by `method` (ibl or deferred).
+
+    Args:
+        method: "ibl" or "deferred".
+        gbuffers: canonical G-buffers `[F, H, W, C]`.
+        envmap_cam: camera-view HDR env map `[He, We, 3]` or one per frame `[F, He, We, 3]`.
+        vertical_fov_degrees: the camera's vertical field of view (for the view rays).
+    """
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
+    num_frames, height, width = gbuffers.validate()
+    env = torch.from_numpy(np.ascontiguousarray(envmap_cam, dtype=np.float32))
+    if env.ndim == 3:
+        env = env[None].expand(num_frames, *env.shape).contiguous()
+    if env.ndim != 4 or env.shape[0] != num_frames or env.shape[-1] != 3:
+        raise ValueError(
+            f"env map: expected [He, We, 3] or [{num_frames}, He, We, 3], got {list(envmap_cam.shape)}"
+        )
+    albedo = torch.from_numpy(gbuffers.albedo).double()
+    normal = F.normalize(torch.from_numpy(gbuffers.normal).double(), dim=-1)
+    material = torch.from_numpy(gbuffers.material).double()
+    view = view_rays(height, width, vertical_fov_degrees).expand(num_frames, height, width, 3)
+    background = ~torch.isfinite(torch.from_numpy(gbuffers.depth))[..., 0]
+
+    diffuse_light = sh_irradiance(env, normal) / math.pi  # radiance of a white Lambertian surface
+    if method == "ibl":
+        beauty = albedo * diffuse_light
+    else:
+        roughness, metallic, specular = material.unbind(-1)
+        to_eye = -view
+        n_dot_v = (normal * to_eye).sum(-1).clamp(1e-4, 1.0)
+        reflected = 2 * n_dot_v[..., None] * normal - to_eye
+        dielectric_f0 = (DIELECTRIC_F0_AT_SPECULAR_1 * specular)[..., None].expand_as(albedo)
+        f0 = dielectric_f0 * (1 - metallic[..., None]) + albedo * metallic[..., None]
+        scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
+        specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
+        prefiltered = sample_prefiltered(prefiltered_envmaps(env), reflected, roughness).double()
+        diffuse_weight = (1 - metallic[..., None]) * (1 - specular_albedo)
+        beauty = diffuse_weight * albedo * diffuse_light + specular_albedo * prefiltered
+    sky = sample_camera_view(env, view).double()
+    beauty = torch.where(background[..., None], sky, beauty)
+    return beauty.float().numpy()

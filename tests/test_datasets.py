@@ -1,0 +1,152 @@
+"""Torch datasets over clip folders: loading, model space, windows, crops, keyframes, latent cache."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_AUTOENCODER, write_clip
+
+from renderflow.core import encodings as enc
+from renderflow.core.autoencoder import TinyAutoencoder
+from renderflow.core.clips import frame_pattern, load_clip
+from renderflow.core.envmap import camera_view_envmaps, read_envmap
+from renderflow.training.datasets import (
+    BUFFERS,
+    ClipWindowDataset,
+    LatentCache,
+    WindowSpec,
+    find_clips,
+    keyframe_indices,
+    load_dataset,
+    to_model_space,
+)
+
+
+def test_find_clips_by_split_and_skips_incomplete(tiny_dataset, tmp_path, caplog):
+    assert [folder.name for folder in find_clips(tiny_dataset, "train")] == ["clip_0000", "clip_0001"]
+    assert len(find_clips(tiny_dataset)) == 3
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    (copy / "train" / "clip_0001" / "done").unlink()  # an interrupted rf-train synth clip
+    assert [folder.name for folder in find_clips(copy, "train")] == ["clip_0000"]
+    assert "incomplete clip" in caplog.text
+    with pytest.raises(FileNotFoundError, match="no such dataset folder"):
+        find_clips(tiny_dataset, "val")
+
+
+def test_frame_pattern_needs_one_sequence(tiny_dataset, tmp_path):
+    clip = tiny_dataset / "train" / "clip_0000"
+    assert frame_pattern(clip) == str(clip / "frame.####.exr")
+    two = tmp_path / "two"
+    shutil.copytree(clip, two)
+    shutil.copy(two / "frame.1001.exr", two / "other.1001.exr")
+    with pytest.raises(ValueError, match="exactly one EXR frame sequence"):
+        frame_pattern(two)
+
+
+def test_load_clip_matches_the_files(tiny_dataset):
+    folder = tiny_dataset / "train" / "clip_0000"
+    clip = load_clip(folder)
+    assert clip.gbuffers.albedo.shape == (5, 32, 32, 3)
+    assert clip.beauty.shape == (5, 32, 32, 3)
+    assert clip.envmap_cam.shape == (5, 32, 64, 3)
+    expected_env = camera_view_envmaps(read_envmap(folder / "envmap.exr"), clip.camera_to_world, 32, 64)
+    np.testing.assert_allclose(clip.envmap_cam, expected_env)
+    assert clip.vertical_fov_degrees == 40.0
+
+
+def test_model_space_stack_uses_the_model_encodings(tiny_dataset):
+    clip = load_clip(tiny_dataset / "train" / "clip_0000")
+    arrays = to_model_space(clip)
+    assert arrays.stack.shape == (len(BUFFERS), 5, 32, 32, 3)
+    assert arrays.stack.min() >= -1.0 and arrays.stack.max() <= 1.0
+    np.testing.assert_allclose(
+        arrays.stack[BUFFERS.index("beauty")], enc.beauty_to_model(clip.beauty), atol=1e-6
+    )
+    depth = enc.depth_to_model(
+        clip.gbuffers.depth, enc.disparity_range(clip.gbuffers.depth)
+    )  # clip-wide range
+    np.testing.assert_allclose(arrays.stack[BUFFERS.index("depth")], depth)
+
+
+@pytest.fixture(scope="module")
+def clips(tiny_dataset):
+    return load_dataset(tiny_dataset, "train")
+
+
+def test_samples_are_fixed_by_seed_and_index(clips):
+    spec = WindowSpec(window=3, crop=16, keyframe_gap=2, crop_multiple=8)
+    first, again = ClipWindowDataset(clips, spec, seed=3), ClipWindowDataset(clips, spec, seed=3)
+    other_seed = ClipWindowDataset(clips, spec, seed=4)
+    for index in (0, 7, 123):
+        a, b = first[index], again[index]
+        assert all(torch.equal(a[key], b[key]) for key in ("buffers", "mask", "keyframes", "keyframe_frames"))
+    assert any(not torch.equal(first[i]["buffers"], other_seed[i]["buffers"]) for i in range(5))
+
+
+def test_window_crop_and_keyframes_cut_the_right_pixels(clips):
+    dataset = ClipWindowDataset(clips, WindowSpec(window=3, crop=16, keyframe_gap=2, crop_multiple=8), seed=0)
+    for index in range(10):
+        item = dataset[index]
+        clip = clips[int(item["clip"])]
+        start, (top, left) = int(item["start"]), item["origin"].tolist()
+        assert top % 8 == 0 and left % 8 == 0 and 0 <= start <= 2
+        assert item["buffers"].shape == (len(BUFFERS), 3, 3, 16, 16)  # [N, 3, F, H, W]
+        expected = clip.stack[:, start : start + 3, top : top + 16, left : left + 16]
+        np.testing.assert_array_equal(item["buffers"].permute(0, 2, 3, 4, 1).numpy(), expected)
+        frames = (item["keyframe_frames"] + start).long().tolist()  # back to clip frames
+        assert frames == keyframe_indices(5, 2, frames[0]) and frames[0] in (0, 1)
+        beauty = clip.stack[BUFFERS.index("beauty"), frames, top : top + 16, left : left + 16]
+        np.testing.assert_array_equal(item["keyframes"].permute(0, 2, 3, 1).numpy(), beauty)
+
+
+def test_keyframe_indices():
+    assert keyframe_indices(17, 16, 0) == [0, 16]
+    assert keyframe_indices(17, 16, 5) == [5]
+    assert keyframe_indices(5, 2, 3) == [1, 3]
+    with pytest.raises(ValueError, match="gap"):
+        keyframe_indices(5, 0, 0)
+
+
+def test_bad_windows_are_named(clips):
+    with pytest.raises(ValueError, match="shorter than the window 9"):
+        ClipWindowDataset(clips, WindowSpec(window=9))
+    with pytest.raises(ValueError, match="smaller than the crop 64"):
+        ClipWindowDataset(clips, WindowSpec(window=3, crop=64))
+
+
+def test_user_clip_with_its_own_sequence_name(tmp_path):
+    """Any clip folder counts: one EXR sequence of any name, no rf-train synth files."""
+    clip = write_clip(tmp_path / "mine" / "shot010", frames=3)
+    for path in clip.glob("frame.*.exr"):
+        path.rename(clip / path.name.replace("frame.", "shot010_beauty."))
+    (clip / "scene.json").unlink()
+    (clip / "done").unlink()
+    loaded = load_dataset(tmp_path / "mine", None)
+    assert loaded[0].name == "shot010" and loaded[0].stack.shape[1] == 3
+
+
+def test_latent_cache_serves_windows_and_reuses_files(clips, tmp_path):
+    torch.manual_seed(0)
+    autoencoder = TinyAutoencoder(**TINY_AUTOENCODER).eval()
+    cache = LatentCache(autoencoder, autoencoder.state_dict(), tmp_path / "cache")
+    window = cache.window_latents(clips[0], start=1, window=3, origin=(8, 16), size=(16, 16))
+    full = torch.from_numpy(clips[0].stack).permute(0, 4, 1, 2, 3)  # [N, 3, F, H, W]
+    with torch.no_grad():
+        direct = autoencoder.encode(full)
+    torch.testing.assert_close(window, direct[:, :, 1:4, 2:6, 4:8])
+    files = list((tmp_path / "cache").glob("*.safetensors"))
+    assert len(files) == 1
+
+    # a new cache over the same weights reads the file instead of encoding again
+    reread = LatentCache(autoencoder, autoencoder.state_dict(), tmp_path / "cache")
+    with torch.no_grad():
+        for param in autoencoder.parameters():
+            param.zero_()  # encoding now would give zeros
+    torch.testing.assert_close(reread.clip_latents(clips[0]), direct)
+    # changed weights change the file name: stale latents are never served
+    changed = LatentCache(autoencoder, autoencoder.state_dict(), tmp_path / "cache")
+    assert changed.autoencoder_hash != reread.autoencoder_hash
+    with pytest.raises(ValueError, match="grid"):
+        cache.window_latents(clips[0], 0, 3, origin=(2, 0), size=(16, 16))

@@ -1,0 +1,129 @@
+"""Metrics on known cases, rf-eval end to end on a tiny set, rf-render preview and rf-train sheet."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from renderflow.core.clips import load_clip
+from renderflow.core.exr import read_exr
+from renderflow.core.shot import load_shot
+from renderflow.daemon.render_cli import main as rf_render
+from renderflow.training import metrics
+from renderflow.training.cli import main as rf_train
+from renderflow.training.eval_cli import main as rf_eval
+
+
+def test_psnr_and_ssim_known_values():
+    reference = np.full((2, 16, 16, 3), 0.5)
+    assert math.isinf(metrics.psnr(reference, reference))
+    assert metrics.psnr(reference + 0.1, reference) == pytest.approx(20.0)
+    mask = np.zeros((2, 16, 16, 1))
+    mask[:, :8] = 1.0
+    noisy = reference.copy()
+    noisy[:, 8:] += 0.3  # outside the mask
+    assert math.isinf(metrics.psnr(noisy, reference, mask))
+    textured = np.random.default_rng(0).random((2, 16, 16, 3))
+    assert metrics.ssim(textured, textured) == pytest.approx(1.0)
+    assert metrics.ssim(np.random.default_rng(1).random((2, 16, 16, 3)), textured) < 0.2
+
+
+def test_flicker_sees_temporal_changes_only():
+    reference = np.random.default_rng(0).random((4, 8, 8, 3))
+    assert metrics.flicker(reference + 0.2, reference) == pytest.approx(0.0)  # a steady offset
+    flickering = reference.copy()
+    flickering[1::2] += 0.1
+    assert metrics.flicker(flickering, reference) == pytest.approx(0.1)
+
+
+def test_intrinsic_metrics():
+    mask = np.ones((1, 4, 4, 1))
+    normal = np.zeros((1, 4, 4, 3))
+    normal[..., 2] = 1.0
+    tilted = np.zeros_like(normal)
+    tilted[..., 1] = tilted[..., 2] = 1.0
+    assert metrics.angular_error_degrees(tilted, normal, mask) == pytest.approx(45.0)
+    depth = np.random.default_rng(0).uniform(1, 5, (1, 4, 4, 1))
+    assert metrics.ssi_log_depth_rmse(3.0 * depth, depth, mask) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path):
+    args = ["--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)]
+    result = CliRunner().invoke(rf_eval, [*args, "--keyframe-gaps", "2,4", "--sampler-steps", "3"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    forward = results["forward"]
+    assert set(forward) == {
+        "IBL",
+        "Deferred",
+        "RenderFlow (1 step)",
+        "RenderFlow (4 steps)",
+        "RenderFlow sampler (3 steps)",
+        "RenderFlow + keyframes (gap 2)",
+        "RenderFlow + keyframes (gap 4)",
+    }
+    assert forward["RenderFlow (1 step)"]["steps"] == 1 and forward["Deferred"]["steps"] == 0
+    assert "psnr_non_key" in forward["RenderFlow + keyframes (gap 2)"]
+    assert results["run_to_run_psnr_std"] == 0.0  # one deterministic evaluation
+    assert results["lpips"] == "unavailable" and "lpips" not in forward["IBL"]
+    assert set(results["inverse"]) == {
+        "albedo_psnr",
+        "normal_degrees",
+        "depth_log_rmse",
+        "roughness_rmse",
+        "metallic_rmse",
+    }
+    # the Deferred row is the baseline rendered here again: the table holds what the code computes
+    clip = load_clip(tiny_dataset / "test" / "clip_0002")
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| Deferred | — |" in markdown and "n/a" in markdown and "| Keyframes |" in markdown
+    assert (tmp_path / "contact_clip_0002.png").exists()
+    assert clip.beauty.shape[0] == 5
+
+
+def test_rf_eval_without_a_checkpoint_scores_the_baselines(tiny_dataset, tmp_path):
+    result = CliRunner().invoke(rf_eval, ["--data", str(tiny_dataset), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["forward"]) == {"IBL", "Deferred"} and results["inverse"] is None
+    missing = CliRunner().invoke(
+        rf_eval, ["--data", str(tiny_dataset), "--split", "val", "--out", str(tmp_path)]
+    )
+    assert missing.exit_code == 1 and "no such dataset folder" in missing.output
+
+
+def test_rf_render_preview_writes_a_sequence(tiny_dataset, tmp_path):
+    clip = tiny_dataset / "train" / "clip_0000"
+    out = tmp_path / "preview" / "beauty.####.exr"
+    args = ["preview", str(clip / "frame.####.exr"), "--env", str(clip / "envmap.exr"), "--out", str(out)]
+    result = CliRunner().invoke(
+        rf_render, [*args, "--frames", "1001-1003", "--camera", str(clip / "camera.json")]
+    )
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.parent.iterdir())
+    assert written == ["beauty.1001.exr", "beauty.1002.exr", "beauty.1003.exr"]
+    image = read_exr(out.parent / "beauty.1002.exr")
+    assert image.pixels.shape == (32, 32, 3) and image.attributes["renderflow/preview"] == "deferred"
+    # the header's camera does as well as camera.json (both come from the same track)
+    shot = load_shot(str(clip / "frame.####.exr"), clip / "envmap.exr", "1001-1003")
+    with_json = load_shot(
+        str(clip / "frame.####.exr"), clip / "envmap.exr", "1001-1003", camera_json=clip / "camera.json"
+    )
+    np.testing.assert_allclose(shot.envmap_cam, with_json.envmap_cam, atol=1e-4)
+    no_token = CliRunner().invoke(rf_render, [*args[:-1], str(tmp_path / "one.exr")])
+    assert no_token.exit_code != 0 and "frame token" in no_token.output
+
+
+def test_rf_train_sheet(tiny_dataset, tmp_path):
+    out = tmp_path / "sheet.png"
+    result = CliRunner().invoke(
+        rf_train, ["sheet", "--data", str(tiny_dataset), "--clips", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_exr(out).pixels.shape[1] == 7 * 32  # seven buffers side by side
+    bad = CliRunner().invoke(
+        rf_train, ["sheet", "--data", str(tiny_dataset), "--frame", "9", "--out", str(out)]
+    )
+    assert bad.exit_code == 1 and "no frame index 9" in bad.output

@@ -1,0 +1,207 @@
+"""The training stages on a tiny set: losses go down, frozen parts stay bit-identical, resume is exact."""
+
+import csv
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from renderflow.core.lora import base_state_dict, lora_state_dict
+from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.training import loop_helpers as helpers
+from renderflow.training.autoencoder_stage import AutoencoderConfig, train_autoencoder
+from renderflow.training.cli import main
+from renderflow.training.datasets import ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.inverse_stage import InverseConfig, inverse_losses, train_inverse
+from renderflow.training.stage1 import Stage1Config, stage1_losses, train_stage1
+from renderflow.training.stage2 import Stage2Config, stage2_losses, train_stage2
+
+WINDOW, CROP = 3, 16
+
+
+def common(tiny_dataset, out, init, **overrides):
+    values = dict(
+        data=str(tiny_dataset),
+        init=str(init),
+        out=str(out),
+        window=WINDOW,
+        batch_size=2,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        device="cpu",
+        gradient_checkpointing=False,
+        checkpoint_every=100,
+        log_every=1,
+    )
+    return values | overrides
+
+
+def fixed_batch(tiny_dataset, pipeline, crop=CROP, gap=2):
+    dataset = ClipWindowDataset(load_dataset(tiny_dataset, "train"), WindowSpec(WINDOW, crop, gap), seed=99)
+    samples = helpers.batch(dataset, 0, 2)
+    latents = helpers.encode_buffers(pipeline.autoencoder, samples, None, dataset, torch.device("cpu"))
+    return samples, latents
+
+
+def stage1_value(checkpoint, tiny_dataset, config):
+    pipeline = RenderFlowPipeline.from_pretrained(checkpoint)
+    samples, latents = fixed_batch(tiny_dataset, pipeline)
+    with torch.no_grad():
+        losses = stage1_losses(
+            pipeline, latents, samples["buffers"][:, 5], torch.Generator().manual_seed(0), config, None
+        )
+    return float(losses["loss"])
+
+
+def test_stage1_lowers_the_loss_and_logs(tiny_dataset, tiny_checkpoint, tmp_path):
+    config = Stage1Config(**common(tiny_dataset, tmp_path / "s1", tiny_checkpoint, schedule=((12, CROP),)))
+    before = stage1_value(tiny_checkpoint, tiny_dataset, config)
+    out = train_stage1(config)
+    assert stage1_value(out, tiny_dataset, config) < 0.8 * before
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    assert [int(row["step"]) for row in rows] == list(range(1, 13))
+    assert {"loss", "latent", "gradient", "lpips", "lr", "grad_norm"} <= set(rows[0])
+    assert list((out / "logs").glob("events.out.tfevents.*"))  # TensorBoard
+
+
+def test_stage1_resume_continues_exactly(tiny_dataset, tiny_checkpoint, tmp_path):
+    straight = Stage1Config(
+        **common(tiny_dataset, tmp_path / "straight", tiny_checkpoint, schedule=((2, CROP), (2, None)))
+    )
+    train_stage1(straight)
+    interrupted = dataclasses.replace(straight, out=str(tmp_path / "resumed"), schedule=((2, CROP),))
+    train_stage1(interrupted)  # stops after step 2 with its checkpoint, as a killed run would have
+    resumed = dataclasses.replace(interrupted, schedule=straight.schedule)
+    train_stage1(resumed)
+    for name in ("transformer.safetensors", "train_state/state.safetensors"):
+        a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(tmp_path / "resumed" / name))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+
+
+def test_stage2_trains_only_the_keyframe_adapter(tiny_dataset, tiny_checkpoint, tmp_path):
+    config = Stage2Config(
+        **common(tiny_dataset, tmp_path / "s2", tiny_checkpoint, steps=10, crop=CROP, keyframe_gap=2)
+    )
+    initial = RenderFlowPipeline.from_pretrained(tiny_checkpoint)
+
+    def value(pipeline):
+        samples, latents = fixed_batch(tiny_dataset, pipeline)
+        sample = {key: value[0] for key, value in samples.items()}
+        first = {name: latent[:1] for name, latent in latents.items()}
+        with torch.no_grad():
+            losses = stage2_losses(
+                pipeline, first, sample, torch.Generator().manual_seed(0), config, None, torch.device("cpu")
+            )
+        return float(losses["loss"])
+
+    before = value(initial)
+    trained = RenderFlowPipeline.from_pretrained(train_stage2(config))
+    assert value(trained) < before
+    base_before, base_after = base_state_dict(initial.transformer), base_state_dict(trained.transformer)
+    assert all(torch.equal(base_before[key], base_after[key]) for key in base_before)
+    autoencoder_before, autoencoder_after = initial.autoencoder.state_dict(), trained.autoencoder.state_dict()
+    assert all(torch.equal(autoencoder_before[key], autoencoder_after[key]) for key in autoencoder_before)
+    lora_before, lora_after = (
+        lora_state_dict(initial.transformer, "keyframe"),
+        lora_state_dict(trained.transformer, "keyframe"),
+    )
+    assert any(not torch.equal(lora_before[key], lora_after[key]) for key in lora_before)
+
+
+def test_inverse_trains_only_the_inverse_adapter(tiny_dataset, tiny_checkpoint, tmp_path):
+    config = InverseConfig(**common(tiny_dataset, tmp_path / "inv", tiny_checkpoint, steps=12, crop=CROP))
+    initial = RenderFlowPipeline.from_pretrained(tiny_checkpoint)
+
+    def value(pipeline):
+        samples, latents = fixed_batch(tiny_dataset, pipeline)
+        total = 0.0
+        for intrinsic in ("albedo", "normal", "depth", "roughness"):
+            with torch.no_grad():
+                losses = inverse_losses(
+                    pipeline,
+                    intrinsic,
+                    latents,
+                    samples["buffers"],
+                    samples["mask"],
+                    torch.Generator().manual_seed(0),
+                    config,
+                    None,
+                )
+            total += float(losses["loss"])
+        return total
+
+    before = value(initial)
+    trained = RenderFlowPipeline.from_pretrained(train_inverse(config))
+    assert value(trained) < before
+    forward_before = base_state_dict(initial.transformer) | lora_state_dict(initial.transformer, "keyframe")
+    forward_after = base_state_dict(trained.transformer) | lora_state_dict(trained.transformer, "keyframe")
+    assert all(torch.equal(forward_before[key], forward_after[key]) for key in forward_before)
+    keyframe_before, keyframe_after = (
+        initial.keyframe_adapter.state_dict(),
+        trained.keyframe_adapter.state_dict(),
+    )
+    assert all(torch.equal(keyframe_before[key], keyframe_after[key]) for key in keyframe_before)
+
+
+def test_autoencoder_stage_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
+    config = AutoencoderConfig(
+        data=str(tiny_dataset),
+        out=str(tmp_path / "ae"),
+        steps=4,
+        batch_size=2,
+        crop=16,
+        learning_rate=1e-3,
+        log_every=1,
+    )
+    pipeline = RenderFlowPipeline.from_pretrained(train_autoencoder(config))
+    assert pipeline.keyframe_adapter is not None and pipeline.inverse_adapter is not None
+    losses = [float(row["loss"]) for row in csv.DictReader((tmp_path / "ae" / "logs" / "metrics.csv").open())]
+    assert len(losses) == 4
+    with pytest.raises(ValueError, match="unknown model configuration 'huge'"):
+        train_autoencoder(dataclasses.replace(config, model="huge", out=str(tmp_path / "other")))
+
+
+def test_rf_train_commands(tiny_dataset, tiny_checkpoint, tmp_path):
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["stage1", "--help"]).output
+    assert "--schedule" in help_text and "--cache-latents" in help_text
+    args = [
+        "--data",
+        str(tiny_dataset),
+        "--init",
+        str(tiny_checkpoint),
+        "--window",
+        "3",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    result = runner.invoke(
+        main, ["stage1", *args, "--out", str(tmp_path / "s1"), "--schedule", "2@16", "--cache-latents"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s1" / "transformer.safetensors").exists()
+    assert list((tmp_path / "s1" / "latent_cache").glob("*.safetensors"))
+    bad = runner.invoke(main, ["stage1", *args, "--out", str(tmp_path / "x"), "--schedule", "two@16"])
+    assert bad.exit_code != 0 and "STEPS@CROP" in bad.output
+    too_big = runner.invoke(
+        main, ["inverse", *args, "--out", str(tmp_path / "y"), "--steps", "1", "--crop", "64"]
+    )
+    assert too_big.exit_code == 1 and "smaller than the crop 64" in too_big.output
+
+
+def test_training_log_forgets_steps_past_the_resumed_checkpoint(tmp_path):
+    log = helpers.TrainingLog(tmp_path)
+    for step in range(1, 6):
+        log.write(step, {"loss": 1.0 / step})
+    log.close()
+    resumed = helpers.TrainingLog(tmp_path, start_step=3)  # steps 4 and 5 were lost with the crash
+    resumed.write(4, {"loss": 0.2})
+    resumed.close()
+    rows = list(csv.DictReader((tmp_path / "logs" / "metrics.csv").open()))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["loss"]) == 0.2

@@ -1,0 +1,258 @@
+"""Torch datasets over clip folders (ARCHITECTURE §2): frame windows, crops, keyframes, latents.
+
+A clip is loaded once into memory in model space (`ClipArrays`); a sample is a window of
+`window` consecutive frames at a random crop, with the clip's keyframes every `keyframe_gap`
+frames from a random phase. Every sample is a pure function of (seed, sample index), so a
+training run resumes exactly by restarting at the right index, and several processes can
+read disjoint indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from renderflow.core import encodings as enc
+from renderflow.core.autoencoder import Autoencoder
+from renderflow.core.clips import Clip, load_clip
+from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
+
+logger = logging.getLogger(__name__)
+
+# The order of the model-space stack of a clip; the first four are the forward model's inputs.
+BUFFERS = ("albedo", "normal", "depth", "material", "env", "beauty")
+DONE_FILE = "done"  # written last by `rf-train synth`
+
+
+@dataclass
+class ClipArrays:
+    """A clip in model space: `stack` is `[len(BUFFERS), F, H, W, 3]` in [-1, 1], `mask` `[F, H, W, 1]`."""
+
+    name: str
+    stack: np.ndarray
+    mask: np.ndarray
+
+
+def find_clips(root: Path, split: str | None = None) -> list[Path]:
+    """Clip folders under `root` (or `root/split`), sorted; a folder is a clip when it holds `camera.json`.
+
+    Clips of `rf-train synth` count only once complete (their `done` file exists).
+    """
+    base = Path(root) / split if split else Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base}: no such dataset folder")
+    clips = []
+    for camera in sorted(base.rglob("camera.json")):
+        folder = camera.parent
+        made_by_synth = (folder / "scene.json").exists()
+        if made_by_synth and not (folder / DONE_FILE).exists():
+            logger.warning("%s: incomplete clip (no %s file), skipped", folder, DONE_FILE)
+            continue
+        clips.append(folder)
+    if not clips:
+        raise FileNotFoundError(f"{base}: no clip folders (a clip holds frames, envmap.exr and camera.json)")
+    return clips
+
+
+def to_model_space(clip: Clip) -> ClipArrays:
+    """The clip's buffers in the model's encodings, depth normalised over the whole clip."""
+    gbuffers = clip.gbuffers
+    num_frames, height, width = gbuffers.validate()
+    env = torch.from_numpy(enc.envmap_to_model(clip.envmap_cam)).permute(0, 3, 1, 2)  # [F, 3, He, We]
+    env_resized = torch.nn.functional.interpolate(
+        env, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )  # the pipeline's resize, so that training sees what inference sees
+    stack = np.stack(
+        [
+            enc.albedo_to_model(gbuffers.albedo),
+            enc.normal_to_model(gbuffers.normal),
+            enc.depth_to_model(gbuffers.depth, enc.disparity_range(gbuffers.depth)),
+            enc.material_to_model(gbuffers.material),
+            env_resized.permute(0, 2, 3, 1).numpy(),  # [F, 3, H, W] -> [F, H, W, 3]
+            enc.beauty_to_model(clip.beauty),
+        ]
+    ).astype(np.float32)
+    assert stack.shape == (len(BUFFERS), num_frames, height, width, 3)
+    return ClipArrays(clip.name, stack, clip.mask.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How samples are cut from clips."""
+
+    window: int = 5  # frames per sample: the training clip length (paper §4.4)
+    crop: int | None = None  # square crop in pixels; None keeps the whole frame
+    keyframe_gap: int = 16  # keyframes every this many frames of the clip (paper: sparse keyframes)
+    crop_multiple: int = 8  # crops start on this grid (the autoencoder × patch factor)
+
+
+def keyframe_indices(num_frames: int, gap: int, phase: int) -> list[int]:
+    """Clip frames `phase, phase + gap, ...` below `num_frames`."""
+    if gap < 1:
+        raise ValueError(f"keyframe gap must be >= 1, got {gap}")
+    return list(range(phase % gap, num_frames, gap))
+
+
+class ClipWindowDataset(Dataset[dict[str, torch.Tensor]]):
+    """Samples of a window of frames from in-memory clips; item `i` is fixed by (seed, i).
+
+    An item holds `buffers` `[len(BUFFERS), 3, window, h, w]` (model space, [-1, 1]), `mask`
+    `[1, window, h, w]`, `keyframes` `[K, 3, h, w]` (the clip's beauty at `keyframe_frames`),
+    `keyframe_frames` `[K]` (clip frames relative to the window's first frame; may lie outside
+    the window), and `clip` (the clip's index).
+    """
+
+    def __init__(self, clips: list[ClipArrays], spec: WindowSpec, seed: int = 0, length: int = 10**9) -> None:
+        if not clips:
+            raise ValueError("a dataset needs at least one clip")
+        for clip in clips:
+            _, num_frames, height, width, _ = clip.stack.shape
+            if num_frames < spec.window:
+                raise ValueError(
+                    f"clip {clip.name}: {num_frames} frames, shorter than the window {spec.window}"
+                )
+            if spec.crop is not None and spec.crop > min(height, width):
+                raise ValueError(
+                    f"clip {clip.name}: {width}x{height} is smaller than the crop {spec.crop} "
+                    "(choose a smaller --crop or --schedule)"
+                )
+        self.clips = clips
+        self.spec = spec
+        self.seed = seed
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        clip_index = int(rng.integers(len(self.clips)))
+        clip = self.clips[clip_index]
+        _, num_frames, height, width, _ = clip.stack.shape
+        start = int(rng.integers(num_frames - self.spec.window + 1))
+        top, left, size_h, size_w = 0, 0, height, width
+        if self.spec.crop is not None:
+            size_h = size_w = self.spec.crop
+            step = self.spec.crop_multiple
+            top = step * int(rng.integers((height - size_h) // step + 1))
+            left = step * int(rng.integers((width - size_w) // step + 1))
+        rows, cols = slice(top, top + size_h), slice(left, left + size_w)
+        frames = slice(start, start + self.spec.window)
+        keyframes = keyframe_indices(
+            num_frames, self.spec.keyframe_gap, int(rng.integers(self.spec.keyframe_gap))
+        )
+        beauty = BUFFERS.index("beauty")
+        # [N, F, H, W, 3] -> [N, 3, F, H, W]
+        buffers = torch.from_numpy(clip.stack[:, frames, rows, cols]).permute(0, 4, 1, 2, 3)
+        # [K, H, W, 3] -> [K, 3, H, W]
+        keyframe_pixels = torch.from_numpy(clip.stack[beauty, keyframes][:, rows, cols]).permute(0, 3, 1, 2)
+        return {
+            "buffers": buffers.contiguous(),
+            "mask": torch.from_numpy(clip.mask[frames, rows, cols]).permute(3, 0, 1, 2).contiguous(),
+            "keyframes": keyframe_pixels.contiguous(),
+            "keyframe_frames": torch.tensor(keyframes, dtype=torch.float32) - start,
+            "clip": torch.tensor(clip_index),
+            "start": torch.tensor(start),
+            "origin": torch.tensor([top, left]),
+        }
+
+
+def load_dataset(root: Path, split: str | None, profile: str = "auto") -> list[ClipArrays]:
+    """Every clip of a split, loaded and converted to model space."""
+    return [to_model_space(load_clip(folder, profile)) for folder in find_clips(root, split)]
+
+
+class LatentCache:
+    """Latents of a frozen autoencoder for whole clips, computed once and kept as safetensors.
+
+    Files are named by a hash of the autoencoder's weights and the clip's pixels, so a changed
+    autoencoder or clip never reads stale latents. Per-frame autoencoders (temporal factor 1)
+    cache every frame of a clip and serve any window; crops are cut in latent space, on the
+    autoencoder's grid (`WindowSpec.crop_multiple` must be a multiple of its spatial factor).
+    """
+
+    def __init__(self, autoencoder: Autoencoder, weights: dict[str, torch.Tensor], folder: Path) -> None:
+        if autoencoder.temporal_factor != 1:
+            raise ValueError(
+                "latent caching serves windows of per-frame autoencoders only; "
+                f"this one compresses time by {autoencoder.temporal_factor}"
+            )
+        self.autoencoder = autoencoder
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        for name in sorted(weights):
+            digest.update(name.encode())
+            digest.update(weights[name].detach().cpu().float().numpy().tobytes())
+        self.autoencoder_hash = digest.hexdigest()[:16]
+        self._memory: dict[str, torch.Tensor] = {}
+
+    def clip_latents(self, clip: ClipArrays) -> torch.Tensor:
+        """`[len(BUFFERS), C, F, h, w]` latents of every buffer of the clip."""
+        key = hashlib.sha256(clip.stack.tobytes()).hexdigest()[:16]
+        if key in self._memory:
+            return self._memory[key]
+        path = self.folder / f"{clip.name}-{self.autoencoder_hash}-{key}.safetensors"
+        if path.exists():
+            latents = load_file(str(path))["latents"]
+        else:
+            video = torch.from_numpy(clip.stack).permute(0, 4, 1, 2, 3)  # [N, F, H, W, 3] -> [N, 3, F, H, W]
+            with torch.no_grad():
+                latents = self.autoencoder.encode(video.contiguous())
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file({"latents": latents.contiguous()}, str(tmp))
+            tmp.replace(path)
+        self._memory[key] = latents
+        return latents
+
+    def window_latents(
+        self, clip: ClipArrays, start: int, window: int, origin: tuple[int, int], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Latents of a sample: `[len(BUFFERS), C, window, h, w]` for pixel crop `origin` + `size`."""
+        factor = self.autoencoder.spatial_factor
+        if origin[0] % factor or origin[1] % factor or size[0] % factor or size[1] % factor:
+            raise ValueError(f"crop {origin} + {size} is not on the autoencoder's {factor}-pixel grid")
+        top, left = origin[0] // factor, origin[1] // factor
+        height, width = size[0] // factor, size[1] // factor
+        latents = self.clip_latents(clip)
+        return latents[:, :, start : start + window, top : top + height, left : left + width]
+
+
+def dataset_contact_sheet(root: Path, split: str | None, clips: int, frame: int, out: Path) -> None:
+    """One row per clip (its frame `frame`): beauty, albedo, normal, depth, roughness, metallic, env."""
+    rows = [load_clip(folder) for folder in find_clips(root, split)[:clips]]
+    for clip in rows:
+        if frame >= len(clip.beauty):
+            raise ValueError(
+                f"clip {clip.name} has {len(clip.beauty)} frames; there is no frame index {frame}"
+            )
+
+    def column(pick: Callable[[Clip], np.ndarray]) -> np.ndarray:
+        return np.stack([pick(clip) for clip in rows])
+
+    def grey(values: np.ndarray) -> np.ndarray:
+        return np.repeat(values, 3, axis=-1)
+
+    height = rows[0].beauty.shape[1]
+    write_contact_sheet(
+        out,
+        {
+            "path traced": column(lambda clip: display_colour(clip.beauty[frame])),
+            "albedo": column(lambda clip: enc.srgb_oetf(clip.gbuffers.albedo[frame])),
+            "normal": column(lambda clip: display_normal(clip.gbuffers.normal[frame])),
+            "depth": column(lambda clip: display_depth(clip.gbuffers.depth[frame : frame + 1])[0]),
+            "rough": column(lambda clip: grey(clip.gbuffers.material[frame, ..., :1])),
+            "metal": column(lambda clip: grey(clip.gbuffers.material[frame, ..., 1:2])),
+            "env (cam)": column(
+                lambda clip: display_colour(clip.envmap_cam[frame, :, height // 2 : height // 2 + height])
+            ),
+        },
+    )

@@ -1,0 +1,298 @@
+"""`rf-eval`: the paper's tables on a dataset split (Table 1 forward, Table 2 inverse, Table 6 gaps).
+
+Every method renders every clip from the same G-buffers and env map; metrics compare with the
+path-traced beauty in display space (training/metrics.py), on the whole frame and on the
+geometry mask. Keyframe rows take their keyframes from the reference at frames 0, gap, 2·gap …
+and also report PSNR on the other frames only, where nothing was given away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from renderflow.core import encodings as enc
+from renderflow.core.baselines import render_baseline
+from renderflow.core.clips import Clip, load_clip
+from renderflow.core.contact_sheet import display_colour, display_error, write_contact_sheet
+from renderflow.core.envmap import camera_view_envmaps
+from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.training import metrics
+from renderflow.training.datasets import find_clips
+from renderflow.training.lpips import PerceptualFn, load_lpips
+
+logger = logging.getLogger(__name__)
+
+EVAL_ENV_HEIGHT = 64  # camera-view env maps of 64x128: enough for the baselines' mirror lobes
+CONTACT_SHEET_CLIPS = 4
+RenderFn = Callable[[Clip], np.ndarray]
+
+
+@dataclass
+class EvalConfig:
+    data: str = ""
+    out: str = ""
+    checkpoint: str | None = None  # None: baselines only
+    split: str = "test"
+    profile: str = "auto"
+    steps: tuple[int, ...] = (1, 4)  # RenderFlow's own step counts
+    sampler_steps: int = 30  # the diffusion-style baseline: the same network, many Euler steps
+    keyframe_gaps: tuple[int, ...] = (4, 8, 16)
+    repeats: int = 2  # runs of the 1-step model, for the run-to-run spread
+    inverse: bool = True
+    device: str = "cpu"
+    lpips_weights: str | None = None
+    max_clips: int | None = None
+
+
+@dataclass
+class MethodScores:
+    """Per-clip values of each metric; the tables show their means."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, scores: dict[str, float]) -> None:
+        for key, value in scores.items():
+            self.values.setdefault(key, []).append(value)
+
+    def mean(self) -> dict[str, float]:
+        return {key: float(np.mean(values)) for key, values in self.values.items()}
+
+
+def beauty_scores(
+    prediction: np.ndarray, clip: Clip, perceptual: PerceptualFn | None, keyframes: list[int] | None = None
+) -> dict[str, float]:
+    """The forward metrics of one clip (beauty in scene-linear HDR, compared in display space)."""
+    predicted, reference, mask = metrics.display(prediction), metrics.display(clip.beauty), clip.mask
+    scores = {
+        "psnr": metrics.psnr(predicted, reference),
+        "ssim": metrics.ssim(predicted, reference),
+        "psnr_mask": metrics.psnr(predicted, reference, mask),
+        "ssim_mask": metrics.ssim(predicted, reference, mask),
+        "flicker": metrics.flicker(predicted, reference),
+    }
+    if perceptual is not None:
+        scores["lpips"] = metrics.lpips(perceptual, predicted, reference)
+        scores["lpips_mask"] = metrics.lpips(perceptual, predicted, reference, mask)
+    if keyframes is not None:
+        others = [frame for frame in range(len(predicted)) if frame not in keyframes]
+        if others:
+            scores["psnr_non_key"] = metrics.psnr(predicted[others], reference[others])
+    return scores
+
+
+def inverse_scores(decomposed: dict[str, np.ndarray], clip: Clip) -> dict[str, float]:
+    """Table 2: albedo PSNR, normal angle, relative depth error, material RMSE, on the mask."""
+    mask = clip.mask
+    gbuffers = clip.gbuffers
+    albedo_display = enc.srgb_oetf(np.clip(decomposed["albedo"], 0.0, 1.0))
+    return {
+        "albedo_psnr": metrics.psnr(albedo_display, enc.srgb_oetf(gbuffers.albedo), mask),
+        "normal_degrees": metrics.angular_error_degrees(decomposed["normal"], gbuffers.normal, mask),
+        "depth_log_rmse": metrics.ssi_log_depth_rmse(decomposed["depth"], gbuffers.depth, mask),
+        "roughness_rmse": metrics.rmse(decomposed["roughness"], gbuffers.material[..., :1], mask),
+        "metallic_rmse": metrics.rmse(decomposed["metallic"], gbuffers.material[..., 1:2], mask),
+    }
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of Table 1: how it renders a clip, its step count (0: not a network) and keyframe gap."""
+
+    render: RenderFn
+    steps: int = 0
+    keyframe_gap: int | None = None
+
+
+def baseline_renderer(method: str) -> RenderFn:
+    def render(clip: Clip) -> np.ndarray:
+        return render_baseline(method, clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+
+    return render
+
+
+def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int | None = None) -> RenderFn:
+    """RenderFlow with `steps` sampler steps; keyframes from the reference every `keyframe_gap` frames."""
+
+    def render(clip: Clip) -> np.ndarray:
+        keyframes = None
+        if keyframe_gap is not None:
+            keyframes = {frame: clip.beauty[frame] for frame in range(0, len(clip.beauty), keyframe_gap)}
+        return pipeline.render(clip.gbuffers, clip.envmap_cam, keyframes=keyframes, steps=steps)
+
+    return render
+
+
+def _timed(render: RenderFn, clip: Clip) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    image = render(clip)
+    return image, (time.perf_counter() - started) / len(image)
+
+
+def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Score every method on every clip of the split; write results.json, results.md, contact sheets."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    perceptual = load_lpips(Path(config.lpips_weights) if config.lpips_weights else None)
+    pipeline = (
+        RenderFlowPipeline.from_pretrained(Path(config.checkpoint), config.device)
+        if config.checkpoint
+        else None
+    )
+    folders = find_clips(Path(config.data), config.split)[: config.max_clips]
+
+    methods = {"IBL": Method(baseline_renderer("ibl")), "Deferred": Method(baseline_renderer("deferred"))}
+    if pipeline is not None:
+        for steps in sorted({*config.steps, config.sampler_steps}):
+            plural = "s" if steps > 1 else ""
+            name = f"RenderFlow ({steps} step{plural})"
+            if steps == config.sampler_steps:
+                name = f"RenderFlow sampler ({steps} steps)"
+            methods[name] = Method(model_renderer(pipeline, steps), steps)
+        if pipeline.keyframe_adapter is not None:
+            for gap in config.keyframe_gaps:
+                methods[f"RenderFlow + keyframes (gap {gap})"] = Method(
+                    model_renderer(pipeline, 1, gap), 1, gap
+                )
+
+    scores = {name: MethodScores() for name in methods}
+    repeat_psnr: list[list[float]] = []
+    inverse = MethodScores()
+    for index, folder in enumerate(folders):
+        clip = load_clip(folder, config.profile)
+        env_height = max(EVAL_ENV_HEIGHT, clip.beauty.shape[1])
+        clip.envmap_cam = camera_view_envmaps(
+            clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
+        )
+        renders: dict[str, np.ndarray] = {}
+        for name, method in methods.items():
+            image, seconds = _timed(method.render, clip)
+            keyframes = list(range(0, len(image), method.keyframe_gap)) if method.keyframe_gap else None
+            scores[name].add(
+                beauty_scores(image, clip, perceptual, keyframes) | {"seconds_per_frame": seconds}
+            )
+            renders[name] = image
+        if pipeline is not None and config.repeats > 1:
+            runs = [renders["RenderFlow (1 step)"]] + [
+                pipeline.render(clip.gbuffers, clip.envmap_cam) for _ in range(config.repeats - 1)
+            ]
+            repeat_psnr.append(
+                [metrics.psnr(metrics.display(run), metrics.display(clip.beauty)) for run in runs]
+            )
+        if pipeline is not None and config.inverse and pipeline.inverse_adapter is not None:
+            inverse.add(inverse_scores(pipeline.decompose(clip.beauty), clip))
+        if index < CONTACT_SHEET_CLIPS:
+            _contact_sheet(out / f"contact_{folder.name}.png", clip, renders)
+        if progress is not None:
+            progress(index + 1, len(folders))
+
+    results: dict[str, Any] = {
+        "config": asdict(config),
+        "clips": [folder.name for folder in folders],
+        "lpips": "available" if perceptual is not None else "unavailable",
+        "forward": {name: score.mean() | {"steps": methods[name].steps} for name, score in scores.items()},
+        "inverse": inverse.mean() if inverse.values else None,
+        "run_to_run_psnr_std": (
+            float(statistics.mean(statistics.pstdev(runs) for runs in repeat_psnr)) if repeat_psnr else None
+        ),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
+    (out / "results.md").write_text(results_markdown(results))
+    return results
+
+
+def _contact_sheet(path: Path, clip: Clip, renders: dict[str, np.ndarray]) -> None:
+    """Reference, each method, and the error maps of the 1-step model and Deferred."""
+    columns = {"path traced": display_colour(clip.beauty)}
+    short = {"IBL": "IBL", "Deferred": "Deferred", "RenderFlow (1 step)": "RF 1 step"}
+    short |= {name: "RF + kf 16" for name in renders if name.endswith("(gap 16)")}
+    for name, label in short.items():
+        if name in renders:
+            columns[label] = display_colour(renders[name])
+    for name, label in (("RenderFlow (1 step)", "RF error"), ("Deferred", "Deferred error")):
+        if name in renders:
+            columns[label] = display_error(metrics.display(renders[name]), metrics.display(clip.beauty))
+    write_contact_sheet(path, columns)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+FORWARD_HEADER = ["Method", "Steps", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "PSNR mask ↑", "SSIM mask ↑"]
+FORWARD_HEADER += ["Flicker ↓", "Time/frame (s) ↓"]
+GAP_HEADER = ["Keyframes", "PSNR ↑", "PSNR non-key frames ↑", "SSIM ↑", "LPIPS ↓"]
+INVERSE_HEADER = ["Inverse", "Albedo PSNR ↑", "Normal angle (°) ↓", "Depth log-RMSE (SSI) ↓"]
+INVERSE_HEADER += ["Roughness RMSE ↓", "Metallic RMSE ↓"]
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The three tables in the shape of the paper's Tables 1, 2 and 6."""
+    config = results["config"]
+    lines = [
+        f"Split `{config['split']}` of `{config['data']}`: {len(results['clips'])} clips. "
+        f"LPIPS {results['lpips']}. Display space: Reinhard + sRGB.",
+        "",
+    ]
+    forward = results["forward"]
+    lines += _table(
+        FORWARD_HEADER,
+        [
+            [
+                name,
+                str(row["steps"]) if row["steps"] else "—",
+                _cell(row["psnr"], 2),
+                _cell(row["ssim"], 3),
+                _cell(row.get("lpips"), 3),
+                _cell(row["psnr_mask"], 2),
+                _cell(row["ssim_mask"], 3),
+                _cell(row["flicker"], 4),
+                _cell(row["seconds_per_frame"], 4),
+            ]
+            for name, row in forward.items()
+        ],
+    )
+    spread = results["run_to_run_psnr_std"]
+    if spread is not None:
+        lines += ["", f"Run-to-run spread of the 1-step model's PSNR: σ = {spread:.4f} dB."]
+    gap_rows = [
+        [
+            name,
+            _cell(row["psnr"], 2),
+            _cell(row["psnr_non_key"], 2),
+            _cell(row["ssim"], 3),
+            _cell(row.get("lpips"), 3),
+        ]
+        for name, row in forward.items()
+        if "psnr_non_key" in row
+    ]
+    if gap_rows:
+        lines += ["", *_table(GAP_HEADER, gap_rows)]
+    inverse = results["inverse"]
+    if inverse:
+        digits = {
+            "albedo_psnr": 2,
+            "normal_degrees": 1,
+            "depth_log_rmse": 3,
+            "roughness_rmse": 3,
+            "metallic_rmse": 3,
+        }
+        row = ["RenderFlow inverse adapter", *(_cell(inverse[key], places) for key, places in digits.items())]
+        lines += ["", *_table(INVERSE_HEADER, [row])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,189 @@
+"""`rf-train inverse`: the inverse adapter on the frozen forward model (paper §4.5, appendix A.2).
+
+The bridge runs from the image latent (t = 0) to one intrinsic's latent (t = 1); each batch
+draws one intrinsic at random. Loss = bridge loss + λ·the intrinsic's reconstruction loss on
+the decoded prediction: L1 (+ LPIPS) for albedo, cosine for normals, scale-and-shift-invariant
+log depth, L1 for roughness and metallic (eqs. 9-12). Only the inverse embedder, its LoRA, the
+prompt cross-attentions and the heads train; the forward model stays bit-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
+from renderflow.core.inverse import INTRINSICS, INVERSE_LORA
+from renderflow.core.pipeline import RenderFlowPipeline, inverse_velocity
+from renderflow.training import loop_helpers as helpers
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.losses import bridge_loss, cosine_loss, l1_loss, ssi_log_depth_loss
+from renderflow.training.lpips import PerceptualFn
+from renderflow.training.stage1 import perceptual_distance
+
+MATERIAL_CHANNEL = {"roughness": 0, "metallic": 1}  # channels of the material buffer
+MIN_DISPARITY = 1e-3  # normalised disparity floor before the log: background is 0
+
+
+@dataclass
+class InverseConfig:
+    # I/O
+    data: str = ""
+    init: str = ""  # the forward checkpoint (with an inverse adapter)
+    out: str = ""
+    split: str = "train"
+    profile: str = "auto"
+    # data
+    window: int = 5
+    crop: int | None = None  # square crop in pixels; None = the whole frame
+    batch_size: int = 32
+    cache_latents: bool = False
+    # optimisation (paper appendix A.2: AdamW, LR 1e-4, batch 32, 20k steps)
+    steps: int = 20000
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lambda_reconstruction: float = 1.0
+    lpips_weights: str | None = None
+    # system
+    seed: int = 0
+    device: str = "cuda"
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = 1000
+    log_every: int = 10
+
+
+def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = None) -> Path:
+    """Train the inverse adapter; return the checkpoint folder. Resumes from `out/train_state/`."""
+    # 1. Seed and device
+    accelerator = helpers.make_accelerator(config.device)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)
+
+    # 2. Data
+    dataset = ClipWindowDataset(
+        load_dataset(Path(config.data), config.split, config.profile),
+        WindowSpec(config.window, config.crop),
+        config.seed,
+    )
+
+    # 3. Model: the forward model frozen, the inverse adapter and its LoRA trainable
+    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    adapter = pipeline.inverse_adapter
+    if adapter is None:
+        raise ValueError(f"{config.init}: the checkpoint has no inverse adapter to train")
+    transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
+    for module in (transformer, autoencoder, pipeline.keyframe_adapter):
+        if module is not None:
+            module.requires_grad_(False)
+    adapter.requires_grad_(True).train()
+    for name, param in transformer.named_parameters():
+        param.requires_grad_(f".{INVERSE_LORA}." in name)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
+
+    # 4. Optimizer, and the state of an interrupted run
+    params = helpers.trainable_parameters([("adapter", adapter), ("transformer", transformer)])
+    optimizer, start, log = helpers.start_optimizer(params, config, accelerator)
+
+    # 5. The loop
+    for step in range(start, config.steps):
+        learning_rate = helpers.set_learning_rate(optimizer, step, config.learning_rate, config.warmup_steps)
+        samples = helpers.batch(dataset, step, config.batch_size, rank, world)
+        generator = helpers.step_generator(config.seed, step, rank)
+        intrinsic = INTRINSICS[int(torch.randint(len(INTRINSICS), (1,), generator=generator))]
+        latents = helpers.encode_buffers(autoencoder, samples, cache, dataset, device)
+        buffers = samples["buffers"].to(device)  # [B, N, 3, F, H, W]
+        mask = samples["mask"].to(device)  # [B, 1, F, H, W]
+        with accelerator.autocast():
+            losses = inverse_losses(
+                pipeline, intrinsic, latents, buffers, mask, generator, config, perceptual
+            )
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(losses["loss"])
+        grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
+
+        # one column per intrinsic, so that the CSV keeps its header: NaN where not drawn
+        values = {"loss": losses["loss"].item(), "latent": losses["latent"].item()}
+        values |= {
+            name: losses["reconstruction"].item() if name == intrinsic else float("nan")
+            for name in INTRINSICS
+        }
+        values |= {"lr": learning_rate, "grad_norm": grad_norm}
+        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
+        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
+            if accelerator.is_main_process:
+                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
+            accelerator.wait_for_everyone()
+    log.close()
+    return Path(config.out)
+
+
+def intrinsic_target(intrinsic: str, buffers: torch.Tensor) -> torch.Tensor:
+    """The model-space image `[B, 3, F, H, W]` of `intrinsic` from the buffers `[B, N, 3, F, H, W]`."""
+    if intrinsic in MATERIAL_CHANNEL:
+        channel = buffers[:, BUFFERS.index("material"), MATERIAL_CHANNEL[intrinsic]]  # [B, F, H, W]
+        return channel[:, None].expand(-1, 3, -1, -1, -1)
+    return buffers[:, BUFFERS.index(intrinsic)]
+
+
+def log_depth_from_model(depth_model: torch.Tensor) -> torch.Tensor:
+    """Model-space depth (normalised disparity ×2−1, 3 channels) -> log depth `[B, 1, F, H, W]`."""
+    disparity = ((depth_model.mean(dim=1, keepdim=True) + 1.0) * 0.5).clamp_min(MIN_DISPARITY)
+    return -torch.log(disparity)
+
+
+def reconstruction_loss(
+    intrinsic: str,
+    decoded: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    perceptual: PerceptualFn | None,
+) -> torch.Tensor:
+    """The intrinsic's loss (eqs. 9-12) on model-space videos `[B, 3, F, H, W]`."""
+    if intrinsic == "albedo":
+        loss = l1_loss(decoded, target)
+        if perceptual is not None:
+            loss = loss + perceptual_distance(perceptual, decoded, target)
+        return loss
+    if intrinsic == "normal":
+        return cosine_loss(decoded, target, mask)
+    if intrinsic == "depth":
+        return ssi_log_depth_loss(log_depth_from_model(decoded), log_depth_from_model(target), mask)
+    return l1_loss(decoded.mean(dim=1, keepdim=True), target[:, :1])
+
+
+def inverse_losses(
+    pipeline: RenderFlowPipeline,
+    intrinsic: str,
+    latents: dict[str, torch.Tensor],
+    buffers: torch.Tensor,
+    mask: torch.Tensor,
+    generator: torch.Generator,
+    config: InverseConfig,
+    perceptual: PerceptualFn | None,
+) -> dict[str, torch.Tensor]:
+    """Bridge + reconstruction loss for one batch and one intrinsic: {loss, latent, reconstruction}."""
+    adapter = pipeline.inverse_adapter
+    assert adapter is not None
+    target_pixels = intrinsic_target(intrinsic, buffers)
+    if intrinsic in MATERIAL_CHANNEL:
+        with torch.no_grad():
+            z1 = pipeline.autoencoder.encode(target_pixels.contiguous())
+    else:
+        z1 = latents[intrinsic]
+    z0 = latents["beauty"]
+    t = sample_train_times(z0.shape[0], pipeline.bridge, generator).to(z0.device)
+    noise = torch.randn(z0.shape, generator=generator).to(z0.device)
+    z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
+    velocity = inverse_velocity(pipeline.transformer, adapter, z_t, t, intrinsic)
+    z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)
+    decoded = pipeline.autoencoder.decode(z1_predicted)
+    loss_latent = bridge_loss(velocity, velocity_target(z1, z_t, t))
+    loss_reconstruction = reconstruction_loss(intrinsic, decoded, target_pixels, mask, perceptual)
+    total = loss_latent + config.lambda_reconstruction * loss_reconstruction
+    return {"loss": total, "latent": loss_latent, "reconstruction": loss_reconstruction}

@@ -1,0 +1,302 @@
+"""Plain helpers beside the stages' loops: batches, latents, learning rate, logs, resumable state.
+
+Training state is safetensors + JSON (never pickle): the trainable tensors, the AdamW moments
+under `optimizer.<param>.<name>`, and `state.json` with the step, the stage's config and the
+optimizer's hyper-parameters. Resuming from it continues bit-for-bit: samples, bridge times and
+noise are pure functions of (seed, step).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from renderflow.core.autoencoder import Autoencoder
+from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, LatentCache
+from renderflow.training.lpips import PerceptualFn, load_lpips
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total, logged values)
+
+STATE_DIR = "train_state"
+STATE_TENSORS = "state.safetensors"
+STATE_JSON = "state.json"
+
+
+def make_accelerator(device: str, gradient_accumulation_steps: int = 1) -> Accelerator:
+    """accelerate for multi-GPU/multi-node (`accelerate launch rf-train ...`); bf16 autocast on CUDA."""
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
+    return Accelerator(
+        cpu=on_cpu,
+        mixed_precision="no" if on_cpu else "bf16",
+        gradient_accumulation_steps=gradient_accumulation_steps,
+    )
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The random stream of one step on one process: bridge times, noise, coin flips."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+
+
+def batch(
+    dataset: ClipWindowDataset, step: int, batch_size: int, rank: int = 0, world: int = 1
+) -> dict[str, Any]:
+    """The samples of `step` for process `rank`: indices never overlap between steps or processes."""
+    first = (step * world + rank) * batch_size
+    items = [dataset[index] for index in range(first, first + batch_size)]
+    stacked: dict[str, Any] = {}
+    for key in items[0]:
+        if key in ("keyframes", "keyframe_frames"):  # K differs between samples
+            stacked[key] = [item[key] for item in items]
+        else:
+            stacked[key] = torch.stack([item[key] for item in items])
+    return stacked
+
+
+def encode_buffers(
+    autoencoder: Autoencoder,
+    samples: dict[str, Any],
+    cache: LatentCache | None,
+    dataset: ClipWindowDataset,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """{buffer: latent `[B, C, F, h, w]`} for every buffer of BUFFERS, from the cache when there is one."""
+    buffers = samples["buffers"]  # [B, N, 3, F, H, W]
+    batch_size, num_buffers, _, num_frames, height, width = buffers.shape
+    if cache is not None:
+        latents = torch.stack(
+            [
+                cache.window_latents(
+                    dataset.clips[int(samples["clip"][i])],
+                    int(samples["start"][i]),
+                    num_frames,
+                    (int(samples["origin"][i][0]), int(samples["origin"][i][1])),
+                    (height, width),
+                )
+                for i in range(batch_size)
+            ]
+        ).to(device)  # [B, N, C, F, h, w]
+    else:
+        with torch.no_grad():
+            # [B, N, 3, F, H, W] -> [B*N, 3, F, H, W]: every buffer of the batch in one call
+            flat = autoencoder.encode(buffers.flatten(0, 1).to(device))
+        latents = flat.unflatten(0, (batch_size, num_buffers))
+    return {name: latents[:, index] for index, name in enumerate(BUFFERS)}
+
+
+def set_learning_rate(
+    optimizer: torch.optim.Optimizer, step: int, learning_rate: float, warmup_steps: int
+) -> float:
+    """Linear warm-up to `learning_rate`, then constant (paper appendix A)."""
+    value = learning_rate * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else learning_rate
+    for group in optimizer.param_groups:
+        group["lr"] = value
+    return value
+
+
+def trainable_parameters(modules: Iterable[tuple[str, nn.Module]]) -> dict[str, nn.Parameter]:
+    """{qualified name: parameter} of every parameter that requires a gradient."""
+    return {
+        f"{prefix}.{name}": param
+        for prefix, module in modules
+        for name, param in module.named_parameters()
+        if param.requires_grad
+    }
+
+
+def save_state(
+    out: Path,
+    step: int,
+    params: dict[str, nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    config: Any,
+) -> None:
+    """Write the resumable training state into `out/train_state/` (temp names, then renames)."""
+    folder = Path(out) / STATE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(params)  # the optimizer's one parameter group, in this order
+    tensors = {f"param.{name}": param.detach().cpu().contiguous() for name, param in params.items()}
+    optimizer_state = optimizer.state_dict()
+    groups = optimizer_state["param_groups"]
+    for param_index, moments in optimizer_state["state"].items():
+        for key, value in moments.items():
+            tensors[f"optimizer.{names[param_index]}.{key}"] = (
+                torch.as_tensor(value).detach().cpu().contiguous()
+            )
+    record = {
+        "step": step,
+        "config": asdict(config),
+        "param_groups": [{k: v for k, v in group.items() if k != "params"} for group in groups],
+        "params": names,
+    }
+    tmp_tensors = folder / f".{STATE_TENSORS}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp_tensors))
+    tmp_tensors.replace(folder / STATE_TENSORS)
+    tmp_json = folder / f".{STATE_JSON}.tmp-{os.getpid()}"
+    tmp_json.write_text(json.dumps(record, indent=1))
+    tmp_json.replace(folder / STATE_JSON)
+
+
+def load_state(out: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer) -> int:
+    """Restore parameters and optimizer from `out/train_state/`; return the step to continue at (0: none)."""
+    folder = Path(out) / STATE_DIR
+    if not (folder / STATE_JSON).exists():
+        return 0
+    record = json.loads((folder / STATE_JSON).read_text())
+    if record["params"] != list(params):
+        raise ValueError(
+            f"{folder}: the saved state trains other parameters than this run "
+            f"({len(record['params'])} saved, {len(params)} now); use a new --out"
+        )
+    tensors = load_file(str(folder / STATE_TENSORS))
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[f"param.{name}"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for index, name in enumerate(record["params"]):
+        prefix = f"optimizer.{name}."
+        moments = {
+            key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)
+        }
+        if moments:
+            state[index] = moments
+    param_groups = [dict(group, params=list(range(len(params)))) for group in record["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    logger.info("resumed from %s at step %d", folder, record["step"])
+    return int(record["step"])
+
+
+class TrainingLog:
+    """One CSV row and TensorBoard scalars per logged step, in `out/logs/`."""
+
+    def __init__(self, out: Path, start_step: int = 0, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.folder = Path(out) / "logs"
+        self._writer: SummaryWriter | None = None
+        self._started = time.perf_counter()
+        if enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._forget_after(start_step)
+            self._writer = SummaryWriter(str(self.folder), purge_step=start_step + 1 if start_step else None)
+
+    def _forget_after(self, step: int) -> None:
+        """Drop CSV rows past `step`: an interrupted run logged steps that its checkpoint does not hold."""
+        path = self.folder / "metrics.csv"
+        if not path.exists():
+            return
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            return
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(row for row in rows if int(row["step"]) <= step)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        path = self.folder / "metrics.csv"
+        row = {"step": step, "seconds": round(time.perf_counter() - self._started, 3), **values}
+        new_file = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        assert self._writer is not None
+        for key, value in values.items():
+            self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def save_checkpoint(
+    pipeline: RenderFlowPipeline,
+    params: dict[str, nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    config: Any,
+    out: Path,
+) -> None:
+    """The usable checkpoint (save_pretrained) and the resumable state, side by side in `out`."""
+    pipeline.save_pretrained(out)
+    save_state(out, step, params, optimizer, config)
+    logger.info("step %d: checkpoint written to %s", step, out)
+
+
+def apply_gradients(
+    accelerator: Accelerator,
+    params: dict[str, nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float,
+) -> float:
+    """Average gradients over processes, clip them, step; return the gradient norm before clipping.
+
+    The explicit all-reduce (rather than a DDP wrapper) covers LoRA weights inside a frozen module
+    and adapter modules beside it alike.
+    """
+    if accelerator.num_processes > 1:
+        for param in params.values():
+            if param.grad is not None:
+                param.grad = accelerator.reduce(param.grad, reduction="mean")
+    grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), grad_clip)
+    optimizer.step()
+    return float(grad_norm)
+
+
+def end_of_step(
+    step: int,
+    total: int,
+    values: dict[str, float],
+    progress: ProgressFn | None,
+    log: TrainingLog,
+    log_every: int,
+) -> None:
+    """Report a finished step (1-based) to the progress bar and, every `log_every` steps, the logs."""
+    if progress is not None:
+        progress(step, total, values)
+    if step % log_every == 0:
+        log.write(step, values)
+
+
+def checkpoint_due(step: int, total: int, checkpoint_every: int) -> bool:
+    return step % checkpoint_every == 0 or step == total
+
+
+def frozen_model_extras(
+    autoencoder: Autoencoder, config: Any, device: torch.device
+) -> tuple[LatentCache | None, PerceptualFn | None]:
+    """The latent cache (when `config.cache_latents`) and LPIPS (when weights exist) of a stage."""
+    cache = None
+    if config.cache_latents:
+        weights = autoencoder.state_dict()
+        cache = LatentCache(autoencoder, weights, Path(config.out) / "latent_cache")
+    perceptual = load_lpips(Path(config.lpips_weights) if config.lpips_weights else None, device)
+    return cache, perceptual
+
+
+def start_optimizer(
+    params: dict[str, nn.Parameter], config: Any, accelerator: Accelerator
+) -> tuple[torch.optim.Optimizer, int, TrainingLog]:
+    """AdamW over `params`, the state of an interrupted run restored, and the logs from that step on."""
+    optimizer = torch.optim.AdamW(params.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    start = load_state(Path(config.out), params, optimizer)
+    return optimizer, start, TrainingLog(Path(config.out), start, enabled=accelerator.is_main_process)

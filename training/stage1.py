@@ -1,0 +1,182 @@
+"""`rf-train stage1`: the base renderer (paper §4.3, eqs. 5-8; appendix A).
+
+Loss = bridge loss in latent space + λ·(LPIPS + gradient loss) on the decoded ẑ1 (eq. 8). The
+whole transformer trains; the autoencoder and any adapters stay frozen. Half the samples (by
+default) are conditioned on their first frame's beauty through the reference latent, as the
+chunked inference does (paper §4.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
+from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
+from renderflow.training import loop_helpers as helpers
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.losses import bridge_loss, gradient_loss
+from renderflow.training.lpips import PerceptualFn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage1Config:
+    # I/O
+    data: str = ""  # dataset folder (rf-train synth, or clip folders of your own EXRs)
+    init: str = ""  # checkpoint to start from (rf-train autoencoder, rf-render import-wan, or a stage-1 run)
+    out: str = ""  # the trained checkpoint, its train_state/ and logs/
+    split: str = "train"
+    profile: str = "auto"  # AOV profile of the clips' EXRs
+    # data: the paper trains 20k steps at 256² then 20k at 512², 5-frame clips
+    window: int = 5
+    schedule: tuple[tuple[int, int | None], ...] = ((20000, 256), (20000, 512))  # (steps, crop; None = full)
+    batch_size: int = 32
+    cache_latents: bool = False  # encode each clip once (per-frame autoencoders only)
+    # optimisation: AdamW, warm-up, constant LR (paper appendix A)
+    learning_rate: float = 5e-5
+    warmup_steps: int = 1000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lambda_pixel: float = 1.0  # λ of eq. 8
+    reference_probability: float = 0.5  # share of samples conditioned on their first frame (§4.4)
+    lpips_weights: str | None = None  # converted LPIPS weights; see training/lpips.py
+    # system
+    seed: int = 0
+    device: str = "cuda"
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = 1000
+    log_every: int = 10
+
+    @property
+    def steps(self) -> int:
+        return sum(steps for steps, _ in self.schedule)
+
+    def crop_at(self, step: int) -> int | None:
+        for steps, crop in self.schedule:
+            if step < steps:
+                return crop
+            step -= steps
+        return self.schedule[-1][1]
+
+
+def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = None) -> Path:
+    """Train the base model; return the checkpoint folder. Resumes from `out/train_state/`."""
+    # 1. Seed and device
+    accelerator = helpers.make_accelerator(config.device)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)
+
+    # 2. Data: clips in memory; one dataset per crop size of the schedule
+    clips = load_dataset(Path(config.data), config.split, config.profile)
+    datasets = {
+        crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)
+        for crop in {crop for _, crop in config.schedule}
+    }
+
+    # 3. Model: the transformer trains, the rest is frozen
+    # fp32 master weights; bf16 comes from autocast on CUDA
+    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
+    autoencoder.requires_grad_(False)
+    transformer.requires_grad_(False)
+    for name, param in transformer.named_parameters():
+        param.requires_grad_("lora_" not in name)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
+
+    # 4. Optimizer, and the state of an interrupted run
+    params = helpers.trainable_parameters([("transformer", transformer)])
+    optimizer, start, log = helpers.start_optimizer(params, config, accelerator)
+
+    # 5. The loop
+    for step in range(start, config.steps):
+        learning_rate = helpers.set_learning_rate(optimizer, step, config.learning_rate, config.warmup_steps)
+        dataset = datasets[config.crop_at(step)]
+        samples = helpers.batch(dataset, step, config.batch_size, rank, world)
+        generator = helpers.step_generator(config.seed, step, rank)
+        latents = helpers.encode_buffers(autoencoder, samples, cache, dataset, device)
+        beauty_model = samples["buffers"][:, BUFFERS.index("beauty")].to(device)  # [B, 3, F, H, W]
+        with accelerator.autocast():
+            losses = stage1_losses(pipeline, latents, beauty_model, generator, config, perceptual)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(losses["loss"])
+        grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
+
+        values = {key: value.item() for key, value in losses.items()} | {
+            "lr": learning_rate,
+            "grad_norm": grad_norm,
+        }
+        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
+        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
+            if accelerator.is_main_process:
+                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
+            accelerator.wait_for_everyone()
+    log.close()
+    return Path(config.out)
+
+
+def stage1_losses(
+    pipeline: RenderFlowPipeline,
+    latents: dict[str, torch.Tensor],
+    beauty_model: torch.Tensor,
+    generator: torch.Generator,
+    config: Stage1Config,
+    perceptual: PerceptualFn | None,
+) -> dict[str, torch.Tensor]:
+    """Eq. 8 for one batch: {loss, latent, gradient, lpips}."""
+    z0, z1 = latents["albedo"], latents["beauty"]  # [B, C, F, h, w]
+    batch_size, device = z0.shape[0], z0.device
+    t = sample_train_times(batch_size, pipeline.bridge, generator).to(device)
+    noise = torch.randn(z0.shape, generator=generator).to(device)
+    z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
+    target = velocity_target(z1, z_t, t)
+
+    # first-frame conditioning (paper §4.4): the reference latent and its mask, for some samples
+    conditioned = (torch.rand(batch_size, generator=generator) < config.reference_probability).to(device)
+    reference = torch.zeros_like(z1)
+    mask = torch.zeros_like(z1[:, :1])
+    reference[:, :, :1] = torch.where(conditioned.view(-1, 1, 1, 1, 1), z1[:, :, :1], 0.0)
+    mask[:, :, :1] = conditioned.view(-1, 1, 1, 1, 1).float()
+    attributes = torch.cat([latents["normal"], latents["depth"], latents["material"], reference, mask], dim=1)
+
+    velocity = forward_velocity(pipeline.transformer, z_t, t, attributes, latents["env"])
+    z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)  # eq. 6
+    decoded = pipeline.autoencoder.decode(z1_predicted)  # [B, 3, F, H, W]
+    return total_loss(velocity, target, decoded, beauty_model, perceptual, config.lambda_pixel)
+
+
+def total_loss(
+    velocity: torch.Tensor,
+    target: torch.Tensor,
+    decoded: torch.Tensor,
+    beauty_model: torch.Tensor,
+    perceptual: PerceptualFn | None,
+    lambda_pixel: float,
+) -> dict[str, torch.Tensor]:
+    """Eq. 8: bridge loss + λ·(LPIPS + gradient loss) of the decoded ẑ1 `[B, 3, F, H, W]`."""
+    loss_latent = bridge_loss(velocity, target)
+    loss_gradient = gradient_loss(decoded, beauty_model)
+    loss_lpips = (
+        perceptual_distance(perceptual, decoded, beauty_model)
+        if perceptual is not None
+        else torch.zeros((), device=decoded.device)
+    )
+    total = loss_latent + lambda_pixel * (loss_lpips + loss_gradient)
+    return {"loss": total, "latent": loss_latent, "gradient": loss_gradient, "lpips": loss_lpips}
+
+
+def perceptual_distance(
+    perceptual: PerceptualFn, video_a: torch.Tensor, video_b: torch.Tensor
+) -> torch.Tensor:
+    """Mean LPIPS over the frames of two videos `[B, 3, F, H, W]`."""
+    # [B, 3, F, H, W] -> [B*F, 3, H, W]
+    frames_a = video_a.permute(0, 2, 1, 3, 4).flatten(0, 1)
+    frames_b = video_b.permute(0, 2, 1, 3, 4).flatten(0, 1)
+    return perceptual(frames_a.float(), frames_b.float()).mean()

@@ -1,0 +1,169 @@
+"""`rf-train stage2`: the keyframe adapter on the frozen base model (paper §4.2, appendix A).
+
+Only the adapter's cross-attentions, its keyframe patch embedding and its feed-forward LoRA
+train; every base weight stays bit-identical, so the model without keyframes is the stage-1
+model. Each sample sees its clip's keyframes every `keyframe_gap` frames (from a random phase),
+placed in time relative to the window by temporal RoPE. Samples carry different keyframe counts
+and times, so a step runs its samples one by one and accumulates their gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
+from renderflow.core.keyframe import KEYFRAME_LORA
+from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
+from renderflow.training import loop_helpers as helpers
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.lpips import PerceptualFn
+from renderflow.training.stage1 import total_loss
+
+
+@dataclass
+class Stage2Config:
+    # I/O
+    data: str = ""
+    init: str = ""  # the stage-1 checkpoint (with a keyframe adapter; rf-train autoencoder makes one)
+    out: str = ""
+    split: str = "train"
+    profile: str = "auto"
+    # data
+    window: int = 5
+    crop: int | None = None  # square crop in pixels; None = the whole frame
+    keyframe_gap: int = 16  # paper: sparse keyframes
+    batch_size: int = 32
+    cache_latents: bool = False
+    # optimisation (paper appendix A: 20k steps at 512², LR 1e-4)
+    steps: int = 20000
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lambda_pixel: float = 1.0
+    reference_probability: float = 0.5
+    lpips_weights: str | None = None
+    # system
+    seed: int = 0
+    device: str = "cuda"
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = 1000
+    log_every: int = 10
+
+
+def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = None) -> Path:
+    """Train the keyframe adapter; return the checkpoint folder. Resumes from `out/train_state/`."""
+    # 1. Seed and device
+    accelerator = helpers.make_accelerator(config.device)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)
+
+    # 2. Data
+    spec = WindowSpec(config.window, config.crop, config.keyframe_gap)
+    dataset = ClipWindowDataset(
+        load_dataset(Path(config.data), config.split, config.profile), spec, config.seed
+    )
+
+    # 3. Model: everything frozen but the keyframe adapter and its LoRA
+    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    adapter = pipeline.keyframe_adapter
+    if adapter is None:
+        raise ValueError(f"{config.init}: the checkpoint has no keyframe adapter to train")
+    transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
+    for module in (transformer, autoencoder):
+        module.requires_grad_(False)
+    adapter.requires_grad_(True).train()
+    for name, param in transformer.named_parameters():
+        param.requires_grad_(f".{KEYFRAME_LORA}." in name)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
+
+    # 4. Optimizer, and the state of an interrupted run
+    params = helpers.trainable_parameters([("adapter", adapter), ("transformer", transformer)])
+    optimizer, start, log = helpers.start_optimizer(params, config, accelerator)
+
+    # 5. The loop: one sample at a time, gradients accumulated over the batch
+    for step in range(start, config.steps):
+        learning_rate = helpers.set_learning_rate(optimizer, step, config.learning_rate, config.warmup_steps)
+        samples = helpers.batch(dataset, step, config.batch_size, rank, world)
+        generator = helpers.step_generator(config.seed, step, rank)
+        latents = helpers.encode_buffers(autoencoder, samples, cache, dataset, device)
+        optimizer.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "latent": 0.0, "gradient": 0.0, "lpips": 0.0}
+        for index in range(config.batch_size):
+            sample_latents = {name: latent[index : index + 1] for name, latent in latents.items()}
+            with accelerator.autocast():
+                losses = stage2_losses(
+                    pipeline, sample_latents, _sample(samples, index), generator, config, perceptual, device
+                )
+            accelerator.backward(losses["loss"] / config.batch_size)
+            for key in totals:
+                totals[key] += losses[key].item() / config.batch_size
+        grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
+
+        values = totals | {"lr": learning_rate, "grad_norm": grad_norm}
+        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
+        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
+            if accelerator.is_main_process:
+                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
+            accelerator.wait_for_everyone()
+    log.close()
+    return Path(config.out)
+
+
+def _sample(samples: dict[str, Any], index: int) -> dict[str, Any]:
+    return {key: value[index] for key, value in samples.items()}
+
+
+def stage2_losses(
+    pipeline: RenderFlowPipeline,
+    latents: dict[str, torch.Tensor],
+    sample: dict[str, Any],
+    generator: torch.Generator,
+    config: Stage2Config,
+    perceptual: PerceptualFn | None,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Eq. 8 for one sample with its keyframes: {loss, latent, gradient, lpips}."""
+    adapter = pipeline.keyframe_adapter
+    assert adapter is not None
+    autoencoder = pipeline.autoencoder
+    z0, z1 = latents["albedo"], latents["beauty"]  # [1, C, F, h, w]
+    t = sample_train_times(1, pipeline.bridge, generator).to(device)
+    noise = torch.randn(z0.shape, generator=generator).to(device)
+    z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
+    target = velocity_target(z1, z_t, t)
+    conditioned = bool(torch.rand(1, generator=generator).item() < config.reference_probability)
+    reference = torch.zeros_like(z1)
+    mask = torch.zeros_like(z1[:, :1])
+    if conditioned:
+        reference[:, :, :1] = z1[:, :, :1]
+        mask[:, :, :1] = 1.0
+    attributes = torch.cat([latents["normal"], latents["depth"], latents["material"], reference, mask], dim=1)
+
+    # keyframes [K, 3, H, W] -> one-frame clips [K, 3, 1, H, W] -> latents [K, C, 1, h, w] -> [1, C, K, h, w]
+    with torch.no_grad():
+        keyframe_latents = autoencoder.encode(sample["keyframes"][:, :, None].to(device)).permute(
+            2, 1, 0, 3, 4
+        )
+    keyframes = adapter.embed(keyframe_latents, sample["keyframe_frames"].to(device))
+    velocity = forward_velocity(
+        pipeline.transformer,
+        z_t,
+        t,
+        attributes,
+        latents["env"],
+        adapter,
+        keyframes,
+        first_frame=0.0,  # keyframe times are relative to the window's first frame
+        frame_step=float(autoencoder.temporal_factor),
+    )
+    z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)
+    decoded = autoencoder.decode(z1_predicted)
+    beauty_model = sample["buffers"][BUFFERS.index("beauty")][None].to(device)  # [1, 3, F, H, W]
+    return total_loss(velocity, target, decoded, beauty_model, perceptual, config.lambda_pixel)
