@@ -83,6 +83,14 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
     assert clip.beauty.shape[0] == 5
 
 
+def test_rf_eval_with_other_step_counts(tiny_dataset, tiny_checkpoint, tmp_path):
+    args = ["--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)]
+    result = CliRunner().invoke(rf_eval, [*args, "--steps", "2", "--sampler-steps", "3", "--no-inverse"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "RenderFlow (2 steps)" in results["forward"] and results["run_to_run_psnr_std"] == 0.0
+
+
 def test_rf_eval_without_a_checkpoint_scores_the_baselines(tiny_dataset, tmp_path):
     result = CliRunner().invoke(rf_eval, ["--data", str(tiny_dataset), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -182,9 +182,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             )
             renders[name] = image
         if pipeline is not None and config.repeats > 1:
-            runs = [renders["RenderFlow (1 step)"]] + [
-                pipeline.render(clip.gbuffers, clip.envmap_cam) for _ in range(config.repeats - 1)
-            ]
+            runs = [pipeline.render(clip.gbuffers, clip.envmap_cam) for _ in range(config.repeats)]
             repeat_psnr.append(
                 [metrics.psnr(metrics.display(run), metrics.display(clip.beauty)) for run in runs]
             )
