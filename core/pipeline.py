@@ -89,6 +89,21 @@ class GBuffers:
         return frame_shape
 
 
+@dataclass
+class GBufferLatents:
+    """A sequence's G-buffers encoded chunk by chunk on the pipeline's device: what a relight reuses."""
+
+    num_frames: int
+    height: int
+    width: int
+    chunks: list[tuple[int, int]]  # [start, end) of each chunk, as `plan_chunks` made them
+    latents: list[torch.Tensor]  # per chunk [4, C, f', h, w]: albedo, normal, depth, material
+
+    @property
+    def nbytes(self) -> int:
+        return sum(latent.numel() * latent.element_size() for latent in self.latents)
+
+
 def plan_chunks(num_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
     """[start, end) of each chunk; consecutive chunks share one frame (paper §4.4)."""
     if chunk_frames < 2:
@@ -200,9 +215,27 @@ class RenderFlowPipeline:
 
     # -- forward rendering ------------------------------------------------------------------------
     @torch.no_grad()
+    def encode_gbuffers(self, gbuffers: GBuffers) -> GBufferLatents:
+        """Encode a sequence's G-buffers chunk by chunk, once for any number of env maps (relights)."""
+        num_frames, height, width = gbuffers.validate()
+        self._check_frame_size(height, width)
+        rng = enc.disparity_range(gbuffers.depth)  # over the whole sequence, never per chunk
+        buffers_model = np.stack(
+            [
+                enc.albedo_to_model(gbuffers.albedo),
+                enc.normal_to_model(gbuffers.normal),
+                enc.depth_to_model(gbuffers.depth, rng),
+                enc.material_to_model(gbuffers.material),
+            ]
+        )  # [4, F, H, W, 3]
+        chunks = plan_chunks(num_frames, self.config.chunk_frames)
+        latents = [self._encode_videos(buffers_model[:, start:end]) for start, end in chunks]
+        return GBufferLatents(num_frames, height, width, chunks, latents)
+
+    @torch.no_grad()
     def render(
         self,
-        gbuffers: GBuffers,
+        gbuffers: GBuffers | GBufferLatents,
         envmap_cam: np.ndarray,
         keyframes: dict[int, np.ndarray] | None = None,
         steps: int = 1,
@@ -212,54 +245,52 @@ class RenderFlowPipeline:
         """Render scene-linear HDR beauty `[F, H, W, 3]` float32.
 
         Args:
-            gbuffers: the canonical G-buffers of the sequence.
+            gbuffers: the canonical G-buffers of the sequence, or their latents from `encode_gbuffers`.
             envmap_cam: camera-view HDR env map, `[He, We, 3]` for all frames or `[F, He, We, 3]`.
             keyframes: optional {frame index: scene-linear beauty `[H, W, 3]`} for keyframe guidance.
             steps: sampler steps; 1 is the method, more is the diffusion-style baseline.
             exposure_stops: exposure applied to the env map before tone mapping.
             progress: called with (chunks done, chunks total).
         """
-        num_frames, height, width = gbuffers.validate()
-        self._check_frame_size(height, width)
+        encoded = gbuffers if isinstance(gbuffers, GBufferLatents) else self.encode_gbuffers(gbuffers)
+        num_frames, height, width = encoded.num_frames, encoded.height, encoded.width
         env_model = self._envmap_frames(envmap_cam, num_frames, height, width, exposure_stops)
-        rng = enc.disparity_range(gbuffers.depth)  # over the whole sequence, never per chunk
-        buffers_model = np.stack(
-            [
-                enc.albedo_to_model(gbuffers.albedo),
-                enc.normal_to_model(gbuffers.normal),
-                enc.depth_to_model(gbuffers.depth, rng),
-                enc.material_to_model(gbuffers.material),
-                env_model,
-            ]
-        )  # [5, F, H, W, 3]
         keyframe_tokens = self._keyframe_tokens(keyframes, num_frames, height, width)
 
-        chunks = plan_chunks(num_frames, self.config.chunk_frames)
         outputs: list[torch.Tensor] = []  # model-space beauty, [1, 3, f, H, W] per chunk
-        for index, (start, end) in enumerate(chunks):
+        for index, ((start, end), gbuffer_latents) in enumerate(
+            zip(encoded.chunks, encoded.latents, strict=True)
+        ):
+            env_latent = self._encode_videos(env_model[None, start:end])
             reference = outputs[-1][:, :, -1:] if outputs else None
-            beauty = self._render_chunk(buffers_model[:, start:end], reference, keyframe_tokens, start, steps)
+            beauty = self._render_chunk(
+                gbuffer_latents, env_latent, end - start, reference, keyframe_tokens, start, steps
+            )
             outputs.append(beauty if index == 0 else beauty[:, :, 1:])
             if progress is not None:
-                progress(index + 1, len(chunks))
+                progress(index + 1, len(encoded.chunks))
         beauty_model = enc.tensor_to_frames(torch.cat(outputs, dim=2))
         return enc.model_to_beauty(beauty_model)
 
+    def _encode_videos(self, videos_model: np.ndarray) -> torch.Tensor:
+        """Model-space videos `[N, f, H, W, 3]` -> latents `[N, C, f', h, w]` in one batched encode."""
+        padded = self._pad_frames(videos_model, axis=1)
+        video = torch.from_numpy(padded).permute(0, 4, 1, 2, 3).to(self.device)  # [N, 3, f, H, W]
+        return self._ae.encode(video).to(self.dtype)
+
     def _render_chunk(
         self,
-        buffers_model: np.ndarray,
+        gbuffer_latents: torch.Tensor,
+        env_latent: torch.Tensor,
+        num_frames: int,
         reference: torch.Tensor | None,
         keyframes: KeyframeTokens | None,
         first_frame: int,
         steps: int,
     ) -> torch.Tensor:
-        """One chunk: buffers `[5, f, H, W, 3]` in model space -> beauty `[1, 3, f, H, W]` in [-1, 1]."""
-        num_frames = buffers_model.shape[1]
-        padded = self._pad_frames(buffers_model, axis=1)
-        # [5, f, H, W, 3] -> [5, 3, f, H, W]: all buffers of the chunk in one batched encode
-        video = torch.from_numpy(padded).permute(0, 4, 1, 2, 3).to(self.device)
-        latents = self._ae.encode(video).to(self.dtype)
-        albedo, normal, depth, material, env = latents.split(1, dim=0)
+        """One chunk of `num_frames` frames from its latents `[4, C, f', h, w]` (albedo, normal, depth,
+        material) and `[1, C, f', h, w]` (env) -> beauty `[1, 3, f, H, W]` in [-1, 1]."""
+        albedo, normal, depth, material = gbuffer_latents.split(1, dim=0)
         reference_latent = torch.zeros_like(albedo)
         mask = torch.zeros_like(albedo[:, :1])
         if reference is not None:
@@ -274,7 +305,7 @@ class RenderFlowPipeline:
                 z_t,
                 t.to(self.device),
                 attributes,
-                env,
+                env_latent,
                 self.keyframe_adapter,
                 keyframes,
                 first_frame=float(first_frame),
@@ -313,13 +344,17 @@ class RenderFlowPipeline:
     # -- inverse rendering ------------------------------------------------------------------------
     @torch.no_grad()
     def decompose(
-        self, image_linear: np.ndarray, targets: Sequence[str] = INTRINSICS, steps: int = 1
+        self,
+        image_linear: np.ndarray,
+        targets: Sequence[str] = INTRINSICS,
+        steps: int = 1,
+        progress: ProgressFn | None = None,
     ) -> dict[str, np.ndarray]:
         """Intrinsic buffers of a scene-linear image sequence `[F, H, W, 3]`.
 
         Returns {name: `[F, H, W, C]`}: albedo (linear, C = 3), normal (camera space, C = 3),
         depth (relative planar depth: nearest possible 1, background inf, C = 1), roughness and
-        metallic (C = 1).
+        metallic (C = 1). `progress` is called with (chunks done, chunks total).
         """
         if self.inverse_adapter is None:
             raise ValueError("this model has no inverse adapter: it cannot decompose images")
@@ -334,7 +369,8 @@ class RenderFlowPipeline:
         self._check_frame_size(height, width)
         image_model = enc.beauty_to_model(image_linear)
         decoded: dict[str, list[np.ndarray]] = {target: [] for target in targets}
-        for index, (start, end) in enumerate(plan_chunks(num_frames, self.config.chunk_frames)):
+        chunks = plan_chunks(num_frames, self.config.chunk_frames)
+        for index, (start, end) in enumerate(chunks):
             padded = self._pad_frames(image_model[start:end], axis=0)
             video = torch.from_numpy(padded).permute(3, 0, 1, 2)[None].to(self.device)  # [1, 3, f, H, W]
             z0 = self._ae.encode(video).to(self.dtype)
@@ -346,6 +382,8 @@ class RenderFlowPipeline:
                 out = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
                 frames = enc.tensor_to_frames(out)
                 decoded[target].append(frames if index == 0 else frames[1:])
+            if progress is not None:
+                progress(index + 1, len(chunks))
         return {
             target: _intrinsic_from_model(target, np.concatenate(parts)) for target, parts in decoded.items()
         }
@@ -384,7 +422,7 @@ class RenderFlowPipeline:
         resized = F.interpolate(
             env_model, size=(height, width), mode="bilinear", antialias=True, align_corners=False
         ).permute(0, 2, 3, 1)  # [F, 3, H, W] -> [F, H, W, 3]
-        return np.ascontiguousarray(np.broadcast_to(resized.numpy(), (num_frames, height, width, 3)))
+        return np.broadcast_to(resized.numpy(), (num_frames, height, width, 3)).copy()  # writable for torch
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_pretrained(self, folder: Path) -> None:

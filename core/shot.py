@@ -1,4 +1,4 @@
-"""A shot as rf-render reads it: G-buffer EXRs, their cameras and the env map seen from each frame."""
+"""A shot as rf-render reads it: G-buffer EXRs and their cameras, and any env map seen from each frame."""
 
 from __future__ import annotations
 
@@ -24,21 +24,19 @@ SHOT_ENV_HEIGHT = 64  # camera-view env maps of 64x128 (the model resizes them t
 @dataclass
 class Shot:
     sequence: GBufferSequence
-    envmap_cam: np.ndarray  # [F, He, We, 3], scene-linear HDR in the camera's frame
+    camera_to_world: np.ndarray  # [F, 3, 3] rotations, for re-projecting any env map into each frame
     vertical_fov_degrees: float
 
 
-def load_shot(
+def read_shot(
     pattern: str,
-    envmap_path: Path,
     frames: str | None = None,
     profile: AovProfile | str = "auto",
     colour_space: str = colour.MODEL_COLOUR_SPACE,
-    env_transform: EnvTransform | None = None,
     camera_json: Path | None = None,
     vertical_fov_degrees: float | None = None,
 ) -> Shot:
-    """Read G-buffers over `frames` and re-project the env map into every frame's camera.
+    """Read G-buffers over `frames` with each frame's camera; the env map is left to `shot_envmaps`.
 
     Cameras come from `camera_json` (matched by frame number) or else from the EXR headers; the
     field of view from the argument, else camera.json, else DEFAULT_FOV_DEGREES (logged).
@@ -69,9 +67,18 @@ def load_shot(
             "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_FOV_DEGREES
         )
         vertical_fov_degrees = DEFAULT_FOV_DEGREES
+    return Shot(sequence, np.stack(rotations), vertical_fov_degrees)
+
+
+def shot_envmaps(
+    shot: Shot,
+    envmap_path: Path,
+    colour_space: str = colour.MODEL_COLOUR_SPACE,
+    env_transform: EnvTransform | None = None,
+) -> np.ndarray:
+    """The env map at `envmap_path` seen from each of the shot's cameras: `[F, He, We, 3]`."""
     envmap_world = colour.to_model(read_envmap(envmap_path), colour_space)
-    height = max(SHOT_ENV_HEIGHT, sequence.gbuffers.albedo.shape[1] // 2)
-    envmap_cam = camera_view_envmaps(
-        envmap_world, np.stack(rotations), height, 2 * height, env_transform or EnvTransform()
+    height = max(SHOT_ENV_HEIGHT, shot.sequence.gbuffers.albedo.shape[1] // 2)
+    return camera_view_envmaps(
+        envmap_world, shot.camera_to_world, height, 2 * height, env_transform or EnvTransform()
     )
-    return Shot(sequence, envmap_cam, vertical_fov_degrees)

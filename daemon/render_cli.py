@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import torch
@@ -13,6 +13,8 @@ from tqdm import tqdm
 
 if TYPE_CHECKING:
     from renderflow.core.aov_profiles import AovProfile
+    from renderflow.daemon.farm import Runner
+    from renderflow.daemon.protocol import Payload
 
 logger = logging.getLogger("renderflow.render")
 
@@ -22,7 +24,11 @@ logger = logging.getLogger("renderflow.render")
         "Examples:\n\n  rf-render demo --out demo_out\n\n"
         "  rf-render import-wan ~/models/Wan2.1-T2V-1.3B-Diffusers ckpt/\n\n"
         "  rf-render inspect shot/gbuffers.1001.exr --profile auto\n\n"
-        "  rf-render preview shot/gbuffers.####.exr --env sky.exr --out preview/beauty.####.exr"
+        "  rf-render preview shot/gbuffers.####.exr --env sky.exr --out preview/beauty.####.exr\n\n"
+        "  rf-render render shot/gb.####.exr --env sky.exr --frames 1001-1100 --out out/beauty.####.exr\n\n"
+        "  rf-render render shot/gb.####.exr --env sky.exr --daemon tcp://gpu1:5557 --daemon tcp://gpu2:5557 "
+        "--curve-server-key server.key --curve-client-key client.key_secret --out beauty.####.exr\n\n"
+        "  rf-render decompose plate.####.exr --out intrinsics/plate.####.exr"
     ),
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -251,22 +257,18 @@ def preview(
     from renderflow.core.envmap import EnvTransform
     from renderflow.core.exr import write_exr
     from renderflow.core.sequences import frame_path, has_frame_token
-    from renderflow.core.shot import load_shot
+    from renderflow.core.shot import read_shot, shot_envmaps
 
     try:
-        shot = load_shot(
-            gbuffers,
-            envmap_path,
-            frames,
-            _build_profile(profile, aov_mappings, aov_file),
-            colour_space,
-            EnvTransform(env_rotate, env_flip, exposure),
-            camera_json,
-            fov,
+        shot = read_shot(
+            gbuffers, frames, _build_profile(profile, aov_mappings, aov_file), colour_space, camera_json, fov
+        )
+        envmap_cam = shot_envmaps(
+            shot, envmap_path, colour_space, EnvTransform(env_rotate, env_flip, exposure)
         )
         if len(shot.sequence.frames) > 1 and not has_frame_token(out):
             raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
-        beauty = render_baseline(method, shot.sequence.gbuffers, shot.envmap_cam, shot.vertical_fov_degrees)
+        beauty = render_baseline(method, shot.sequence.gbuffers, envmap_cam, shot.vertical_fov_degrees)
         for number, image in tqdm(
             list(zip(shot.sequence.frames, beauty, strict=True)), desc="frames", disable=None
         ):
@@ -277,3 +279,278 @@ def preview(
             click.echo(str(path))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+
+
+def _runner_options(function: Callable[..., None]) -> Callable[..., None]:
+    """Where the work runs: --daemon (repeatable), its keys, or in process with --checkpoint/--device."""
+    options = [
+        click.option(
+            "--daemon",
+            "daemons",
+            multiple=True,
+            metavar="ADDRESS",
+            help="Render on rf-daemon at ADDRESS (tcp://host:5557); repeat to share the frames between "
+            "several daemons. Without it, rf-render loads the model itself.",
+        ),
+        click.option(
+            "--curve-server-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="The daemon's public key (server.key from rf-daemon keys), for daemons beyond 127.0.0.1.",
+        ),
+        click.option(
+            "--curve-client-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="This client's secret key (client.key_secret from rf-daemon keys).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=15.0,
+            show_default=True,
+            help="Seconds of silence after which a daemon counts as gone (it sends keep-alives each second).",
+        ),
+        click.option(
+            "--checkpoint",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="RenderFlow checkpoint folder for in-process rendering (default: the bundled CPU model).",
+        ),
+        click.option(
+            "--device",
+            default="cuda" if torch.cuda.is_available() else "cpu",
+            show_default=True,
+            help="Torch device for in-process rendering.",
+        ),
+        click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100 or 1001-1100x2."),
+        click.option("--skip-existing", is_flag=True, help="Leave frames whose output file exists alone."),
+        click.option(
+            "--batch-frames",
+            type=click.IntRange(1),
+            help="Frames per job (default: the range split evenly between the daemons, all in process).",
+        ),
+        click.option(
+            "--steps",
+            type=click.IntRange(1, 100),
+            default=1,
+            show_default=True,
+            help="Sampler steps (1 is the method).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _runners(
+    daemons: tuple[str, ...],
+    curve_server_key: Path | None,
+    curve_client_key: Path | None,
+    timeout: float,
+    checkpoint: Path | None,
+    device: str,
+) -> list[Runner]:
+    from renderflow.daemon.client import CurveKeys, DaemonClient
+
+    if not daemons:
+        from renderflow.core.demo import BUNDLED_MODEL
+        from renderflow.daemon.farm import LocalRunner
+
+        return [LocalRunner(checkpoint or BUNDLED_MODEL, device)]
+    if (curve_server_key is None) != (curve_client_key is None):
+        raise click.UsageError("--curve-server-key and --curve-client-key go together")
+    curve = None
+    if curve_server_key is not None and curve_client_key is not None:
+        curve = CurveKeys.from_files(curve_server_key, curve_client_key)
+    return [DaemonClient(address, timeout_s=timeout, curve=curve) for address in daemons]
+
+
+def _run_frames(
+    op: str,
+    params: dict[str, object],
+    files: list[tuple[int, Path]],
+    out: str,
+    runners: list[Runner],
+    payloads_for: Callable[[list[int]], list[Payload]],
+    skip_existing: bool,
+    batch_frames: int | None,
+) -> None:
+    """Batch the frames, run them, report; a ClickException (exit 1) if any frame failed."""
+    from renderflow.core.sequences import frame_path, has_frame_token
+    from renderflow.daemon.farm import plan_batches, run_batches
+    from renderflow.daemon.protocol import Limits
+
+    if len(files) > 1 and not has_frame_token(out):
+        raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
+
+    def output_for(frame: int) -> Path:
+        return frame_path(out, frame) if has_frame_token(out) else Path(out)
+
+    frames = [frame for frame, _ in files if not (skip_existing and output_for(frame).exists())]
+    if len(frames) < len(files):
+        click.echo(f"skipping {len(files) - len(frames)} frame(s) whose output exists")
+    if not frames:
+        return
+    per_job = batch_frames or min(-(-len(frames) // len(runners)), Limits().max_frames)
+    with tqdm(total=len(frames), desc=op, unit="frame", disable=None) as bar:
+        outcome = run_batches(
+            runners, op, params, plan_batches(frames, per_job), payloads_for, output_for, bar.update
+        )
+    for path in sorted(outcome.written):
+        click.echo(str(path))
+    if outcome.failed:
+        reasons = sorted(set(outcome.failed.values()))
+        raise click.ClickException(
+            f"{len(outcome.failed)} of {len(frames)} frame(s) failed "
+            f"({min(outcome.failed)}-{max(outcome.failed)}): {'; '.join(reasons)}"
+        )
+
+
+def _numbered(files: list[tuple[int | None, Path]]) -> list[tuple[int, Path]]:
+    """Frame numbers of a sequence; a single file without a frame token is frame 1."""
+    return [(1 if frame is None else frame, path) for frame, path in files]
+
+
+@main.command()
+@click.argument("gbuffers")
+@click.option(
+    "--env",
+    "envmap_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Lat-long HDR env map (.exr), world space, +Y up.",
+)
+@click.option("--out", required=True, help="Output pattern, e.g. render/beauty.####.exr.")
+@click.option("--keyframes", help="Path-traced beauty EXRs (pattern) to guide the render where they exist.")
+@click.option(
+    "--aovs",
+    multiple=True,
+    type=click.Choice(["alpha", "albedo", "normal", "depth", "roughness", "metallic", "specular"]),
+    help="G-buffer layers to write beside the beauty (repeatable).",
+)
+@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
+@click.option("--env-flip", is_flag=True, help="Mirror the env map left-right.")
+@click.option("--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops.")
+@_profile_options
+@_runner_options
+def render(
+    gbuffers: str,
+    envmap_path: Path,
+    out: str,
+    keyframes: str | None,
+    aovs: tuple[str, ...],
+    env_rotate: float,
+    env_flip: bool,
+    exposure: float,
+    profile: str,
+    aov_mappings: tuple[str, ...],
+    aov_file: Path | None,
+    colour_space: str,
+    camera_json: Path | None,
+    fov: float | None,
+    **runner: Any,
+) -> None:
+    """Render G-buffer EXRs (any AOV profile) under an env map to scene-linear beauty EXRs.
+
+    GBUFFERS is a sequence pattern (shot.####.exr). Runs in process, or on one or more rf-daemons
+    with --daemon. Exit code 1 if any frame failed; the frames that rendered are kept.
+    """
+    import json
+
+    from renderflow.core.aov_profiles import parse_aov_option
+    from renderflow.core.sequences import frame_path, has_frame_token, sequence_files
+    from renderflow.daemon.client import render_payloads
+
+    params: dict[str, object] = {
+        "profile": profile,
+        "colour_space": colour_space,
+        "env_rotate": env_rotate,
+        "env_flip": env_flip,
+        "exposure": exposure,
+        "steps": runner["steps"],
+        "aovs": list(aovs),
+    }
+    if aov_mappings:
+        params["aov"] = {buffer: list(names) for buffer, names in map(parse_aov_option, aov_mappings)}
+    if aov_file is not None:
+        params["aov_profile_toml"] = aov_file.read_text()
+    if camera_json is not None:
+        params["camera"] = json.loads(camera_json.read_text())
+    if fov is not None:
+        params["fov"] = fov
+    try:
+        files = _numbered(sequence_files(gbuffers, runner["frames"]))
+        by_frame = dict(files)
+
+        def payloads_for(batch: list[int]) -> list[Payload]:
+            keys = []
+            if keyframes is not None and has_frame_token(keyframes):
+                keys = [(frame, frame_path(keyframes, frame)) for frame in batch]
+                keys = [(frame, path) for frame, path in keys if path.is_file()]
+            return render_payloads([(frame, by_frame[frame]) for frame in batch], envmap_path, keys)
+
+        runners = _runners(*(runner[key] for key in _RUNNER_KEYS))
+        _run_frames(
+            "render",
+            params,
+            files,
+            out,
+            runners,
+            payloads_for,
+            runner["skip_existing"],
+            runner["batch_frames"],
+        )
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("plate")
+@click.option(
+    "--out", required=True, help="Output pattern, e.g. intrinsics/plate.####.exr (one EXR per frame)."
+)
+@click.option(
+    "--targets",
+    multiple=True,
+    type=click.Choice(["albedo", "normal", "depth", "roughness", "metallic"]),
+    help="Intrinsics to write (repeatable; default all five).",
+)
+@click.option("--layer", default="", help="The plate's layer in the EXR (default: the unprefixed R, G, B).")
+@click.option(
+    "--colour-space",
+    default="lin_rec709",
+    show_default=True,
+    help="Scene-linear space of the plate and of the albedo written (OCIO names).",
+)
+@_runner_options
+def decompose(
+    plate: str, out: str, targets: tuple[str, ...], layer: str, colour_space: str, **runner: Any
+) -> None:
+    """Decompose a plate (scene-linear EXRs) into albedo, normal, depth, roughness and metallic layers.
+
+    Writes one EXR per frame with canonical layers (albedo, N, depth, roughness, metallic); depth is
+    relative (nearest 1). Runs in process or on rf-daemons (--daemon). Exit code 1 if any frame failed.
+    """
+    from renderflow.core.sequences import sequence_files
+    from renderflow.daemon.client import decompose_payloads
+
+    params: dict[str, object] = {"colour_space": colour_space, "layer": layer, "steps": runner["steps"]}
+    if targets:
+        params["targets"] = list(targets)
+    try:
+        files = _numbered(sequence_files(plate, runner["frames"]))
+        by_frame = dict(files)
+        runners = _runners(*(runner[key] for key in _RUNNER_KEYS))
+        _run_frames(
+            "decompose",
+            params,
+            files,
+            out,
+            runners,
+            lambda batch: decompose_payloads([(frame, by_frame[frame]) for frame in batch]),
+            runner["skip_existing"],
+            runner["batch_frames"],
+        )
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+_RUNNER_KEYS = ("daemons", "curve_server_key", "curve_client_key", "timeout", "checkpoint", "device")

@@ -60,3 +60,17 @@ def test_results_tables_are_the_ones_rf_eval_wrote():
     assert results_markdown(results) in RESULTS_MD.read_text()
     assert results["config"]["checkpoint"].endswith("renderflow-cpu")
     assert len(results["clips"]) == 12  # the whole held-out test split of the bundled dataset
+
+
+def test_protocol_doc_lists_every_error_code_op_and_param_of_the_code():
+    from renderflow.daemon import protocol as wire
+
+    text = (MODEL_MD.parent / "PROTOCOL.md").read_text()
+    table = text.split("### Error codes")[1].split("\n\n")[1]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert documented == list(wire.ERROR_CODES)
+    for op in wire.OPS:
+        assert f"### `{op}`" in text
+    for op in (wire.OP_RENDER, wire.OP_DECOMPOSE):
+        for param in wire.PARAMS[op]:
+            assert f"`{param}`" in text, param

@@ -1,0 +1,158 @@
+"""How much does the daemon cost, and how much does its G-buffer latent cache save?
+
+    python bench/bench_daemon.py                      # bundled CPU model, 64² and 256², 5 frames
+    python bench/bench_daemon.py --weights ckpt/ --device cuda --sizes 512
+
+For the same job (the demo scene's G-buffers as canonical EXRs + a lat-long env map) it times:
+the pipeline alone on arrays already in memory, the whole request in process (EXR decoding and
+writing included: rf-render without --daemon), the same request through a daemon on 127.0.0.1
+(cold: new G-buffers each time), and a cached relight (same G-buffers, a new exposure). Prints a
+table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from renderflow.core.cameras import to_imath
+from renderflow.core.demo import BUNDLED_MODEL
+from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
+from renderflow.core.envmap import latlong_directions
+from renderflow.core.exr import write_exr
+from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.shot import read_shot, shot_envmaps
+from renderflow.daemon.client import DaemonClient, render_payloads
+from renderflow.daemon.farm import LocalRunner
+from renderflow.daemon.server import Server, ServerConfig
+
+RESULTS = Path(__file__).parent / "results"
+FOV_DEGREES = 40.0
+
+
+def write_shot(folder: Path, frames: int, size: int) -> list[tuple[int, Path]]:
+    """The demo scene as canonical G-buffer EXRs with cameras in the header, and its sky as envmap.exr."""
+    files = []
+    for index in range(frames):
+        camera = orbit_camera_to_world(angle=0.15 * index)
+        albedo, normal, depth, material = ray_cast(camera[:3, :3], camera[:3, 3], size, FOV_DEGREES)
+        buffers = {
+            "albedo": albedo,
+            "normal": normal,
+            "depth": depth,
+            "roughness": material[..., :1],
+            "metallic": material[..., 1:2],
+            "specular": material[..., 2:],
+        }
+        path = folder / f"gbuffers.{1001 + index}.exr"
+        write_canonical_frame(path, buffers, {"worldToCamera": to_imath(np.linalg.inv(camera))})
+        files.append((1001 + index, path))
+    write_exr(folder / "envmap.exr", sky_radiance(latlong_directions(64, 128)), ["R", "G", "B"], half=False)
+    return files
+
+
+def median_seconds(fn: Callable[[int], object], repeats: int, device: str) -> float:
+    """Median of `fn(i)` over `repeats` runs after one burn-in; `i` lets a run vary its request."""
+    fn(-1)
+    timings = []
+    for index in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(index)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+def measure(
+    size: int,
+    args: argparse.Namespace,
+    pipeline: RenderFlowPipeline,
+    local: LocalRunner,
+    client: DaemonClient,
+) -> dict[str, float | int]:
+    """One row of the table: the same 5-frame job four ways."""
+    with tempfile.TemporaryDirectory() as folder:
+        files = write_shot(Path(folder), args.frames, size)
+        envmap = Path(folder) / "envmap.exr"
+        payloads = render_payloads(files, envmap)
+        shot = read_shot(str(Path(folder) / "gbuffers.####.exr"), vertical_fov_degrees=FOV_DEGREES)
+        envmap_cam = shot_envmaps(shot, envmap)
+        runs: dict[str, Callable[[int], object]] = {
+            "pipeline": lambda _: pipeline.render(shot.sequence.gbuffers, envmap_cam),
+            "in_process": lambda _: local.call("render", {"fov": FOV_DEGREES}, payloads),
+            # a new cache key each run: the G-buffers are decoded and encoded every time
+            "daemon_cold": lambda i: client.render({"fov": FOV_DEGREES + 1e-6 * (i + 2)}, payloads),
+            # the same G-buffers under another exposure: their latents come from the cache
+            "daemon_relight": lambda i: client.render({"fov": FOV_DEGREES, "exposure": 0.1 * i}, payloads),
+        }
+        seconds = {name: median_seconds(fn, args.repeats, args.device) for name, fn in runs.items()}
+    row: dict[str, float | int] = {"size": size, "frames": args.frames}
+    row |= {f"{name}_ms_per_frame": 1000 * value / args.frames for name, value in seconds.items()}
+    row["daemon_overhead"] = seconds["daemon_cold"] / seconds["in_process"] - 1
+    row["relight_speedup"] = seconds["daemon_cold"] / seconds["daemon_relight"]
+    row["request_mb"] = sum(len(p.data) for p in payloads) / 2**20
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--weights", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    server = Server(ServerConfig(weights=args.weights, device=args.device, bind="tcp://127.0.0.1:*"))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    server.bound.wait()
+    server.model_settled.wait()
+    local = LocalRunner(args.weights, args.device)
+    pipeline = local.renderer.pipeline()
+    client = DaemonClient(server.endpoint, timeout_s=600)
+    try:
+        rows = [measure(size, args, pipeline, local, client) for size in args.sizes]
+    finally:
+        client.close()
+        server.request_stop()
+        thread.join()
+
+    header = list(rows[0])
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in header))
+    machine = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"daemon_{args.device.split(':')[0]}.json"
+    record = {
+        "date": str(date.today()),
+        "machine": machine,
+        "threads": torch.get_num_threads(),
+        "args": {key: str(value) for key, value in vars(args).items()},
+        "rows": rows,
+    }
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

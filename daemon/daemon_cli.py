@@ -1,0 +1,305 @@
+"""rf-daemon: keep a RenderFlow model warm on a GPU box and serve renders over ZeroMQ."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from renderflow.daemon import protocol as wire
+
+logger = logging.getLogger("renderflow.daemon")
+
+STATE_POLL_S = 0.1
+
+
+def default_state_file(bind: str) -> Path:
+    """Where `start` records pid, endpoint and model state for `stop` and `status`: one file per port."""
+    port = urlsplit(bind).port or wire.DEFAULT_PORT
+    return Path(tempfile.gettempdir()) / f"rf-daemon-{port}.json"
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+state_file_option = click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The daemon's pid/state file (default: rf-daemon-PORT.json in the temp folder).",
+)
+bind_option = click.option(
+    "--bind",
+    default=wire.DEFAULT_ADDRESS,
+    show_default=True,
+    help="ZeroMQ endpoint. Anything beyond 127.0.0.1 needs --curve-secret-key and --curve-clients.",
+)
+
+
+@click.group(
+    epilog=(
+        "Examples:\n\n  rf-daemon start --device cuda --weights ckpt/\n\n"
+        "  rf-daemon status\n\n  rf-daemon keys --out keys/\n\n"
+        "  rf-daemon start --bind tcp://0.0.0.0:5557 --curve-secret-key keys/server.key_secret "
+        "--curve-clients keys/clients/\n\n  rf-daemon stop"
+    )
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """The RenderFlow render daemon: a warm model behind a ZeroMQ socket (docs/PROTOCOL.md)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@bind_option
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="RenderFlow checkpoint folder (default: the bundled CPU model).",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="Torch device: auto, cpu, cuda, cuda:1, ..."
+)
+@click.option(
+    "--cache-mb", type=click.IntRange(0), default=2048, show_default=True, help="G-buffer latent cache."
+)
+@click.option("--max-frames", type=click.IntRange(1), default=wire.Limits.max_frames, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(1), default=wire.Limits.max_pixels, show_default=True)
+@click.option(
+    "--max-message-mb", type=click.IntRange(1), default=wire.Limits.max_message_bytes >> 20, show_default=True
+)
+@click.option(
+    "--idle-timeout", type=click.FloatRange(min=1), help="Stop after this many seconds without work."
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a running job may finish after SIGTERM or a shutdown request before it is cancelled.",
+)
+@click.option("--curve-secret-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--curve-clients",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of the client public keys (*.key) allowed to connect.",
+)
+@click.option(
+    "--foreground/--background",
+    default=False,
+    help="Serve in this process (for systemd, containers, tests), or start in the background and return "
+    "once the model is warm.",
+)
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Background daemon's log.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the model to load (background start).",
+)
+@state_file_option
+def start(**options: Any) -> None:
+    """Start the daemon; with --background (the default) return once the model is warm."""
+    import torch
+
+    if options["device"] == "auto":
+        options["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    state_file = options["state_file"] or default_state_file(options["bind"])
+    previous = _read_state(state_file)
+    if previous is not None and _running(int(previous.get("pid", -1))):
+        raise click.ClickException(
+            f"a daemon is already running for {options['bind']} (pid {previous['pid']})"
+        )
+    if options["foreground"]:
+        sys.exit(_serve(options, state_file))
+    _start_background(options, state_file)
+
+
+def _serve(options: dict[str, Any], state_file: Path) -> int:
+    from renderflow.core.demo import BUNDLED_MODEL
+    from renderflow.daemon.server import STATE_FAILED, Server, ServerConfig
+
+    config = ServerConfig(
+        weights=options["weights"] or BUNDLED_MODEL,
+        device=options["device"],
+        bind=options["bind"],
+        cache_bytes=options["cache_mb"] << 20,
+        limits=wire.Limits(options["max_message_mb"] << 20, options["max_pixels"], options["max_frames"]),
+        idle_timeout_s=options["idle_timeout"],
+        shutdown_grace_s=options["grace"],
+        curve_secret_key=options["curve_secret_key"],
+        curve_clients=options["curve_clients"],
+    )
+    try:
+        server = Server(config)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("%s: finishing the running job, then stopping", signal.Signals(signum).name)
+        server.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def publish() -> None:
+        server.bound.wait()
+        record = {"pid": os.getpid(), "endpoint": server.endpoint, "device": config.device}
+        _write_state(state_file, record | {"state": "loading"})
+        server.model_settled.wait()
+        _write_state(state_file, record | {"state": server.model_state, "error": server.model_error})
+        if server.model_state == STATE_FAILED:
+            server.request_stop()
+
+    threading.Thread(target=publish, daemon=True).start()
+    try:
+        server.serve()
+    finally:
+        state = _read_state(state_file)
+        if state is not None and state.get("pid") == os.getpid():
+            state_file.unlink(missing_ok=True)
+    return 1 if server.model_state == STATE_FAILED else 0
+
+
+def _start_background(options: dict[str, Any], state_file: Path) -> None:
+    args = [sys.executable, "-m", "renderflow.daemon.daemon_cli", "start", "--foreground"]
+    for name, value in options.items():
+        if name in ("foreground", "log_file", "wait", "state_file") or value is None:
+            continue
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    args += ["--state-file", str(state_file)]
+    log_file = options["log_file"] or state_file.with_suffix(".log")
+    state_file.unlink(missing_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + options["wait"]
+    while time.monotonic() < deadline:
+        state = _read_state(state_file)
+        if state is not None and state.get("pid") == process.pid and state.get("state") != "loading":
+            if state["state"] == "ready":
+                click.echo(
+                    f"rf-daemon ready on {state['endpoint']} ({state['device']}, pid {process.pid}); "
+                    f"log {log_file}"
+                )
+                return
+            break
+        if process.poll() is not None:
+            break
+        time.sleep(STATE_POLL_S)
+    if process.poll() is None:
+        process.terminate()
+    tail = log_file.read_text(errors="replace").splitlines()[-8:]
+    raise click.ClickException("rf-daemon did not become ready:\n" + "\n".join(tail))
+
+
+@main.command()
+@bind_option
+@state_file_option
+@click.option(
+    "--wait", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds to wait."
+)
+def stop(bind: str, state_file: Path | None, wait: float) -> None:
+    """Stop the daemon started for --bind: it finishes its running job and answers the queued ones."""
+    state_file = state_file or default_state_file(bind)
+    state = _read_state(state_file)
+    if state is None or not _running(int(state.get("pid", -1))):
+        raise click.ClickException(f"no rf-daemon is running for {bind} (no live pid in {state_file})")
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(STATE_POLL_S)
+    if _running(pid):
+        raise click.ClickException(f"rf-daemon (pid {pid}) is still running after {wait:g} s")
+    click.echo(f"rf-daemon (pid {pid}) stopped")
+
+
+@main.command()
+@click.option("--address", default=wire.DEFAULT_ADDRESS, show_default=True, help="The daemon's endpoint.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
+@click.option("--curve-server-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--curve-client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def status(
+    address: str, timeout: float, curve_server_key: Path | None, curve_client_key: Path | None
+) -> None:
+    """Ask a daemon how it is: model, device, memory, cache and jobs. Exit code 1 if it does not answer."""
+    from renderflow.daemon.client import CurveKeys, DaemonClient, DaemonUnavailable
+
+    curve = None
+    if curve_server_key is not None and curve_client_key is not None:
+        curve = CurveKeys.from_files(curve_server_key, curve_client_key)
+    with DaemonClient(address, timeout_s=timeout, retries=0, curve=curve) as client:
+        try:
+            report = client.status()
+        except DaemonUnavailable as error:
+            raise click.ClickException(str(error)) from error
+    model = report["model"]
+    click.echo(f"{address}: {report['state']}, model {model['checkpoint']} on {model['device']}")
+    click.echo(f"jobs: {len(report['jobs'])} active, {report['counts']}")
+    click.echo(f"cache: {report['cache']}")
+    click.echo(f"memory: {report['memory']}")
+
+
+@main.command()
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the keys."
+)
+def keys(out: Path) -> None:
+    """Make CurveZMQ keys: server.key(_secret) for the daemon, client.key(_secret) for a client.
+
+    Give clients server.key and their client.key_secret; put each client's client.key into the folder
+    the daemon reads with --curve-clients.
+    """
+    import zmq.auth
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("server", "client"):
+        _, secret = zmq.auth.create_certificates(str(out), name)
+        os.chmod(secret, 0o600)
+    clients = out / "clients"
+    clients.mkdir(exist_ok=True)
+    (clients / "client.key").write_bytes((out / "client.key").read_bytes())
+    click.echo(
+        f"wrote {out}/server.key, server.key_secret, client.key, client.key_secret and clients/client.key"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""The daemon's GPU work: a checked render or decompose request -> RenderFlowPipeline -> result payloads.
+
+EXR payloads are written into the job's own temporary folder and read with the same functions
+rf-render uses on a shot (AOV profiles, cameras, env-map re-projection), so a file rendered
+through the daemon and in process is the same file. Encoded G-buffers are kept in a
+content-addressed LRU cache: a relight that changes only the env map or the keyframes skips
+reading, converting and encoding the G-buffers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import resource
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from renderflow.core import colour
+from renderflow.core.aov_profiles import AovProfile, get_profile, load_profile_file, with_mapping
+from renderflow.core.envmap import EnvTransform
+from renderflow.core.exr import read_exr
+from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.pipeline import GBufferLatents, GBuffers, ProgressFn, RenderFlowPipeline
+from renderflow.core.sequences import frame_path
+from renderflow.core.shot import Shot, read_shot, shot_envmaps
+from renderflow.daemon import protocol as wire
+
+logger = logging.getLogger(__name__)
+
+GBUFFER_DECODE_PARAMS = ("profile", "aov", "aov_profile_toml", "colour_space", "camera", "fov")
+OUTPUT_PATTERN = "{name}.{frame:04d}.exr"
+
+
+class JobCancelled(Exception):
+    """Raised from a progress callback when the job's client (or a shutdown) cancelled it."""
+
+
+class JobInputError(ValueError):
+    """Images that cannot be used (a bad_input reply); the message says what to change."""
+
+
+@dataclass
+class CachedGBuffers:
+    """One shot's G-buffers, read and encoded: everything a relight of it needs."""
+
+    gbuffers: GBuffers  # at rest, for the AOV layers of the result
+    latents: GBufferLatents  # on the pipeline's device
+    frames: list[int] | None  # frame numbers (EXR form) or None (raw form)
+    shot: Shot | None  # cameras and fov (EXR form), for re-projecting each new env map
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.gbuffers.albedo, self.gbuffers.normal, self.gbuffers.depth, self.gbuffers.material)
+        return self.latents.nbytes + sum(array.nbytes for array in arrays)
+
+
+class LatentCache:
+    """Least-recently-used G-buffer latents, bounded by their size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, CachedGBuffers] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> CachedGBuffers | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: str, entry: CachedGBuffers) -> None:
+        if entry.nbytes > self.max_bytes:
+            return
+        self._entries[key] = entry
+        while self.nbytes > self.max_bytes:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.nbytes for entry in self._entries.values())
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self._entries),
+            "bytes": self.nbytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+        }
+
+
+def gbuffer_cache_key(message: wire.Message) -> str:
+    """A digest of everything that decides a render's G-buffer latents: their bytes and how to read them."""
+    digest = hashlib.blake2b(digest_size=20)
+    decode = {key: message.params.get(key) for key in GBUFFER_DECODE_PARAMS}
+    digest.update(json.dumps(decode, sort_keys=True).encode())
+    for payload in message.payloads:
+        if payload.name in ("gbuffers", *wire.RENDER_RAW_GBUFFERS):
+            digest.update(json.dumps(payload.descriptor(), sort_keys=True).encode())
+            digest.update(payload.data)
+    return digest.hexdigest()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError for the same thing."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class Renderer:
+    """The model and its cache, owned by the daemon's GPU worker thread (never used from two threads)."""
+
+    def __init__(self, weights: Path, device: str, cache_bytes: int) -> None:
+        self.weights = Path(weights)
+        self.device = device
+        self.cache = LatentCache(cache_bytes)
+        self._pipeline: RenderFlowPipeline | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipeline is not None
+
+    def pipeline(self) -> RenderFlowPipeline:
+        """The warm pipeline, loaded on first use (and again after `free`)."""
+        if self._pipeline is None:
+            logger.info("loading %s on %s", self.weights, self.device)
+            self._pipeline = RenderFlowPipeline.from_pretrained(self.weights, device=self.device)
+        return self._pipeline
+
+    def free(self) -> dict[str, Any]:
+        """Drop the model and the cache from (GPU) memory; the next job loads the model again."""
+        freed = self.cache.nbytes
+        self.cache.clear()
+        self._pipeline = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"freed_cache_bytes": freed}
+
+    def describe(self) -> dict[str, Any]:
+        """The model as hello reports it (only what is known without loading it)."""
+        info: dict[str, Any] = {"checkpoint": str(self.weights), "device": self.device, "loaded": self.loaded}
+        if self._pipeline is not None:
+            pipeline = self._pipeline
+            info |= {
+                "dtype": str(pipeline.dtype).removeprefix("torch."),
+                "parameters": sum(p.numel() for p in pipeline.transformer.parameters()),
+                "keyframes": pipeline.keyframe_adapter is not None,
+                "decompose": pipeline.inverse_adapter is not None,
+                "chunk_frames": pipeline.config.chunk_frames,
+                "frame_multiple": pipeline.autoencoder.spatial_factor
+                * max(pipeline.transformer.config["patch_size"][1:]),
+            }
+        return info
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def run(self, message: wire.Message, progress: ProgressFn) -> tuple[dict[str, Any], list[wire.Payload]]:
+        """Run a checked render/decompose/free request; the result's fields and payloads."""
+        if message.op == wire.OP_FREE:
+            return self.free(), []
+        with tempfile.TemporaryDirectory(prefix="rf-job-") as folder:
+            workdir = Path(folder)
+            try:
+                if message.op == wire.OP_RENDER:
+                    return self._render(message, workdir, progress)
+                return self._decompose(message, workdir, progress)
+            except (ValueError, OSError, KeyError) as error:
+                raise JobInputError(_payload_names(str(error), workdir)) from error
+
+    def _render(
+        self, message: wire.Message, workdir: Path, progress: ProgressFn
+    ) -> tuple[dict[str, Any], list[wire.Payload]]:
+        params = message.params
+        pipeline = self.pipeline()
+        key = gbuffer_cache_key(message)
+        cached = self.cache.get(key)
+        cache_hit = cached is not None
+        if cached is None:
+            cached = self._read_gbuffers(pipeline, message, workdir)
+            self.cache.put(key, cached)
+        colour_space = str(params.get("colour_space", colour.MODEL_COLOUR_SPACE))
+        if cached.shot is not None:
+            envmap_path = _write_payload(workdir / "envmap.exr", message.named("envmap")[0])
+            transform = EnvTransform(
+                float(params.get("env_rotate", 0.0)),
+                bool(params.get("env_flip", False)),
+                float(params.get("exposure", 0.0)),
+            )
+            envmap_cam = shot_envmaps(cached.shot, envmap_path, colour_space, transform)
+        else:
+            envmap_cam = _float_array(message.named("envmap_cam")[0])
+        keyframes = self._keyframes(message, cached, workdir, colour_space)
+        steps = int(params.get("steps", 1))
+        beauty = pipeline.render(cached.latents, envmap_cam, keyframes or None, steps, progress=progress)
+        fields = {"frames": cached.frames, "cached_gbuffers": cache_hit}
+        if cached.frames is None:
+            return fields, [wire.Payload.from_array("beauty", beauty)]
+        aovs = list(params.get("aovs", []))
+        payloads = []
+        for index, (frame, image) in enumerate(zip(cached.frames, beauty, strict=True)):
+            buffers = {"beauty": colour.from_model(image, colour_space)} | _aov_buffers(
+                cached.gbuffers, index, aovs, colour_space
+            )
+            path = workdir / OUTPUT_PATTERN.format(name="beauty", frame=frame)
+            write_canonical_frame(path, buffers, {"renderflow/steps": steps})
+            payloads.append(wire.Payload.exr("beauty", path.read_bytes(), frame))
+        return fields, payloads
+
+    def _read_gbuffers(
+        self, pipeline: RenderFlowPipeline, message: wire.Message, workdir: Path
+    ) -> CachedGBuffers:
+        params = message.params
+        gbuffer_payloads = message.named("gbuffers")
+        if not gbuffer_payloads:  # raw form: canonical arrays
+            gbuffers = GBuffers(*(_float_array(message.named(name)[0]) for name in wire.RENDER_RAW_GBUFFERS))
+            return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None, None)
+        pattern = str(workdir / "gbuffers.####.exr")
+        frames = [int(payload.frame or 0) for payload in gbuffer_payloads]
+        for payload, frame in zip(gbuffer_payloads, frames, strict=True):
+            _write_payload(frame_path(pattern, frame), payload)
+        camera_json = None
+        if "camera" in params:
+            camera_json = workdir / "camera.json"
+            camera_json.write_text(json.dumps(params["camera"]))
+        fov = float(params["fov"]) if "fov" in params else None
+        shot = read_shot(
+            pattern,
+            ",".join(str(frame) for frame in frames),
+            _profile(params, workdir),
+            str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
+            camera_json,
+            fov,
+        )
+        gbuffers = shot.sequence.gbuffers
+        return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), frames, shot)
+
+    def _keyframes(
+        self, message: wire.Message, cached: CachedGBuffers, workdir: Path, colour_space: str
+    ) -> dict[int, np.ndarray]:
+        if cached.frames is None:
+            raw = message.named("keyframes")
+            if not raw:
+                return {}
+            images = _float_array(raw[0])
+            indices = message.params.get("keyframe_frames", [])
+            if images.ndim != 4 or len(indices) != images.shape[0]:
+                raise JobInputError(
+                    f"keyframes: {list(images.shape)} images for keyframe_frames {indices}; "
+                    "expected [K, H, W, 3] and K indices"
+                )
+            return {int(index): image for index, image in zip(indices, images, strict=True)}
+        keyframes = {}
+        for payload in message.named("keyframe"):
+            path = _write_payload(workdir / f"keyframe.{payload.frame}.exr", payload)
+            image = read_exr(path)
+            try:
+                rgb = image.select(["R", "G", "B"])
+            except KeyError as error:
+                raise JobInputError(f"keyframe at frame {payload.frame}: {error.args[0]}") from error
+            keyframes[cached.frames.index(int(payload.frame or 0))] = colour.to_model(rgb, colour_space)
+        return keyframes
+
+    def _decompose(
+        self, message: wire.Message, workdir: Path, progress: ProgressFn
+    ) -> tuple[dict[str, Any], list[wire.Payload]]:
+        params = message.params
+        pipeline = self.pipeline()
+        targets = list(params.get("targets", wire.INTRINSIC_NAMES))
+        steps = int(params.get("steps", 1))
+        colour_space = str(params.get("colour_space", colour.MODEL_COLOUR_SPACE))
+        payloads = message.named("image")
+        if payloads[0].encoding == wire.ENCODING_RAW:
+            buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
+            return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
+        layer = str(params.get("layer", ""))
+        names = [f"{layer}.{channel}" if layer else channel for channel in "RGB"]
+        images = []
+        for payload in payloads:
+            image = read_exr(_write_payload(workdir / f"image.{payload.frame}.exr", payload))
+            try:
+                images.append(colour.to_model(image.select(names), colour_space))
+            except KeyError as error:
+                raise JobInputError(
+                    f"plate frame {payload.frame}: {error.args[0]}; choose the plate's layer (params.layer)"
+                ) from error
+        if len({image.shape for image in images}) > 1:
+            raise JobInputError(
+                f"plate frames differ in size: {sorted({image.shape[:2] for image in images})}"
+            )
+        buffers = pipeline.decompose(np.stack(images), targets, steps, progress)
+        results = []
+        for index, payload in enumerate(payloads):
+            frame_buffers = {name: buffers[name][index] for name in targets}
+            if "albedo" in frame_buffers:
+                frame_buffers["albedo"] = colour.from_model(frame_buffers["albedo"], colour_space)
+            path = workdir / OUTPUT_PATTERN.format(name="intrinsics", frame=payload.frame)
+            write_canonical_frame(path, frame_buffers, {"renderflow/steps": steps})
+            results.append(wire.Payload.exr("intrinsics", path.read_bytes(), payload.frame))
+        return {"frames": [payload.frame for payload in payloads]}, results
+
+
+def memory_report(device: str) -> dict[str, int]:
+    """Bytes in use: the CUDA allocator's figures on a GPU, the process's peak RSS on the CPU."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return {
+            "allocated": torch.cuda.memory_allocated(device),
+            "reserved": torch.cuda.memory_reserved(device),
+            "peak_allocated": torch.cuda.max_memory_allocated(device),
+            "device_free": free,
+            "device_total": total,
+        }
+    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _aov_buffers(gbuffers: GBuffers, index: int, aovs: list[str], colour_space: str) -> dict[str, np.ndarray]:
+    """The G-buffer layers a render was asked to return beside the beauty, for frame `index`."""
+    material = gbuffers.material[index]
+    available: dict[str, Callable[[], np.ndarray]] = {
+        "alpha": lambda: np.isfinite(gbuffers.depth[index]).astype(np.float32),
+        "albedo": lambda: colour.from_model(gbuffers.albedo[index], colour_space),
+        "normal": lambda: gbuffers.normal[index],
+        "depth": lambda: gbuffers.depth[index],
+        "roughness": lambda: material[..., 0:1],
+        "metallic": lambda: material[..., 1:2],
+        "specular": lambda: material[..., 2:3],
+    }
+    return {name: available[name]() for name in aovs}
+
+
+def _profile(params: dict[str, Any], workdir: Path) -> AovProfile | str:
+    """The AOV profile a request names: a built-in or auto, a studio TOML, plus any channel mapping."""
+    base: AovProfile | str = str(params.get("profile", "auto"))
+    if "aov_profile_toml" in params:
+        path = workdir / "profile.toml"
+        path.write_text(str(params["aov_profile_toml"]))
+        base = load_profile_file(path)
+    mapping = params.get("aov", {})
+    if not mapping:
+        return base
+    if base == "auto":
+        raise JobInputError("params.aov needs an explicit params.profile (the base the mapping extends)")
+    profile = get_profile(base) if isinstance(base, str) else base
+    try:
+        channels = {str(buffer): tuple(str(name) for name in names) for buffer, names in mapping.items()}
+    except TypeError as error:
+        raise JobInputError(f"params.aov: expected {{buffer: [channel names]}}, got {mapping!r}") from error
+    return with_mapping(profile, channels)
+
+
+def _payload_names(text: str, workdir: Path) -> str:
+    """An error about the job's temporary files, told in the request's terms (payload and frame)."""
+    text = re.sub(
+        rf"{re.escape(str(workdir))}/(gbuffers|image|keyframe)\.0*(-?\d+)\.exr", _describe_file, text
+    )
+    return text.replace(str(workdir / "envmap.exr"), "the env-map EXR").replace(f"{workdir}/", "")
+
+
+def _describe_file(match: re.Match[str]) -> str:
+    what = {"gbuffers": "the G-buffer EXR", "image": "the plate EXR", "keyframe": "the keyframe EXR"}
+    return f"{what[match.group(1)]} of frame {match.group(2)}"
+
+
+def _write_payload(path: Path, payload: wire.Payload) -> Path:
+    path.write_bytes(payload.data)
+    return path
+
+
+def _float_array(payload: wire.Payload) -> np.ndarray:
+    """A raw payload as a writable float32 array (the pipeline's layout checks name what is wrong)."""
+    return np.array(payload.array(), dtype=np.float32)
