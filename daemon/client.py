@@ -10,6 +10,7 @@ shared between threads.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -243,3 +244,13 @@ def render_array_payloads(
     return [
         wire.Payload.from_array(name, np.asarray(array, dtype=np.float32)) for name, array in named.items()
     ]
+
+
+def write_atomically(path: Path, data: bytes | memoryview) -> Path:
+    """Write a result file under a temporary name and rename it: no reader ever sees half a frame."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path

@@ -9,7 +9,6 @@ written to a temporary name and renamed, so a farm never sees half a frame.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from renderflow.daemon import protocol as wire
-from renderflow.daemon.client import DaemonError, DaemonUnavailable
+from renderflow.daemon.client import DaemonError, DaemonUnavailable, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def run_batches(
                 continue
             try:
                 reply = runner.call(op, params, payloads_for(batch))
-                written = [_write_atomically(output_for(int(p.frame or 0)), p.data) for p in reply.payloads]
+                written = [write_atomically(output_for(int(p.frame or 0)), p.data) for p in reply.payloads]
                 with lock:
                     outcome.written += written
                 finish(batch)
@@ -131,11 +130,3 @@ def run_batches(
     for thread in threads:
         thread.join()
     return outcome
-
-
-def _write_atomically(path: Path, data: bytes | memoryview) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path

@@ -338,6 +338,13 @@ class Server:
                 "encodings": list(wire.ENCODINGS),
                 "raw_dtypes": list(wire.RAW_DTYPES),
                 "profiles": ["auto", *PROFILES],
+                "profile_channels": {
+                    name: {
+                        buffer: [list(alias) for alias in aliases]
+                        for buffer, aliases in profile.channels.items()
+                    }
+                    for name, profile in PROFILES.items()
+                },
                 "aov_layers": list(wire.AOV_LAYERS),
                 "intrinsics": list(wire.INTRINSIC_NAMES),
             },

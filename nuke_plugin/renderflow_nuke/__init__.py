@@ -1,0 +1,1 @@
+"""RenderFlow for Nuke: `session` (plain Python, tested against a real daemon) and `node` (the Nuke side)."""

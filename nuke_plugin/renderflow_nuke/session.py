@@ -1,0 +1,233 @@
+"""The RenderFlow node's logic in plain Python: it never imports nuke, so it is tested for real.
+
+From Nuke's channel names and the panel's knob values it builds the daemon request, runs it
+with progress and cancel, writes the results atomically into a versioned cache folder and says
+where the internal Read should point. Errors come back as sentences for a compositor.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from renderflow.daemon import protocol as wire
+from renderflow.daemon.client import (
+    DaemonClient,
+    DaemonError,
+    DaemonUnavailable,
+    decompose_payloads,
+    render_payloads,
+    write_atomically,
+)
+
+MODE_RENDER = "render"
+MODE_DECOMPOSE = "decompose"
+LAYER_FROM_PROFILE = "(profile)"  # the layer picker's first entry: let the AOV profile find it
+BUFFER_CHANNELS = {"albedo": 3, "normal": 3, "depth": 1, "roughness": 1, "metallic": 1, "specular": 1}
+NUKE_SUFFIX_TO_EXR = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}  # what Nuke's Write writes
+VERSION_PATTERN = re.compile(r"^v(\d{3,})$")
+ProgressFn = Callable[[float, str], None]  # (fraction done, message)
+
+
+class NodeError(Exception):
+    """Something the compositor can fix, said in their words (shown on the node)."""
+
+
+def exr_channel(nuke_channel: str) -> str:
+    """The EXR channel name Nuke's Write gives a Nuke channel: rgba.red -> R, diffuse.red -> diffuse.R."""
+    layer, _, suffix = nuke_channel.partition(".")
+    suffix = NUKE_SUFFIX_TO_EXR.get(suffix, suffix)
+    return suffix if layer == "rgba" else f"{layer}.{suffix}"
+
+
+def layers_of(nuke_channels: Sequence[str]) -> dict[str, list[str]]:
+    """Nuke layer -> its channels, in Nuke's order."""
+    layers: dict[str, list[str]] = {}
+    for channel in nuke_channels:
+        layers.setdefault(channel.partition(".")[0], []).append(channel)
+    return layers
+
+
+def guess_layers(
+    nuke_channels: Sequence[str], profile_channels: dict[str, list[list[str]]]
+) -> dict[str, str]:
+    """Each buffer's layer as the profile's first complete alias names it, else LAYER_FROM_PROFILE.
+
+    `profile_channels` is one entry of hello's `capabilities.profile_channels`.
+    """
+    written = {exr_channel(channel): channel.partition(".")[0] for channel in nuke_channels}
+    guesses = {}
+    for buffer in BUFFER_CHANNELS:
+        guesses[buffer] = LAYER_FROM_PROFILE
+        for alias in profile_channels.get(buffer, []):
+            if alias and all(name in written for name in alias):
+                guesses[buffer] = written[alias[0]]
+                break
+    return guesses
+
+
+def layer_mapping(choices: dict[str, str], nuke_channels: Sequence[str]) -> dict[str, list[str]]:
+    """`params.aov` for the layers picked by hand: each buffer's channels as the written EXR names them."""
+    layers = layers_of(nuke_channels)
+    mapping = {}
+    for buffer, layer in choices.items():
+        if layer == LAYER_FROM_PROFILE:
+            continue
+        if layer not in layers:
+            raise NodeError(
+                f"{buffer}: the input has no layer '{layer}' (it has {', '.join(sorted(layers))})"
+            )
+        needed = BUFFER_CHANNELS[buffer]
+        if len(layers[layer]) < needed:
+            raise NodeError(f"{buffer} needs {needed} channels; layer '{layer}' has {len(layers[layer])}")
+        mapping[buffer] = [exr_channel(channel) for channel in layers[layer][:needed]]
+    return mapping
+
+
+@dataclass
+class NodeSettings:
+    """The panel's knob values (node.py reads them; tests build them directly)."""
+
+    node_name: str
+    address: str = wire.DEFAULT_ADDRESS
+    mode: str = MODE_RENDER
+    profile: str = "auto"
+    layers: dict[str, str] = field(default_factory=dict)  # buffer -> Nuke layer or LAYER_FROM_PROFILE
+    envmap: str = ""
+    env_rotate: float = 0.0
+    env_flip: bool = False
+    exposure: float = 0.0
+    use_keyframes: bool = False
+    keyframe_gap: int = 16
+    first: int = 1
+    last: int = 1
+    output_root: str = ""
+    camera_json: str = ""
+    steps: int = 1
+    timeout_s: float = 15.0
+
+
+def keyframe_frames(first: int, last: int, gap: int) -> list[int]:
+    """The frames that get a path-traced keyframe: every `gap` frames from the first."""
+    if gap < 1:
+        raise NodeError(f"keyframe gap must be at least 1, got {gap}")
+    return list(range(first, last + 1, gap))
+
+
+def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[str, Any]:
+    """The render request's params from the panel."""
+    import json
+
+    mapping = layer_mapping(settings.layers, nuke_channels)
+    profile = settings.profile
+    if mapping and profile == "auto":
+        profile = "canonical"  # hand-picked layers: the names come from the mapping, conventions canonical
+    params: dict[str, Any] = {
+        "profile": profile,
+        "env_rotate": settings.env_rotate,
+        "env_flip": settings.env_flip,
+        "exposure": settings.exposure,
+        "steps": settings.steps,
+        "aovs": ["alpha"],
+    }
+    if mapping:
+        params["aov"] = mapping
+    if settings.camera_json:
+        try:
+            params["camera"] = json.loads(Path(settings.camera_json).read_text())
+        except (OSError, ValueError) as error:
+            raise NodeError(f"camera file {settings.camera_json}: cannot read it ({error})") from error
+    return params
+
+
+def next_version_folder(output_root: Path, node_name: str) -> Path:
+    """`output_root/node_name/v###`, one above the highest existing version (never overwrites)."""
+    parent = Path(output_root) / node_name
+    versions = [int(m.group(1)) for p in parent.glob("v*") if (m := VERSION_PATTERN.match(p.name))]
+    return parent / f"v{max(versions, default=0) + 1:03d}"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Where the internal Read should point: a `####` pattern and its frame range."""
+
+    pattern: str
+    first: int
+    last: int
+    folder: Path
+
+
+def run_job(
+    settings: NodeSettings,
+    input_files: Sequence[tuple[int, Path]],
+    nuke_channels: Sequence[str],
+    keyframe_files: Sequence[tuple[int, Path]] = (),
+    progress: ProgressFn = lambda fraction, message: None,
+    cancel_event: threading.Event | None = None,
+    client: DaemonClient | None = None,
+) -> JobResult:
+    """Send the written EXRs to the daemon, write the answer into a new version folder.
+
+    `input_files` are the G-buffer EXRs (render) or the plate EXRs (decompose) as the node's Write
+    wrote them; `nuke_channels` are the input's channels, for hand-picked layers.
+    """
+    if not input_files:
+        raise NodeError("nothing to render: the frame range is empty")
+    own_client = client is None
+    client = client or DaemonClient(settings.address, timeout_s=settings.timeout_s)
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        progress(done / total if total else 0.0, message)
+
+    try:
+        if settings.mode == MODE_RENDER:
+            if not settings.envmap or not Path(settings.envmap).is_file():
+                raise NodeError(f"env map: no file at '{settings.envmap}'; pick a lat-long HDR EXR")
+            params = render_params(settings, nuke_channels)
+            payloads = render_payloads(input_files, Path(settings.envmap), keyframe_files)
+            reply = client.render(params, payloads, on_progress, cancel_event)
+            name = "beauty"
+        elif settings.mode == MODE_DECOMPOSE:
+            reply = client.decompose(
+                {"steps": settings.steps}, decompose_payloads(input_files), on_progress, cancel_event
+            )
+            name = "intrinsics"
+        else:
+            raise NodeError(f"unknown mode '{settings.mode}': choose render or decompose")
+    except (DaemonError, DaemonUnavailable) as error:
+        raise NodeError(compositor_message(error, settings.address)) from error
+    finally:
+        if own_client:
+            client.close()
+    folder = next_version_folder(Path(settings.output_root), settings.node_name)
+    folder.mkdir(parents=True)
+    frames = []
+    for payload in reply.payloads:
+        frame = int(payload.frame or 0)
+        write_atomically(folder / f"{name}.{frame:04d}.exr", payload.data)
+        frames.append(frame)
+    return JobResult(str(folder / f"{name}.####.exr"), min(frames), max(frames), folder)
+
+
+def compositor_message(error: DaemonError | DaemonUnavailable, address: str) -> str:
+    """A daemon failure as a compositor reads it, with what to do next."""
+    if isinstance(error, DaemonUnavailable):
+        return (
+            f"No RenderFlow daemon answers at {address}. Start one on the GPU machine with "
+            "'rf-daemon start', or fix the address on the node."
+        )
+    advice = {
+        wire.E_OUT_OF_MEMORY: "The GPU ran out of memory: render fewer frames at once, a smaller format, "
+        "or press 'free GPU'.",
+        wire.E_BAD_INPUT: "The daemon cannot use these images: ",
+        wire.E_TOO_LARGE: "Too much for the daemon in one go: ",
+        wire.E_CANCELLED: "Cancelled.",
+        wire.E_MODEL_UNAVAILABLE: "The daemon has no usable model: ",
+        wire.E_SHUTTING_DOWN: "The daemon is shutting down; render again once it is back.",
+    }
+    prefix = advice.get(error.code, "RenderFlow failed: ")
+    return prefix + (error.message if prefix.endswith(": ") else "")
