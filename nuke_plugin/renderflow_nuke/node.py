@@ -18,7 +18,7 @@ import nuke
 from renderflow.daemon.client import DaemonClient, DaemonUnavailable
 from renderflow_nuke import session
 
-HELLO_TIMEOUT_S = 2.0
+HELLO_TIMEOUT_S = 1.0  # hello is answered by the daemon's I/O thread at once, even mid-render
 # Knob names shared with RenderFlow.gizmo (tests/test_nuke_plugin.py checks they match).
 KNOB_ADDRESS = "daemon_address"
 KNOB_STATUS = "daemon_status"
@@ -41,6 +41,7 @@ WRITE_INPUTS = {INPUT_GBUFFERS: "WriteGBuffers", INPUT_KEYFRAMES: "WriteKeyframe
 READ_RESULT = "Result"
 
 _cancel_events: dict[str, threading.Event] = {}
+_profile_tables: dict[str, dict[str, dict[str, list[list[str]]]]] = {}  # address -> hello's profile_channels
 
 
 def settings_of(node: nuke.Group) -> session.NodeSettings:
@@ -184,11 +185,15 @@ def _this_node() -> nuke.Group:
 
 
 def _profile_channels(node: nuke.Group) -> dict[str, list[list[str]]]:
-    try:
-        with DaemonClient(str(node[KNOB_ADDRESS].value()), timeout_s=HELLO_TIMEOUT_S, retries=0) as client:
-            profiles = client.hello()["capabilities"]["profile_channels"]
-    except DaemonUnavailable:
-        return {}
+    """The profile's channel aliases from the daemon (asked once per address), or {} without one."""
+    address = str(node[KNOB_ADDRESS].value())
+    if address not in _profile_tables:
+        try:
+            with DaemonClient(address, timeout_s=HELLO_TIMEOUT_S, retries=0) as client:
+                _profile_tables[address] = client.hello()["capabilities"]["profile_channels"]
+        except DaemonUnavailable:
+            return {}
+    profiles = _profile_tables[address]
     profile = str(node[KNOB_PROFILE].value())
     return dict(profiles.get("canonical" if profile == "auto" else profile, {}))
 
