@@ -144,6 +144,29 @@ def _profile_options(function: Callable[..., None]) -> Callable[..., None]:
     return function
 
 
+def _env_options(function: Callable[..., None]) -> Callable[..., None]:
+    """--env, --env-rotate, --env-flip, --exposure: the env map and how to orient and expose it."""
+    options = [
+        click.option(
+            "--env",
+            "envmap_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            required=True,
+            help="Lat-long HDR env map (.exr; .hdr too without --daemon), world space, +Y up.",
+        ),
+        click.option(
+            "--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees."
+        ),
+        click.option("--env-flip", is_flag=True, help="Mirror the env map left-right."),
+        click.option(
+            "--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops."
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _build_profile(profile: str, aov_mappings: tuple[str, ...], aov_file: Path | None) -> AovProfile | str:
     from renderflow.core.aov_profiles import get_profile, load_profile_file, parse_aov_option, with_mapping
 
@@ -211,13 +234,7 @@ def inspect(
 
 @main.command()
 @click.argument("gbuffers")
-@click.option(
-    "--env",
-    "envmap_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Lat-long HDR env map (.exr or .hdr), world space, +Y up.",
-)
+@_env_options
 @click.option("--out", required=True, help="Output pattern, e.g. preview/beauty.####.exr.")
 @click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100 or 1001-1100x2.")
 @click.option(
@@ -227,9 +244,6 @@ def inspect(
     show_default=True,
     help="deferred: diffuse + GGX split-sum specular; ibl: SH diffuse only.",
 )
-@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
-@click.option("--env-flip", is_flag=True, help="Mirror the env map left-right.")
-@click.option("--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops.")
 @_profile_options
 def preview(
     gbuffers: str,
@@ -411,13 +425,7 @@ def _numbered(files: list[tuple[int | None, Path]]) -> list[tuple[int, Path]]:
 
 @main.command()
 @click.argument("gbuffers")
-@click.option(
-    "--env",
-    "envmap_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Lat-long HDR env map (.exr), world space, +Y up.",
-)
+@_env_options
 @click.option("--out", required=True, help="Output pattern, e.g. render/beauty.####.exr.")
 @click.option("--keyframes", help="Path-traced beauty EXRs (pattern) to guide the render where they exist.")
 @click.option(
@@ -426,9 +434,6 @@ def _numbered(files: list[tuple[int | None, Path]]) -> list[tuple[int, Path]]:
     type=click.Choice(["alpha", "albedo", "normal", "depth", "roughness", "metallic", "specular"]),
     help="G-buffer layers to write beside the beauty (repeatable).",
 )
-@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
-@click.option("--env-flip", is_flag=True, help="Mirror the env map left-right.")
-@click.option("--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops.")
 @_profile_options
 @_runner_options
 def render(

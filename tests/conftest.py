@@ -111,3 +111,17 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pipeline with every weight random (the zero-initialised ones too), so env maps and
+    keyframes change the render; saved as a checkpoint folder."""
+    torch.manual_seed(0)
+    pipeline = build_tiny_pipeline(TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3)
+    randomise(pipeline.transformer)
+    assert pipeline.keyframe_adapter is not None
+    randomise(pipeline.keyframe_adapter, seed=2)
+    folder = tmp_path_factory.mktemp("random_checkpoint")
+    pipeline.save_pretrained(folder)
+    return folder

@@ -16,9 +16,8 @@ import pytest
 import torch
 import zmq
 import zmq.auth
-from conftest import TINY_AUTOENCODER, TINY_TRANSFORMER, make_envmap, make_gbuffers, randomise, write_clip
+from conftest import make_envmap, make_gbuffers, write_clip
 
-from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.exr import read_exr
 from renderflow.core.pipeline import RenderFlowPipeline
 from renderflow.daemon import protocol as wire
@@ -60,18 +59,6 @@ def clip(tmp_path_factory):
 def long_clip(tmp_path_factory):
     """40 frames: 20 chunks of the tiny model, long enough to cancel or stop in the middle."""
     return write_clip(tmp_path_factory.mktemp("daemon_long") / "clip", frames=40, size=32)
-
-
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    """A tiny pipeline whose every weight is random, so env maps and keyframes change the render."""
-    torch.manual_seed(0)
-    pipeline = build_tiny_pipeline(TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3)
-    randomise(pipeline.transformer)
-    randomise(pipeline.keyframe_adapter, seed=2)
-    folder = tmp_path_factory.mktemp("random_checkpoint")
-    pipeline.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,9 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from conftest import TINY_AUTOENCODER, TINY_TRANSFORMER, randomise, write_clip
+from conftest import write_clip
 
-from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.exr import read_exr
 from renderflow.daemon.client import DaemonClient
 from renderflow.daemon.daemon_cli import main as rf_daemon
@@ -25,18 +23,8 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    pipeline = build_tiny_pipeline(TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3)
-    randomise(pipeline.transformer)
-    folder = tmp_path_factory.mktemp("farm_checkpoint")
-    pipeline.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def daemons(checkpoint):
-    servers = [Server(ServerConfig(weights=checkpoint, bind="tcp://127.0.0.1:*")) for _ in range(2)]
+def daemons(random_checkpoint):
+    servers = [Server(ServerConfig(weights=random_checkpoint, bind="tcp://127.0.0.1:*")) for _ in range(2)]
     threads = [threading.Thread(target=server.serve, daemon=True) for server in servers]
     for thread in threads:
         thread.start()
@@ -63,11 +51,13 @@ def render_args(clip, out, *extra):
     ]
 
 
-def test_render_in_process_writes_every_frame_of_the_range(clip, checkpoint, tmp_path):
+def test_render_in_process_writes_every_frame_of_the_range(clip, random_checkpoint, tmp_path):
     out = tmp_path / "beauty.####.exr"
     result = CliRunner().invoke(
         rf_render,
-        render_args(clip, out, "--checkpoint", str(checkpoint), "--frames", "1002-1005", "--aovs", "alpha"),
+        render_args(
+            clip, out, "--checkpoint", str(random_checkpoint), "--frames", "1002-1005", "--aovs", "alpha"
+        ),
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"beauty.{n}.exr" for n in range(1002, 1006)]
@@ -75,12 +65,16 @@ def test_render_in_process_writes_every_frame_of_the_range(clip, checkpoint, tmp
     assert set(image.channels) == {"R", "G", "B", "A"} and np.isfinite(image.pixels).all()
 
 
-def test_render_on_two_daemons_shares_the_frames_and_matches_in_process(clip, checkpoint, daemons, tmp_path):
+def test_render_on_two_daemons_shares_the_frames_and_matches_in_process(
+    clip, random_checkpoint, daemons, tmp_path
+):
     local, remote = tmp_path / "local", tmp_path / "remote"
     args = ["--batch-frames", "3"]
     assert (
         CliRunner()
-        .invoke(rf_render, render_args(clip, local / "b.####.exr", "--checkpoint", str(checkpoint), *args))
+        .invoke(
+            rf_render, render_args(clip, local / "b.####.exr", "--checkpoint", str(random_checkpoint), *args)
+        )
         .exit_code
         == 0
     )
@@ -175,7 +169,7 @@ def test_decompose_writes_intrinsic_layers_per_frame(clip, daemons, tmp_path):
 
 
 @pytest.mark.slow
-def test_rf_daemon_starts_in_the_background_reports_status_and_stops(checkpoint, tmp_path):
+def test_rf_daemon_starts_in_the_background_reports_status_and_stops(random_checkpoint, tmp_path):
     state = tmp_path / "state.json"
     bind = "tcp://127.0.0.1:0"
     command = [sys.executable, "-m", "renderflow.daemon.daemon_cli"]
@@ -186,7 +180,7 @@ def test_rf_daemon_starts_in_the_background_reports_status_and_stops(checkpoint,
             "--bind",
             bind,
             "--weights",
-            str(checkpoint),
+            str(random_checkpoint),
             "--device",
             "cpu",
             "--state-file",
@@ -243,13 +237,13 @@ def test_rf_daemon_start_fails_loudly_when_the_model_cannot_load(tmp_path):
     assert result.returncode == 1 and "not a RenderFlow checkpoint" in result.stderr
 
 
-def test_rf_daemon_keys_make_a_working_curve_pair(checkpoint, tmp_path):
+def test_rf_daemon_keys_make_a_working_curve_pair(random_checkpoint, tmp_path):
     result = CliRunner().invoke(rf_daemon, ["keys", "--out", str(tmp_path / "keys")])
     assert result.exit_code == 0, result.output
     keys = tmp_path / "keys"
     assert (keys / "server.key_secret").stat().st_mode & 0o077 == 0
     config = ServerConfig(
-        weights=checkpoint,
+        weights=random_checkpoint,
         bind="tcp://127.0.0.1:*",
         curve_secret_key=keys / "server.key_secret",
         curve_clients=keys / "clients",
