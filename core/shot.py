@@ -12,6 +12,7 @@ from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile
 from renderflow.core.cameras import read_camera_json
 from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
+from renderflow.core.exr import read_exr
 from renderflow.core.gbuffer_io import GBufferError, GBufferSequence, read_sequence
 from renderflow.core.sequences import sequence_files
 
@@ -82,3 +83,45 @@ def shot_envmaps(
     return camera_view_envmaps(
         envmap_world, shot.camera_to_world, height, 2 * height, env_transform or EnvTransform()
     )
+
+
+def read_plate(
+    pattern: str, frames: str | None = None, layer: str = "", colour_space: str = colour.MODEL_COLOUR_SPACE
+) -> tuple[list[int | None], np.ndarray]:
+    """A plate's frame numbers and its scene-linear RGB `[F, H, W, 3]` (the layer's R, G, B)."""
+    names = [f"{layer}.{channel}" if layer else channel for channel in "RGB"]
+    numbers, images = [], []
+    for number, path in sequence_files(pattern, frames):
+        image = read_exr(path)
+        try:
+            images.append(colour.to_model(image.select(names), colour_space))
+        except KeyError as error:
+            raise GBufferError(f"{error.args[0]}: choose the plate's layer (--layer)") from error
+        if images[-1].shape != images[0].shape:
+            raise GBufferError(
+                f"{path}: {images[-1].shape[1]}x{images[-1].shape[0]} differs from the first frame"
+            )
+        numbers.append(number)
+    return numbers, np.stack(images)
+
+
+def read_channel(pattern: str, frames: str | None, channel: str) -> np.ndarray:
+    """One channel of a sequence (a mask, an alpha, an object id) as `[F, H, W, 1]`."""
+    arrays = []
+    for _, path in sequence_files(pattern, frames):
+        image = read_exr(path)
+        if channel not in image.channels:
+            raise GBufferError(f"{path}: no channel {channel!r}; the file has {image.channels}")
+        arrays.append(image.select([channel]))
+    return np.stack(arrays)
+
+
+def plate_envmaps(
+    envmap_path: Path, num_frames: int, height: int, colour_space: str, transform: EnvTransform
+) -> np.ndarray:
+    """An env map seen from a plate whose camera is unknown: a camera with no rotation (looking down -Z,
+    the map's centre behind it); `transform` turns the environment around it."""
+    envmap_world = colour.to_model(read_envmap(envmap_path), colour_space)
+    env_height = max(SHOT_ENV_HEIGHT, height // 2)
+    identity = np.broadcast_to(np.eye(3), (num_frames, 3, 3))
+    return camera_view_envmaps(envmap_world, identity, env_height, 2 * env_height, transform)

@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from renderflow.core import colour
+
 if TYPE_CHECKING:
     from renderflow.core.aov_profiles import AovProfile
+    from renderflow.core.exr import Layer
+    from renderflow.core.pipeline import RenderFlowPipeline
     from renderflow.daemon.farm import Runner
     from renderflow.daemon.protocol import Payload
 
@@ -559,3 +564,261 @@ def decompose(
 
 
 _RUNNER_KEYS = ("daemons", "curve_server_key", "curve_client_key", "timeout", "checkpoint", "device")
+
+
+# -- workflows (issue #9): in process, on the model given by --checkpoint ------------------------------
+def _workflow_options(function: Callable[..., None]) -> Callable[..., None]:
+    """--checkpoint, --device, --frames, --steps, --colour-space for the workflow commands."""
+    options = [
+        click.option(
+            "--checkpoint",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="RenderFlow checkpoint folder (default: the bundled CPU model).",
+        ),
+        click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True),
+        click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100."),
+        click.option(
+            "--steps", type=click.IntRange(1, 100), default=1, show_default=True, help="Sampler steps."
+        ),
+        click.option(
+            "--colour-space",
+            default="lin_rec709",
+            show_default=True,
+            help="Scene-linear space of plates and outputs.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _pipeline(checkpoint: Path | None, device: str) -> RenderFlowPipeline:
+    from renderflow.core.demo import BUNDLED_MODEL
+    from renderflow.core.pipeline import RenderFlowPipeline
+
+    return RenderFlowPipeline.from_pretrained(checkpoint or BUNDLED_MODEL, device=device)
+
+
+def _write_frames(
+    out: str, numbers: list[int | None], layers_per_frame: list[list[Layer]], colour_space: str
+) -> None:
+    from renderflow.core.exr import write_layers
+    from renderflow.core.sequences import frame_path, has_frame_token
+
+    if len(numbers) > 1 and not has_frame_token(out):
+        raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
+    for number, layers in zip(numbers, layers_per_frame, strict=True):
+        path = frame_path(out, number) if number is not None else Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_layers(path, layers, {"renderflow/colour_space": colour_space})
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("plate")
+@click.option(
+    "--env",
+    "envmaps",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A new lat-long HDR env map (repeatable: the plate is decomposed once for all of them).",
+)
+@click.option(
+    "--out", required=True, help="Output pattern; with several --env it needs {env}: relit/{env}.####.exr."
+)
+@click.option("--layer", default="", help="The plate's layer (default: the unprefixed R, G, B).")
+@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
+@click.option("--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops.")
+@_workflow_options
+def relight(
+    plate: str,
+    envmaps: tuple[Path, ...],
+    out: str,
+    layer: str,
+    env_rotate: float,
+    exposure: float,
+    **options: Any,
+) -> None:
+    """Relight a plate: decompose it into G-buffers once, render them under each new env map."""
+    from renderflow.core.envmap import EnvTransform
+    from renderflow.core.exr import Layer
+    from renderflow.core.shot import plate_envmaps, read_plate
+    from renderflow.core.workflows import relight as relight_plate
+
+    if len(envmaps) > 1 and "{env}" not in out:
+        raise click.UsageError("several --env maps need {env} in --out, e.g. relit/{env}.####.exr")
+    try:
+        numbers, plate_linear = read_plate(plate, options["frames"], layer, options["colour_space"])
+        transform = EnvTransform(env_rotate, False, exposure)
+        height = plate_linear.shape[1]
+        envs = [
+            plate_envmaps(path, len(numbers), height, options["colour_space"], transform) for path in envmaps
+        ]
+        pipeline = _pipeline(options["checkpoint"], options["device"])
+        _, renders = relight_plate(pipeline, plate_linear, envs, options["steps"])
+        for path, beauty in zip(envmaps, renders, strict=True):
+            layers = [
+                [Layer("", colour.from_model(frame, options["colour_space"]), "RGB")] for frame in beauty
+            ]
+            _write_frames(out.replace("{env}", path.stem), numbers, layers, options["colour_space"])
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("plate")
+@click.option(
+    "--object",
+    "object_gbuffers",
+    required=True,
+    help="The object's G-buffer EXRs (any AOV profile, with alpha).",
+)
+@click.option(
+    "--env", "envmap_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--plate-gbuffers", help="The plate's own G-buffers (a CG plate): depth-tested merge, no decomposition."
+)
+@click.option("--alpha-channel", default="A", show_default=True, help="The object's coverage channel.")
+@click.option("--out", required=True, help="Output pattern: comp RGBA, and layers render and ratio.")
+@click.option("--profile", default="auto", show_default=True, help="AOV profile of the G-buffer EXRs.")
+@click.option("--env-rotate", type=float, default=0.0, show_default=True, help="Env map yaw in degrees.")
+@_workflow_options
+def insert(
+    plate: str,
+    object_gbuffers: str,
+    envmap_path: Path,
+    plate_gbuffers: str | None,
+    alpha_channel: str,
+    out: str,
+    profile: str,
+    env_rotate: float,
+    **options: Any,
+) -> None:
+    """Insert a CG object into a plate: re-render with and without it, and the ratio for the comp.
+
+    Writes per frame: R, G, B = plate × ratio with the rendered object over it, A = the object's
+    coverage, layer `render` = the re-rendered frame with the object, layer `ratio` = with / without
+    (multiply it onto your plate: untouched pixels stay exactly the plate's).
+    """
+    from renderflow.core.envmap import EnvTransform
+    from renderflow.core.exr import Layer
+    from renderflow.core.gbuffer_io import read_sequence
+    from renderflow.core.shot import plate_envmaps, read_channel, read_plate
+    from renderflow.core.workflows import gbuffers_from_intrinsics, insert_object
+
+    space = options["colour_space"]
+    try:
+        numbers, plate_linear = read_plate(plate, options["frames"], "", space)
+        obj = read_sequence(object_gbuffers, options["frames"], profile, space).gbuffers
+        alpha = read_channel(object_gbuffers, options["frames"], alpha_channel)
+        pipeline = _pipeline(options["checkpoint"], options["device"])
+        if plate_gbuffers is not None:
+            under = read_sequence(plate_gbuffers, options["frames"], profile, space).gbuffers
+        else:
+            logger.info(
+                "no --plate-gbuffers: decomposing the plate; the object goes in front wherever it covers"
+            )
+            under = gbuffers_from_intrinsics(pipeline.decompose(plate_linear, steps=options["steps"]))
+        env = plate_envmaps(envmap_path, len(numbers), plate_linear.shape[1], space, EnvTransform(env_rotate))
+        result = insert_object(
+            pipeline, plate_linear, under, obj, alpha, env, options["steps"], plate_gbuffers is not None
+        )
+        layers = [
+            [
+                Layer("", np.concatenate([colour.from_model(comp, space), coverage], axis=-1), "RGBA"),
+                Layer("render", colour.from_model(render, space), "RGB"),
+                Layer("ratio", ratio, "RGB", half=False),
+            ]
+            for comp, coverage, render, ratio in zip(
+                result.comp, result.coverage, result.with_object, result.ratio, strict=True
+            )
+        ]
+        _write_frames(out, numbers, layers, space)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _value_or_sweep(text: str | None, channels: int) -> Any:
+    """ "0.2" -> 0.2; "1:0" -> (1.0, 0.0); "0.1,0.2,0.8" and "0,0,1:0,1,0" for colours."""
+    if text is None:
+        return None
+    try:
+        parts = [tuple(float(v) for v in part.split(",")) for part in text.split(":")]
+    except ValueError as error:
+        raise click.BadParameter(f"{text!r}: expected numbers, e.g. 0.2, 1:0 or 0.1,0.2,0.8") from error
+    if any(len(part) != channels for part in parts) or len(parts) > 2:
+        raise click.BadParameter(f"{text!r}: expected {channels} value(s), or start:end")
+    values = [part[0] if channels == 1 else part for part in parts]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@main.command()
+@click.argument("gbuffers")
+@_env_options
+@click.option("--mask", "mask_pattern", required=True, help="EXRs with the object's mask (or ids).")
+@click.option(
+    "--mask-channel", default="A", show_default=True, help="The mask's channel (or an object-id channel)."
+)
+@click.option("--mask-id", type=float, help="With an object-id channel: the id of the object to edit.")
+@click.option("--roughness", help="New roughness inside the mask: 0.2, or a sweep over the frames 1:0.")
+@click.option("--metallic", help="New metallic: 1, or a sweep 0:1.")
+@click.option("--specular", help="New specular: 0.5, or a sweep.")
+@click.option("--albedo", help="New linear albedo: 0.1,0.2,0.8, or a sweep 0,0,1:0,1,0.")
+@click.option("--out", required=True, help="Output pattern, e.g. edit/beauty.####.exr.")
+@click.option("--profile", default="auto", show_default=True, help="AOV profile of the G-buffer EXRs.")
+@click.option(
+    "--camera",
+    "camera_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="camera.json.",
+)
+@_workflow_options
+def edit(
+    gbuffers: str,
+    envmap_path: Path,
+    env_rotate: float,
+    env_flip: bool,
+    exposure: float,
+    mask_pattern: str,
+    mask_channel: str,
+    mask_id: float | None,
+    roughness: str | None,
+    metallic: str | None,
+    specular: str | None,
+    albedo: str | None,
+    out: str,
+    profile: str,
+    camera_json: Path | None,
+    **options: Any,
+) -> None:
+    """Edit materials inside a mask and re-render: constant values or sweeps over the frames (appendix C)."""
+    from renderflow.core.envmap import EnvTransform
+    from renderflow.core.exr import Layer
+    from renderflow.core.shot import read_channel, read_shot, shot_envmaps
+    from renderflow.core.workflows import MaterialEdit, edit_materials
+
+    change = MaterialEdit(
+        _value_or_sweep(roughness, 1),
+        _value_or_sweep(metallic, 1),
+        _value_or_sweep(specular, 1),
+        _value_or_sweep(albedo, 3),
+    )
+    if change == MaterialEdit():
+        raise click.UsageError("nothing to edit: give --roughness, --metallic, --specular or --albedo")
+    space = options["colour_space"]
+    try:
+        shot = read_shot(gbuffers, options["frames"], profile, space, camera_json)
+        mask = read_channel(mask_pattern, options["frames"], mask_channel)
+        if mask_id is not None:
+            mask = (mask == mask_id).astype(np.float32)
+        edited = edit_materials(shot.sequence.gbuffers, mask, change)
+        env = shot_envmaps(shot, envmap_path, space, EnvTransform(env_rotate, env_flip, exposure))
+        beauty = _pipeline(options["checkpoint"], options["device"]).render(
+            edited, env, steps=options["steps"]
+        )
+        layers = [[Layer("", colour.from_model(frame, space), "RGB")] for frame in beauty]
+        _write_frames(out, list(shot.sequence.frames), layers, space)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
