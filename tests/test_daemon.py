@@ -95,6 +95,19 @@ def receive_until_final(socket, job_ids, linger_s=1.5):
     return seen
 
 
+def wait_until_running(socket, job_id):
+    """The replies to `job_id` up to its first chunk's progress (sent by the worker, so it is running)."""
+    kinds = []
+    end = time.monotonic() + WAIT_S
+    while time.monotonic() < end:
+        if socket.poll(50):
+            header = json.loads(socket.recv_multipart()[0])
+            kinds.append(header["kind"])
+            if header["kind"] == wire.KIND_PROGRESS and header["done"] >= 1:
+                return kinds
+    raise AssertionError(f"{job_id} never started: {kinds}")
+
+
 def test_hello_reports_model_limits_and_capabilities(server):
     with DaemonClient(server.endpoint, timeout_s=5) as client:
         hello = client.hello()
@@ -338,10 +351,12 @@ def test_shutdown_lets_the_running_job_finish_and_fails_the_queued(tiny_checkpoi
     with running_server(tiny_checkpoint) as server:
         socket = raw_socket(server.endpoint)
         socket.send_multipart(wire.request("render", "running", {"fov": 40.0}, payloads))
+        started = wait_until_running(socket, "running")
         socket.send_multipart(wire.request("render", "queued", {"fov": 40.0}, payloads))
         socket.send_multipart(wire.request("shutdown", "bye"))
         seen = receive_until_final(socket, ["running", "queued", "bye"], linger_s=0.2)
         socket.close()
+    seen["running"] = started + seen["running"]
     assert seen["running"][-1] == "result" and seen["queued"][-1] == "error" and seen["bye"] == ["result"]
 
 
