@@ -1,7 +1,8 @@
 """Autoencoders behind one small interface: Wan2.1's video VAE for production, a tiny one for CPU.
 
 Both take videos `[B, 3, F, H, W]` in [-1, 1] and give normalised latents `[B, C, F', H', W']`.
-Every caller encodes all buffers of a clip in one batched call (stacked along B).
+Callers stack buffers along B and encode them in one call: a chunk's four G-buffers together
+(cached for relights), its env map in a second call.
 """
 
 from __future__ import annotations

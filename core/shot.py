@@ -96,7 +96,9 @@ def read_plate(
         try:
             images.append(colour.to_model(image.select(names), colour_space))
         except KeyError as error:
-            raise GBufferError(f"{error.args[0]}: choose the plate's layer (--layer)") from error
+            raise GBufferError(
+                f"{error.args[0]}: choose the image's layer (rf-render --layer, params.layer)"
+            ) from error
         if images[-1].shape != images[0].shape:
             raise GBufferError(
                 f"{path}: {images[-1].shape[1]}x{images[-1].shape[0]} differs from the first frame"

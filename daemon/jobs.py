@@ -27,11 +27,10 @@ import torch
 from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile, get_profile, load_profile_file, with_mapping
 from renderflow.core.envmap import EnvTransform
-from renderflow.core.exr import read_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
 from renderflow.core.pipeline import GBufferLatents, GBuffers, ProgressFn, RenderFlowPipeline
 from renderflow.core.sequences import frame_path
-from renderflow.core.shot import Shot, read_shot, shot_envmaps
+from renderflow.core.shot import Shot, read_plate, read_shot, shot_envmaps
 from renderflow.daemon import protocol as wire
 
 logger = logging.getLogger(__name__)
@@ -231,10 +230,7 @@ class Renderer:
         if not gbuffer_payloads:  # raw form: canonical arrays
             gbuffers = GBuffers(*(_float_array(message.named(name)[0]) for name in wire.RENDER_RAW_GBUFFERS))
             return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None, None)
-        pattern = str(workdir / "gbuffers.####.exr")
-        frames = [int(payload.frame or 0) for payload in gbuffer_payloads]
-        for payload, frame in zip(gbuffer_payloads, frames, strict=True):
-            _write_payload(frame_path(pattern, frame), payload)
+        pattern, frames = _write_sequence(workdir, "gbuffers", gbuffer_payloads)
         camera_json = None
         if "camera" in params:
             camera_json = workdir / "camera.json"
@@ -242,7 +238,7 @@ class Renderer:
         fov = float(params["fov"]) if "fov" in params else None
         shot = read_shot(
             pattern,
-            ",".join(str(frame) for frame in frames),
+            _frame_list(frames),
             _profile(params, workdir),
             str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
             camera_json,
@@ -266,15 +262,12 @@ class Renderer:
                     "expected [K, H, W, 3] and K indices"
                 )
             return {int(index): image for index, image in zip(indices, images, strict=True)}
-        keyframes = {}
-        for payload in message.named("keyframe"):
-            path = _write_payload(workdir / f"keyframe.{payload.frame}.exr", payload)
-            image = read_exr(path)
-            try:
-                rgb = image.select(["R", "G", "B"])
-            except KeyError as error:
-                raise JobInputError(f"keyframe at frame {payload.frame}: {error.args[0]}") from error
-            keyframes[cached.frames.index(int(payload.frame or 0))] = colour.to_model(rgb, colour_space)
+        payloads = message.named("keyframe")
+        if not payloads:
+            return {}
+        pattern, frames = _write_sequence(workdir, "keyframe", payloads)
+        _, images = read_plate(pattern, _frame_list(frames), "", colour_space)
+        keyframes = {cached.frames.index(frame): image for frame, image in zip(frames, images, strict=True)}
         return keyframes
 
     def _decompose(
@@ -289,22 +282,9 @@ class Renderer:
         if payloads[0].encoding == wire.ENCODING_RAW:
             buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
             return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
-        layer = str(params.get("layer", ""))
-        names = [f"{layer}.{channel}" if layer else channel for channel in "RGB"]
-        images = []
-        for payload in payloads:
-            image = read_exr(_write_payload(workdir / f"image.{payload.frame}.exr", payload))
-            try:
-                images.append(colour.to_model(image.select(names), colour_space))
-            except KeyError as error:
-                raise JobInputError(
-                    f"plate frame {payload.frame}: {error.args[0]}; choose the plate's layer (params.layer)"
-                ) from error
-        if len({image.shape for image in images}) > 1:
-            raise JobInputError(
-                f"plate frames differ in size: {sorted({image.shape[:2] for image in images})}"
-            )
-        buffers = pipeline.decompose(np.stack(images), targets, steps, progress)
+        pattern, frames = _write_sequence(workdir, "image", payloads)
+        _, images = read_plate(pattern, _frame_list(frames), str(params.get("layer", "")), colour_space)
+        buffers = pipeline.decompose(images, targets, steps, progress)
         results = []
         for index, payload in enumerate(payloads):
             frame_buffers = {name: buffers[name][index] for name in targets}
@@ -376,6 +356,19 @@ def _payload_names(text: str, workdir: Path) -> str:
 def _describe_file(match: re.Match[str]) -> str:
     what = {"gbuffers": "the G-buffer EXR", "image": "the plate EXR", "keyframe": "the keyframe EXR"}
     return f"{what[match.group(1)]} of frame {match.group(2)}"
+
+
+def _write_sequence(workdir: Path, name: str, payloads: list[wire.Payload]) -> tuple[str, list[int]]:
+    """Per-frame EXR payloads as the sequence `workdir/name.####.exr`: its pattern and frame numbers."""
+    pattern = str(workdir / f"{name}.####.exr")
+    frames = [int(payload.frame or 0) for payload in payloads]
+    for payload, frame in zip(payloads, frames, strict=True):
+        _write_payload(frame_path(pattern, frame), payload)
+    return pattern, frames
+
+
+def _frame_list(frames: list[int]) -> str:
+    return ",".join(str(frame) for frame in frames)
 
 
 def _write_payload(path: Path, payload: wire.Payload) -> Path:
