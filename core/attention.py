@@ -7,19 +7,35 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rotate_by_position(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """1D rotary embedding of `x` `[B, heads, L, head_dim]` at float `positions` `[L]`.
+def rope_axis_dims(head_dim: int, num_axes: int) -> list[int]:
+    """Channels of each axis in a multi-axis rotary embedding: Wan's split for (time, row, column).
 
-    Rotating queries and keys by their own positions makes q·k depend on the difference only:
-    here, the temporal distance between a frame and a keyframe.
+    Every axis but the first gets `2 * (head_dim // (2 * num_axes))` channels, the first the rest.
     """
-    head_dim = x.shape[-1]
-    inv_freq = theta ** (-torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim)
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # [L, head_dim / 2]
-    cos, sin = angles.cos(), angles.sin()
-    x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
-    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, h, L, hd/2, 2]
-    return rotated.flatten(-2).type_as(x)
+    other = 2 * (head_dim // (2 * num_axes))
+    return [head_dim - other * (num_axes - 1)] + [other] * (num_axes - 1)
+
+
+def rotate_by_position(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary embedding of `x` `[B, heads, L, head_dim]` at float `positions` `[L]` or `[L, A]`.
+
+    With A axes (keyframes: time, row, column), each axis rotates its own slice of head_dim.
+    Rotating queries and keys by their own positions makes q·k depend on the offset only: here,
+    the temporal distance and the spatial offset between a render token and a keyframe token.
+    """
+    if positions.ndim == 1:
+        positions = positions[:, None]
+    slices = x.float().split(rope_axis_dims(x.shape[-1], positions.shape[1]), dim=-1)
+    rotated_slices = []
+    for axis, part in enumerate(slices):
+        dim = part.shape[-1]
+        inv_freq = theta ** (-torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim)
+        angles = positions[:, axis].to(x.device, torch.float32)[:, None] * inv_freq[None, :]  # [L, dim/2]
+        cos, sin = angles.cos(), angles.sin()
+        x1, x2 = part[..., 0::2], part[..., 1::2]
+        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, h, L, dim/2, 2]
+        rotated_slices.append(rotated.flatten(-2))
+    return torch.cat(rotated_slices, dim=-1).type_as(x)
 
 
 def zero_init(module: nn.Module) -> None:
@@ -58,7 +74,7 @@ class CrossAttention(nn.Module):
     ) -> torch.Tensor:
         """`hidden_states` `[B, L, D]`, `context` `[B, Lc, D]` -> `[B, L, D]`.
 
-        With positions (`[L]`, `[Lc]`), queries and keys are rotated by them (RoPE).
+        With positions (`[L, A]`, `[Lc, A]`), queries and keys are rotated by them (RoPE).
         """
         x = self.norm(hidden_states)
         query = self.norm_q(self.to_q(x)).unflatten(2, (self.num_heads, -1)).transpose(1, 2)

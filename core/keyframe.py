@@ -1,11 +1,18 @@
 """The keyframe adapter (paper §4.2 "Keyframe Guidance", Fig. 3; stage 2, base frozen).
 
-A cross-attention branch beside each block's self-attention, with its own query, attends to
-keyframe tokens (keyframe latents patchified frame by frame with a 2D convolution). Queries and
-keys are rotated by their time (RoPE), so attention sees the temporal distance between each
-frame and each keyframe. LoRA (peft) adapts the feed-forward only. The branch's output projection
-starts at zero and the LoRA is switched off when no keyframe is given, so the model then returns
-exactly the stage-1 output.
+Two paths carry the keyframes into the frozen model, both starting at zero:
+- the paper's: a cross-attention branch beside each block's self-attention, with its own query,
+  attends to keyframe tokens (keyframe latents patchified frame by frame with a 2D convolution).
+  Queries and keys are rotated by their time, row and column (a 3D RoPE, as Wan's
+  self-attention), so attention sees the temporal distance between each frame and each keyframe
+  and the spatial offset between a token and the keyframe tokens;
+- an aligned path: for every latent frame, the keyframes just before and just after it (their
+  latents, pixel for pixel, with presence and signed distance in time) go through a zero-init
+  patch embedding whose tokens are added to the render tokens, as the attribute latents are.
+  Consecutive frames differ little, so the keyframe at the same place is most of the answer;
+  the cross-attention alone did not learn to find it on our CPU budget (docs/DECISIONS.md).
+LoRA (peft) adapts the feed-forward only and is switched off when no keyframe is given, so the
+model then returns exactly the stage-1 output.
 """
 
 from __future__ import annotations
@@ -18,21 +25,50 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from renderflow.core.attention import CrossAttention
+from renderflow.core.attention import CrossAttention, zero_init
 from renderflow.core.lora import attach_lora
-from renderflow.core.transformer import BlockBranches, RenderFlowTransformer, TransformerBranches
+from renderflow.core.transformer import (
+    BlockBranches,
+    RenderFlowTransformer,
+    TransformerBranches,
+    grid_positions,
+)
 
 KEYFRAME_LORA = "keyframe"
 # The feed-forward's two linear layers in every block; nothing else (ARCHITECTURE §3).
 KEYFRAME_LORA_TARGETS = r"blocks\.\d+\.ffn\.net\.(0\.proj|2)"
+# Keyframe distances are given to the aligned path in units of the paper's keyframe gap.
+DISTANCE_SCALE = 16.0
 
 
 @dataclass
 class KeyframeTokens:
-    """Keyframes ready for attention: tokens `[B, K·h·w, D]` and their times `[K·h·w]` (pixel frames)."""
+    """Keyframes ready for attention: tokens `[B, K·h·w, D]` and their (time in pixel frames, row,
+    column) `[K·h·w, 3]`."""
 
     tokens: torch.Tensor
     positions: torch.Tensor
+    latents: torch.Tensor  # the keyframe latents `[B, C, K, h, w]`, for the aligned path
+    frames: torch.Tensor  # their times `[K]` in pixel frames, ascending
+
+
+def bracketing_keyframes(keyframes: KeyframeTokens, frame_times: torch.Tensor) -> torch.Tensor:
+    """For each latent frame at `frame_times` `[F]`, the keyframes at or just before and at or just
+    after it: `[B, 2·(C + 2), F, h, w]`, each as (latent, present, signed distance / DISTANCE_SCALE),
+    zeros where there is none on that side."""
+    latents, frames = keyframes.latents, keyframes.frames.to(frame_times)
+    num_keyframes = frames.shape[0]
+    before = torch.searchsorted(frames, frame_times, right=True) - 1  # [F], -1: none before
+    after = torch.searchsorted(frames, frame_times, right=False)  # [F], K: none after
+    sides = []
+    for index, present in ((before, before >= 0), (after, after < num_keyframes)):
+        index = index.clamp(0, num_keyframes - 1)
+        gathered = latents[:, :, index]  # [B, C, F, h, w]
+        distance = (frame_times - frames[index]) / DISTANCE_SCALE  # [F]
+        present_map = present.to(latents.dtype).view(1, 1, -1, 1, 1).expand_as(gathered[:, :1])
+        distance_map = (distance * present).to(latents.dtype).view(1, 1, -1, 1, 1).expand_as(gathered[:, :1])
+        sides += [gathered * present_map, present_map, distance_map]
+    return torch.cat(sides, dim=1)
 
 
 class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers' two bases disagree on config_name's type
@@ -45,7 +81,7 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         num_heads: heads of each cross-attention.
         num_layers: one cross-attention per transformer block.
         lora_rank: rank of the feed-forward LoRA.
-        rope_theta: base of the temporal rotary embedding.
+        rope_theta: base of the time/row/column rotary embedding.
     """
 
     @register_to_config
@@ -65,6 +101,12 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         self.attentions = nn.ModuleList(
             [CrossAttention(dim, num_heads, rope_theta=rope_theta) for _ in range(num_layers)]
         )
+        # bracketing_keyframes: two sides of (latent, present, distance)
+        aligned_channels = 2 * (in_channels + 2)
+        self.aligned_embedder = nn.Conv3d(
+            aligned_channels, dim, kernel_size=(1, *patch_size), stride=(1, *patch_size)
+        )
+        zero_init(self.aligned_embedder)
 
     @classmethod
     def for_transformer(cls, transformer: RenderFlowTransformer, lora_rank: int = 64) -> KeyframeAdapter:
@@ -89,19 +131,28 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
 
     def embed(self, keyframe_latents: torch.Tensor, keyframe_frames: torch.Tensor) -> KeyframeTokens:
         """Keyframe latents `[B, C, K, h, w]` at pixel frames `[K]` -> tokens, frame by frame."""
+        order = torch.argsort(keyframe_frames)
+        keyframe_frames, keyframe_latents = keyframe_frames[order], keyframe_latents[:, :, order.cpu()]
         batch_size, channels, num_keyframes, height, width = keyframe_latents.shape
         # [B, C, K, h, w] -> [B*K, C, h, w]
         frames = keyframe_latents.permute(0, 2, 1, 3, 4).reshape(-1, channels, height, width)
         tokens = self.patch_embedding(frames.to(self.dtype))  # [B*K, D, h', w']
-        tokens_per_frame = tokens.shape[2] * tokens.shape[3]
+        rows, columns = tokens.shape[2], tokens.shape[3]
         # [B*K, D, h', w'] -> [B, K*h'*w', D]
-        tokens = tokens.flatten(2).transpose(1, 2).reshape(batch_size, num_keyframes * tokens_per_frame, -1)
-        positions = keyframe_frames.float().repeat_interleave(tokens_per_frame)
-        return KeyframeTokens(tokens, positions.to(tokens.device))
+        tokens = tokens.flatten(2).transpose(1, 2).reshape(batch_size, num_keyframes * rows * columns, -1)
+        frames = keyframe_frames.to(tokens.device, torch.float32)
+        return KeyframeTokens(tokens, grid_positions(frames, rows, columns), keyframe_latents, frames)
 
-    def branches(self, keyframes: KeyframeTokens, query_positions: torch.Tensor) -> TransformerBranches:
-        """The per-block branches that attend from tokens at `query_positions` `[L]` to the keyframes."""
+    def branches(
+        self, keyframes: KeyframeTokens, frame_times: torch.Tensor, query_positions: torch.Tensor
+    ) -> TransformerBranches:
+        """The adapter's parts for a latent whose token frames lie at `frame_times` `[F]`: the aligned
+        path's input tokens and the per-block branches that attend from tokens at `query_positions`
+        `[L, 3]` to the keyframes."""
+        aligned = bracketing_keyframes(keyframes, frame_times)  # [B, 2(C+2), F, h, w]
+        input_tokens = self.aligned_embedder(aligned.to(self.dtype)).flatten(2).transpose(1, 2)
         return TransformerBranches(
+            input_tokens=input_tokens,
             blocks=[
                 BlockBranches(
                     beside_self_attention=partial(
@@ -112,5 +163,5 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
                     )
                 )
                 for attention in self.attentions
-            ]
+            ],
         )

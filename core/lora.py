@@ -50,6 +50,13 @@ def set_lora_enabled(model: nn.Module, adapter_name: str, enabled: bool) -> None
                 param.requires_grad_(requires_grad)
 
 
+def reset_lora(model: nn.Module, adapter_name: str) -> None:
+    """Start `adapter_name`'s LoRA afresh: A re-drawn as peft initialises it, B zero (a no-op again)."""
+    for layer in _lora_layers(model):
+        if adapter_name in layer.lora_A:
+            layer.reset_lora_parameters(adapter_name, init_lora_weights=True)
+
+
 def lora_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
     return dict(get_peft_model_state_dict(model, adapter_name=adapter_name))
 

@@ -33,6 +33,7 @@ from renderflow.core.lora import (
     lora_state_dict,
     set_lora_enabled,
 )
+from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class PipelineConfig:
     """Inference settings saved with the checkpoint."""
 
     chunk_frames: int = 5  # frames per chunk: the training clip length (paper §4.4, A.1)
+    # Frames larger than this (pixels, either side) are encoded and decoded in overlapping tiles.
+    autoencoder_tile: int = 512
+    autoencoder_tile_overlap: int = 64
 
 
 @dataclass
@@ -136,8 +140,9 @@ def forward_velocity(
         set_lora_enabled(transformer, INVERSE_LORA, False)
     branches = None
     if keyframes is not None and keyframe_adapter is not None:
-        positions = transformer.token_frame_positions(z_t, first_frame, frame_step)
-        branches = keyframe_adapter.branches(keyframes, positions)
+        frame_times = transformer.token_frame_times(z_t, first_frame, frame_step)
+        positions = transformer.token_positions(z_t, first_frame, frame_step)
+        branches = keyframe_adapter.branches(keyframes, frame_times, positions)
     return transformer(z_t, t, attribute_latent, env_latent, branches)
 
 
@@ -211,7 +216,9 @@ class RenderFlowPipeline:
 
     @property
     def _ae(self) -> Autoencoder:
-        return self.autoencoder
+        return TiledAutoencoder(
+            self.autoencoder, self.config.autoencoder_tile, self.config.autoencoder_tile_overlap
+        )
 
     # -- forward rendering ------------------------------------------------------------------------
     @torch.no_grad()
@@ -257,20 +264,21 @@ class RenderFlowPipeline:
         env_model = self._envmap_frames(envmap_cam, num_frames, height, width, exposure_stops)
         keyframe_tokens = self._keyframe_tokens(keyframes, num_frames, height, width)
 
-        outputs: list[torch.Tensor] = []  # model-space beauty, [1, 3, f, H, W] per chunk
+        outputs: list[np.ndarray] = []  # model-space beauty, [f, H, W, 3] per chunk, on the host
+        reference: torch.Tensor | None = None  # the previous chunk's last frame, on the device
         for index, ((start, end), gbuffer_latents) in enumerate(
             zip(encoded.chunks, encoded.latents, strict=True)
         ):
             env_latent = self._encode_videos(env_model[None, start:end])
-            reference = outputs[-1][:, :, -1:] if outputs else None
             beauty = self._render_chunk(
                 gbuffer_latents, env_latent, end - start, reference, keyframe_tokens, start, steps
             )
-            outputs.append(beauty if index == 0 else beauty[:, :, 1:])
+            reference = beauty[:, :, -1:]
+            # one copy to the host per chunk: device memory stays flat in the number of frames
+            outputs.append(enc.tensor_to_frames(beauty if index == 0 else beauty[:, :, 1:]))
             if progress is not None:
                 progress(index + 1, len(encoded.chunks))
-        beauty_model = enc.tensor_to_frames(torch.cat(outputs, dim=2))
-        return enc.model_to_beauty(beauty_model)
+        return enc.model_to_beauty(np.concatenate(outputs))
 
     def _encode_videos(self, videos_model: np.ndarray) -> torch.Tensor:
         """Model-space videos `[N, f, H, W, 3]` -> latents `[N, C, f', h, w]` in one batched encode."""

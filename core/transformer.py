@@ -53,9 +53,11 @@ class BlockBranches:
 
 @dataclass
 class TransformerBranches:
-    """Per-block branches and the output head: what the adapters hand the transformer."""
+    """Per-block branches, tokens added at the input and the output head: what the adapters hand
+    the transformer."""
 
     blocks: list[BlockBranches] = field(default_factory=list)
+    input_tokens: torch.Tensor | None = None  # [B, L, D], added to the render tokens
     output_head: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
@@ -238,10 +240,13 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
                 f"latents disagree: render {tuple(render_latent.shape)}, "
                 f"attributes {tuple(attribute_latent.shape)}, env {tuple(env_latent.shape)}"
             )
+        branches = branches or TransformerBranches()
         tokens = self.patchify(self.patch_embedding, render_latent)
         tokens = tokens + self.patchify(self.attribute_embedder, attribute_latent)
+        if branches.input_tokens is not None:
+            tokens = tokens + branches.input_tokens
         env_tokens = self.patchify(self.env_embedder, env_latent)
-        return self.run(render_latent, tokens, t, env_tokens, branches or TransformerBranches())
+        return self.run(render_latent, tokens, t, env_tokens, branches)
 
     def run(
         self,
@@ -289,11 +294,28 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         tokens = tokens.permute(0, 7, 1, 4, 2, 5, 3, 6)
         return tokens.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
-    def token_frame_positions(
-        self, latent: torch.Tensor, first_frame: float, frame_step: float
-    ) -> torch.Tensor:
-        """The time (in pixel frames) of every token of `latent`, `[L]`, for temporal RoPE."""
-        _, _, num_frames, height, width = latent.shape
-        p_t, p_h, p_w = self.config["patch_size"]
-        frame_times = first_frame + frame_step * p_t * torch.arange(num_frames // p_t, device=latent.device)
-        return frame_times.repeat_interleave((height // p_h) * (width // p_w)).float()
+    def token_frame_times(self, latent: torch.Tensor, first_frame: float, frame_step: float) -> torch.Tensor:
+        """The time (in pixel frames) of each token frame of `latent`, `[F / p_t]`."""
+        p_t = self.config["patch_size"][0]
+        token_frames = torch.arange(latent.shape[2] // p_t, device=latent.device, dtype=torch.float32)
+        return first_frame + frame_step * p_t * token_frames
+
+    def token_positions(self, latent: torch.Tensor, first_frame: float, frame_step: float) -> torch.Tensor:
+        """(time in pixel frames, row, column) of every token of `latent`, `[L, 3]`, for the keyframe RoPE."""
+        _, p_h, p_w = self.config["patch_size"]
+        frame_times = self.token_frame_times(latent, first_frame, frame_step)
+        return grid_positions(frame_times, latent.shape[3] // p_h, latent.shape[4] // p_w)
+
+
+def grid_positions(times: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    """(time, row, column) of the tokens of `len(times)` frames of `rows` × `columns` tokens, `[L, 3]`.
+
+    Tokens are ordered frame by frame, row by row, as patchifying flattens them.
+    """
+    time, row, column = torch.meshgrid(
+        times.float(),
+        torch.arange(rows, device=times.device, dtype=torch.float32),
+        torch.arange(columns, device=times.device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([time, row, column], dim=-1).reshape(-1, 3)

@@ -10,7 +10,7 @@ from conftest import TINY_TRANSFORMER, randomise
 from renderflow.core.attention import rotate_by_position
 from renderflow.core.autoencoder import TinyAutoencoder
 from renderflow.core.inverse import INVERSE_LORA, InverseAdapter
-from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
+from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, bracketing_keyframes
 from renderflow.core.lora import has_lora, set_lora_enabled
 from renderflow.core.pipeline import forward_velocity, inverse_velocity
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
@@ -200,18 +200,65 @@ def test_each_intrinsic_has_its_own_head_and_prompt(transformer):
         inverse_velocity(transformer, adapter, z, t, "specularity")
 
 
-def test_temporal_rope_depends_only_on_the_distance():
+def test_rope_depends_only_on_the_offset_in_time_and_space():
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 1, 1, 8, generator=g)
-    k = torch.randn(1, 1, 1, 8, generator=g)
+    q = torch.randn(1, 1, 1, 32, generator=g)
+    k = torch.randn(1, 1, 1, 32, generator=g)
 
-    def score(query_time: float, key_time: float) -> float:
-        rq = rotate_by_position(q, torch.tensor([query_time]), 10000.0)
-        rk = rotate_by_position(k, torch.tensor([key_time]), 10000.0)
+    def score(query_at: tuple[float, ...], key_at: tuple[float, ...]) -> float:
+        rq = rotate_by_position(q, torch.tensor([query_at]), 10000.0)
+        rk = rotate_by_position(k, torch.tensor([key_at]), 10000.0)
         return float((rq * rk).sum())
 
-    assert score(3.0, 1.0) == pytest.approx(score(12.0, 10.0), abs=1e-5)
-    assert score(3.0, 1.0) != pytest.approx(score(3.0, 2.0), abs=1e-5)
+    assert score((3.0, 2.0, 5.0), (1.0, 0.0, 4.0)) == pytest.approx(
+        score((12.0, 7.0, 9.0), (10.0, 5.0, 8.0)), abs=1e-4
+    )
+    # each axis counts: moving the key in time, in rows or in columns changes the score
+    for moved in ((2.0, 0.0, 4.0), (1.0, 1.0, 4.0), (1.0, 0.0, 5.0)):
+        assert score((3.0, 2.0, 5.0), (1.0, 0.0, 4.0)) != pytest.approx(
+            score((3.0, 2.0, 5.0), moved), abs=1e-4
+        )
+    # one axis (positions [L]) is the 1D rotary embedding over the whole head
+    assert torch.equal(
+        rotate_by_position(q, torch.tensor([3.0]), 10000.0),
+        rotate_by_position(q, torch.tensor([[3.0]]), 10000.0),
+    )
+
+
+def test_aligned_path_gives_each_frame_the_keyframes_before_and_after_it(transformer):
+    adapter = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    latents = torch.arange(3.0).view(1, 1, 3, 1, 1).expand(1, C, 3, 4, 4)  # keyframe k is all k
+    keyframes = adapter.embed(latents, torch.tensor([8.0, 0.0, 16.0]))  # given out of order
+    aligned = bracketing_keyframes(keyframes, torch.tensor([0.0, 4.0, 16.0, 20.0]))
+    assert aligned.shape == (1, 2 * (C + 2), 4, 4, 4)
+    before, before_present, before_distance = aligned[0, :C], aligned[0, C], aligned[0, C + 1]
+    after, after_present, after_distance = (
+        aligned[0, C + 2 : 2 * C + 2],
+        aligned[0, 2 * C + 2],
+        aligned[0, -1],
+    )
+    # frame 0 is keyframe 0 itself; frame 4 lies between keyframes 0 (frame 0) and 1 (frame 8)
+    # by time the keyframes hold 1 (frame 0), 0 (frame 8), 2 (frame 16)
+    assert before[0, :, 0, 0].tolist() == [1.0, 1.0, 2.0, 2.0]
+    assert after[0, :, 0, 0].tolist() == [1.0, 0.0, 2.0, 0.0]
+    assert before_present[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert after_present[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 0.0]  # nothing after frame 20
+    assert before_distance[:, 0, 0].tolist() == [0.0, 4 / 16, 0.0, 4 / 16]
+    assert after_distance[:, 0, 0].tolist() == [0.0, -4 / 16, 0.0, 0.0]
+
+
+def test_keyframe_tokens_sit_at_their_time_row_and_column(transformer):
+    adapter = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    keyframes = adapter.embed(torch.randn(1, C, 2, 8, 8), torch.tensor([0.0, 3.0]))
+    # 2 keyframes of 4 × 4 tokens (8 × 8 latent, patch 2), frame by frame, row by row
+    assert keyframes.positions.shape == (32, 3)
+    assert keyframes.positions[0].tolist() == [0.0, 0.0, 0.0]
+    assert keyframes.positions[5].tolist() == [0.0, 1.0, 1.0]
+    assert keyframes.positions[16 + 15].tolist() == [3.0, 3.0, 3.0]
+    z, _, _, _ = _inputs()
+    queries = transformer.token_positions(z, first_frame=10.0, frame_step=4.0)
+    assert queries.shape == (z.shape[2] * 16, 3)
+    assert queries[16 + 6].tolist() == [14.0, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("cls", [RenderFlowTransformer, KeyframeAdapter, InverseAdapter, TinyAutoencoder])

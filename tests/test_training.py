@@ -3,9 +3,11 @@
 import csv
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_envmap, make_gbuffers
 from safetensors.torch import load_file
 
 from renderflow.core.lora import base_state_dict, lora_state_dict
@@ -109,6 +111,33 @@ def test_stage2_trains_only_the_keyframe_adapter(tiny_dataset, tiny_checkpoint, 
         lora_state_dict(trained.transformer, "keyframe"),
     )
     assert any(not torch.equal(lora_before[key], lora_after[key]) for key in lora_before)
+
+
+def test_stage2_fresh_adapter_starts_again_from_a_no_op(tiny_dataset, random_checkpoint, tmp_path):
+    """--fresh-adapter drops --init's trained keyframe adapter: keyframes then change nothing."""
+    config = Stage2Config(
+        **common(
+            tiny_dataset,
+            tmp_path / "fresh",
+            random_checkpoint,
+            steps=1,
+            crop=CROP,
+            keyframe_gap=2,
+            learning_rate=0.0,  # one step that changes no weight: the checkpoint holds the fresh start
+            weight_decay=0.0,
+            fresh_adapter=True,
+        )
+    )
+    random_model = RenderFlowPipeline.from_pretrained(random_checkpoint)
+    fresh = RenderFlowPipeline.from_pretrained(train_stage2(config))
+    gbuffers, env = make_gbuffers(), make_envmap()
+    keyframes = {0: np.full((32, 32, 3), 0.5, np.float32)}
+    assert not np.array_equal(
+        random_model.render(gbuffers, env, keyframes=keyframes), random_model.render(gbuffers, env)
+    )
+    assert np.array_equal(fresh.render(gbuffers, env, keyframes=keyframes), fresh.render(gbuffers, env))
+    base_before, base_after = base_state_dict(random_model.transformer), base_state_dict(fresh.transformer)
+    assert all(torch.equal(base_before[key], base_after[key]) for key in base_before)
 
 
 def test_inverse_trains_only_the_inverse_adapter(tiny_dataset, tiny_checkpoint, tmp_path):

@@ -273,6 +273,12 @@ def stage1(schedule: str | None, **options: Any) -> None:
 @click.option("--crop", type=click.IntRange(8), help="Square crop in pixels.")
 @click.option("--keyframe-gap", type=click.IntRange(1), help="Frames between keyframes (default 16).")
 @click.option("--lambda-pixel", type=float, help="Weight of LPIPS + gradient loss.")
+@click.option(
+    "--fresh-adapter",
+    is_flag=True,
+    default=None,
+    help="Start the keyframe adapter from scratch instead of --init's (e.g. retrain a finished model's).",
+)
 def stage2(**options: Any) -> None:
     """Stage 2: train the keyframe adapter on the frozen base model.
 

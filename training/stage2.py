@@ -3,8 +3,9 @@
 Only the adapter's cross-attentions, its keyframe patch embedding and its feed-forward LoRA
 train; every base weight stays bit-identical, so the model without keyframes is the stage-1
 model. Each sample sees its clip's keyframes every `keyframe_gap` frames (from a random phase),
-placed in time relative to the window by temporal RoPE. Samples carry different keyframe counts
-and times, so a step runs its samples one by one and accumulates their gradients.
+placed in time relative to the window, and in space, by the adapter's 3D RoPE. Samples carry
+different keyframe counts and times, so a step runs its samples one by one and accumulates their
+gradients.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.keyframe import KEYFRAME_LORA
+from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
+from renderflow.core.lora import reset_lora
 from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
@@ -29,6 +31,7 @@ class Stage2Config:
     # I/O
     data: str = ""
     init: str = ""  # the stage-1 checkpoint (with a keyframe adapter; rf-train autoencoder makes one)
+    fresh_adapter: bool = False  # start the keyframe adapter and its LoRA from scratch, not from init's
     out: str = ""
     split: str = "train"
     profile: str = "auto"
@@ -74,6 +77,9 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no keyframe adapter to train")
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
+    if config.fresh_adapter:
+        adapter.load_state_dict(KeyframeAdapter.from_config(adapter.config).state_dict())
+        reset_lora(transformer, KEYFRAME_LORA)
     for module in (transformer, autoencoder):
         module.requires_grad_(False)
     adapter.requires_grad_(True).train()

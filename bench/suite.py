@@ -1,0 +1,383 @@
+"""RenderFlow's benchmark suite: every speed question of issue #8 in one run, one table each.
+
+    python bench/suite.py                                   # bundled CPU model, 256², 5 frames
+    python bench/suite.py --config production --device cuda --size 512 --tiled-sizes 1024 2048
+
+Sections (`--only` picks some):
+  steps       1 step against 4 and the 30-step sampler, same model, end to end
+  split       where a 1-step render's time goes: G-buffer encode, env encode, transformer, decode
+  relight     a cached relight (G-buffer latents reused) against a cold render
+  daemon      the same request through a daemon on 127.0.0.1 against in process (EXRs both ways)
+  frames      ms/frame and peak memory as the sequence grows (chunks of 5)
+  resolution  end to end by frame size, and the autoencoder tiled above its tile size, with the
+              tiled result's max difference from an untiled one where both fit
+  compile     torch.compile of the transformer: the one-off compile cost and the time per call
+
+Random weights for `cpu-default` and `production` (speed does not depend on them); `bundled` is
+the shipped CPU model. Prints a table per section and writes bench/results/suite_CONFIG_DEVICE.json
+with the date, machine and arguments. Peak memory: CUDA's allocator peak on a GPU, the process's
+peak resident set on the CPU (reset per row through /proc/self/clear_refs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from renderflow.core import encodings as enc
+from renderflow.core.autoencoder import WanAutoencoder
+from renderflow.core.configs import (
+    CPU_DEFAULT_AUTOENCODER,
+    CPU_DEFAULT_TRANSFORMER,
+    PRODUCTION_TRANSFORMER,
+    build_tiny_pipeline,
+)
+from renderflow.core.demo import BUNDLED_MODEL
+from renderflow.core.demo_scene import demo_clip
+from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.tiling import TiledAutoencoder
+from renderflow.core.transformer import RenderFlowTransformer
+
+RESULTS = Path(__file__).parent / "results"
+SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "compile")
+Row = dict[str, Any]
+
+
+# -- measuring --------------------------------------------------------------------------------------
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median seconds of `fn()` over `repeats` runs, after one burn-in run."""
+    fn()
+    timings = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+class PeakMemory:
+    """Peak memory since `reset()`: CUDA's allocator on a GPU, the resident set (VmHWM) on the CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM starts again from VmRSS
+
+    def gib(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB -> GiB
+        raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def build(args: argparse.Namespace) -> RenderFlowPipeline:
+    torch.manual_seed(0)
+    if args.config == "bundled":
+        return RenderFlowPipeline.from_pretrained(args.weights, args.device)
+    if args.config == "cpu-default":
+        return build_tiny_pipeline(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, with_adapters=False).to(
+            args.device
+        )
+    from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+
+    transformer = RenderFlowTransformer(**PRODUCTION_TRANSFORMER)
+    return RenderFlowPipeline(transformer, WanAutoencoder(AutoencoderKLWan()), config=PipelineConfig(5)).to(
+        args.device
+    )
+
+
+# -- sections ---------------------------------------------------------------------------------------
+def steps_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    gbuffers, envmap = demo_clip(args.frames, args.size)
+    seconds = {
+        steps: median_seconds(
+            lambda s=steps: pipeline.render(gbuffers, envmap, steps=s), args.device, args.repeats
+        )
+        for steps in (1, 4, 30)
+    }
+    return [
+        {"steps": steps, "ms_per_frame": 1000 * value / args.frames, "vs_1_step": value / seconds[1]}
+        for steps, value in seconds.items()
+    ]
+
+
+def split_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    """The parts of a 1-step render of one chunk, each timed alone on the shapes render() gives it."""
+    frames = pipeline.config.chunk_frames
+    gbuffers, envmap = demo_clip(frames, args.size)
+    ae = TiledAutoencoder(
+        pipeline.autoencoder, pipeline.config.autoencoder_tile, pipeline.config.autoencoder_tile_overlap
+    )
+    env_video = torch.rand(1, 3, frames, args.size, args.size, device=args.device) * 2 - 1
+    with torch.no_grad():
+        gbuffer_latents = pipeline.encode_gbuffers(gbuffers).latents[0]  # [4, C, f', h, w]
+        albedo, normal, depth, material = gbuffer_latents.split(1)
+        env_latent = ae.encode(env_video).to(pipeline.dtype)
+        attributes = torch.cat(
+            [normal, depth, material, torch.zeros_like(albedo), torch.zeros_like(albedo[:, :1])], dim=1
+        )
+        t = torch.zeros(1, device=args.device)
+        parts: dict[str, Callable[[], object]] = {
+            "G-buffer encode (4 buffers, one call)": lambda: pipeline.encode_gbuffers(gbuffers),
+            "env-map encode": lambda: ae.encode(env_video),
+            "transformer (1 step)": lambda: pipeline.transformer(albedo, t, attributes, env_latent),
+            "decode": lambda: ae.decode(albedo),
+            "render() end to end": lambda: pipeline.render(gbuffers, envmap),
+        }
+        seconds = {name: median_seconds(fn, args.device, args.repeats) for name, fn in parts.items()}
+    total = seconds["render() end to end"]
+    return [
+        {"part": name, "ms_per_frame": 1000 * value / frames, "share_of_render": value / total}
+        for name, value in seconds.items()
+    ]
+
+
+def relight_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    gbuffers, envmap = demo_clip(args.frames, args.size)
+    latents = pipeline.encode_gbuffers(gbuffers)
+    cold = median_seconds(lambda: pipeline.render(gbuffers, envmap), args.device, args.repeats)
+    cached = median_seconds(
+        lambda: pipeline.render(latents, envmap, exposure_stops=0.5), args.device, args.repeats
+    )
+    return [
+        {
+            "frames": args.frames,
+            "cold_ms_per_frame": 1000 * cold / args.frames,
+            "cached_relight_ms_per_frame": 1000 * cached / args.frames,
+            "speedup": cold / cached,
+            "cache_mb": latents.nbytes / 2**20,
+        }
+    ]
+
+
+def daemon_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    """bench_daemon's four ways of one request, on a daemon serving the same model."""
+    import bench_daemon  # bench/ is the script's own folder, so its sibling imports
+
+    from renderflow.daemon.client import DaemonClient
+    from renderflow.daemon.farm import LocalRunner
+    from renderflow.daemon.server import Server, ServerConfig
+
+    with tempfile.TemporaryDirectory() as folder:
+        weights = args.weights
+        if args.config != "bundled":
+            weights = Path(folder) / "model"
+            pipeline.save_pretrained(weights)
+        server = Server(ServerConfig(weights=weights, device=args.device, bind="tcp://127.0.0.1:*"))
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        server.bound.wait()
+        server.model_settled.wait()
+        local = LocalRunner(weights, args.device)
+        client = DaemonClient(server.endpoint, timeout_s=3600)
+        try:
+            options = argparse.Namespace(frames=args.frames, repeats=args.repeats, device=args.device)
+            row = bench_daemon.measure(args.size, options, local.renderer.pipeline(), local, client)
+        finally:
+            client.close()
+            server.request_stop()
+            thread.join()
+    return [row]
+
+
+def frames_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    rows = []
+    memory = PeakMemory(args.device)
+    for frames in args.frame_counts:
+        gbuffers, envmap = demo_clip(frames, args.size)
+        pipeline.render(gbuffers, envmap)  # burn-in
+        memory.reset()
+        seconds = median_seconds(
+            lambda g=gbuffers, e=envmap: pipeline.render(g, e), args.device, args.repeats
+        )
+        rows.append(
+            {
+                "frames": frames,
+                "chunks": len(pipeline.encode_gbuffers(gbuffers).chunks),
+                "ms_per_frame": 1000 * seconds / frames,
+                "peak_memory_gib": memory.gib(),
+                # what the caller holds anyway: the G-buffers, env maps and the float32 RGB output
+                "arrays_gib": (_gbuffer_bytes(gbuffers) + envmap.nbytes + 12 * frames * args.size**2) / 2**30,
+            }
+        )
+    return rows
+
+
+def resolution_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    rows = []
+    memory = PeakMemory(args.device)
+    for size in args.sizes:
+        gbuffers, envmap = demo_clip(args.frames, size)
+        memory.reset()
+        seconds = median_seconds(
+            lambda g=gbuffers, e=envmap: pipeline.render(g, e), args.device, args.repeats
+        )
+        rows.append(
+            {
+                "size": size,
+                "what": "render() end to end" + (" (tiled autoencoder)" if size > _tile(pipeline) else ""),
+                "ms_per_frame": 1000 * seconds / args.frames,
+                "peak_memory_gib": memory.gib(),
+                "tiled_max_error": None,
+            }
+        )
+    for size in args.tiled_sizes:
+        rows.append(_tiled_autoencoder_row(pipeline, size, args, memory))
+    return rows
+
+
+def _tiled_autoencoder_row(
+    pipeline: RenderFlowPipeline, size: int, args: argparse.Namespace, memory: PeakMemory
+) -> Row:
+    """Encode + decode of one frame at `size`, tiled, and its max difference from the untiled pass."""
+    gbuffers, _ = demo_clip(1, size)
+    video = enc.frames_to_tensor(enc.albedo_to_model(gbuffers.albedo)).to(args.device)  # [1, 3, 1, S, S]
+    tiled = TiledAutoencoder(
+        pipeline.autoencoder, pipeline.config.autoencoder_tile, pipeline.config.autoencoder_tile_overlap
+    )
+    with torch.no_grad():
+        memory.reset()
+        seconds = median_seconds(lambda: tiled.decode(tiled.encode(video)), args.device, args.repeats)
+        peak = memory.gib()
+        tiled_out = tiled.decode(tiled.encode(video)).float()
+        untiled_out = pipeline.autoencoder.decode(pipeline.autoencoder.encode(video)).float()
+    return {
+        "size": size,
+        "what": f"autoencoder, 1 frame, tiles of {tiled.tile} (overlap {tiled.overlap})",
+        "ms_per_frame": 1000 * seconds,
+        "peak_memory_gib": peak,
+        "tiled_max_error": float((tiled_out - untiled_out).abs().max()),
+    }
+
+
+def compile_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    """torch.compile of the transformer on one chunk's shapes: compile cost, then eager vs compiled."""
+    frames = pipeline.config.chunk_frames
+    gbuffers, _ = demo_clip(frames, args.size)
+    with torch.no_grad():
+        albedo, normal, depth, material = pipeline.encode_gbuffers(gbuffers).latents[0].split(1)
+        attributes = torch.cat(
+            [normal, depth, material, torch.zeros_like(albedo), torch.zeros_like(albedo[:, :1])], dim=1
+        )
+        t = torch.zeros(1, device=args.device)
+        compiled = torch.compile(pipeline.transformer)
+        synchronize(args.device)
+        start = time.perf_counter()
+        compiled(albedo, t, attributes, albedo)
+        synchronize(args.device)
+        compile_seconds = time.perf_counter() - start
+        eager = median_seconds(
+            lambda: pipeline.transformer(albedo, t, attributes, albedo), args.device, args.repeats
+        )
+        fast = median_seconds(lambda: compiled(albedo, t, attributes, albedo), args.device, args.repeats)
+    return [
+        {
+            "first_call_s (compiles)": compile_seconds,
+            "eager_ms_per_chunk": 1000 * eager,
+            "compiled_ms_per_chunk": 1000 * fast,
+            "speedup": eager / fast,
+            # None: the compiled transformer is no faster, so the compile is never repaid
+            "calls_to_repay_compile": compile_seconds / (eager - fast) if fast < eager else None,
+        }
+    ]
+
+
+def _tile(pipeline: RenderFlowPipeline) -> int:
+    return pipeline.config.autoencoder_tile
+
+
+def _gbuffer_bytes(gbuffers: Any) -> int:
+    return sum(getattr(gbuffers, name).nbytes for name in ("albedo", "normal", "depth", "material"))
+
+
+# -- report -----------------------------------------------------------------------------------------
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n## {title}\n")
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in header]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", choices=["bundled", "cpu-default", "production"], default="bundled")
+    parser.add_argument("--weights", type=Path, default=BUNDLED_MODEL, help="checkpoint for --config bundled")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=256, help="frame size of every section but resolution")
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--frame-counts", type=int, nargs="+", default=[5, 17, 33])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 512])
+    parser.add_argument("--tiled-sizes", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    args = parser.parse_args()
+
+    pipeline = build(args)
+    # Warm up first: the first renders in a process run slower (allocator, oneDNN primitive
+    # caches), and whichever section ran first would pay for it.
+    gbuffers, envmap = demo_clip(args.frames, args.size)
+    for _ in range(3):
+        pipeline.render(gbuffers, envmap)
+    sections = {
+        "steps": steps_section,
+        "split": split_section,
+        "relight": relight_section,
+        "daemon": daemon_section,
+        "frames": frames_section,
+        "resolution": resolution_section,
+        "compile": compile_section,
+    }
+    results: dict[str, list[Row]] = {}
+    for name in args.only:
+        started = time.perf_counter()
+        results[name] = sections[name](pipeline, args)
+        print_table(f"{name} ({time.perf_counter() - started:.0f} s)", results[name])
+
+    machine = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"suite_{args.config}_{args.device.split(':')[0]}.json"
+    record = {
+        "date": str(date.today()),
+        "machine": machine,
+        "threads": torch.get_num_threads(),
+        "dtype": str(pipeline.dtype),
+        "args": {key: str(value) for key, value in vars(args).items()},
+        "sections": results,
+    }
+    out.write_text(json.dumps(record, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Spatially tiled encode and decode, for frames larger than the autoencoder should take at once.
+
+A frame above `tile` pixels on a side is cut into overlapping tiles on the autoencoder's grid;
+each tile is encoded (or decoded) on its own over all its frames, and the tiles are blended back
+with weights that ramp linearly across each overlap, so no seam shows where two tiles meet.
+Memory then grows with the tile, not with the frame. The tiles see less context than the whole
+frame, so the result differs slightly from an untiled call (tests bound the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from renderflow.core.autoencoder import Autoencoder
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start of each tile along an axis of `size`: stride `tile - overlap`, the last flush with the end."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    return [*starts, size - tile]
+
+
+def _ramp(length: int, fade_in: int, fade_out: int, device: torch.device) -> torch.Tensor:
+    """Weights `[length]` in [0, 1] that fade in over the first `fade_in` samples and out over the
+    last `fade_out`: zero over the outer quarter of a fade, where the tile's own border (padding
+    instead of the neighbour's pixels) changes the result, then linear up to one."""
+    position = torch.arange(length, device=device, dtype=torch.float32)
+    weights = torch.ones(length, device=device)
+    for fade, distance in ((fade_in, position), (fade_out, length - 1 - position)):
+        if fade:
+            margin = fade // 4
+            weights = torch.minimum(weights, ((distance + 1 - margin) / (fade - 2 * margin + 1)).clamp(0, 1))
+    return weights
+
+
+def run_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    scale: float,
+) -> torch.Tensor:
+    """Apply `fn` to overlapping spatial tiles of `x` `[B, C, F, H, W]` and blend the results.
+
+    `fn` maps a tile of `t × t` to one of `t·scale × t·scale` (encode: 1/factor, decode: factor);
+    `tile` and `overlap` are in `x`'s pixels and must make whole output pixels. Each tile's weight
+    fades towards the sides it shares with a neighbour; the blend divides by the summed weights,
+    which are positive everywhere (where one tile fades out, its neighbour is at full weight).
+    """
+    height, width = x.shape[-2:]
+    rows, columns = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    fade = round(overlap * scale)
+    out: torch.Tensor | None = None
+    total_weight: torch.Tensor | None = None
+    for row in rows:
+        for column in columns:
+            result = fn(x[..., row : row + tile, column : column + tile]).float()  # [B, C', F', h, w]
+            if out is None:
+                out = result.new_zeros((*result.shape[:-2], round(height * scale), round(width * scale)))
+                total_weight = result.new_zeros(out.shape[-2:])
+            assert total_weight is not None
+            top, left = round(row * scale), round(column * scale)
+            tile_height, tile_width = result.shape[-2:]
+            weight = (
+                _ramp(tile_height, fade if row > 0 else 0, fade if row != rows[-1] else 0, x.device)[:, None]
+                * _ramp(
+                    tile_width, fade if column > 0 else 0, fade if column != columns[-1] else 0, x.device
+                )[None, :]
+            )  # [h, w]
+            out[..., top : top + tile_height, left : left + tile_width] += result * weight
+            total_weight[top : top + tile_height, left : left + tile_width] += weight
+    assert out is not None and total_weight is not None
+    return out / total_weight
+
+
+class TiledAutoencoder:
+    """An autoencoder that encodes and decodes frames larger than `tile` pixels in overlapping tiles.
+
+    Args:
+        autoencoder: the autoencoder to run on each tile.
+        tile: tile side in pixels; frames no larger than this run untiled, exactly as before.
+        overlap: pixels shared by neighbouring tiles, blended linearly.
+    """
+
+    def __init__(self, autoencoder: Autoencoder, tile: int, overlap: int) -> None:
+        factor = autoencoder.spatial_factor
+        if tile % factor or overlap % factor or not 0 <= overlap < tile:
+            raise ValueError(
+                f"autoencoder tile {tile} and overlap {overlap} must be multiples of {factor}, "
+                "with 0 <= overlap < tile"
+            )
+        self.autoencoder = autoencoder
+        self.tile, self.overlap = tile, overlap
+        self.latent_channels = autoencoder.latent_channels
+        self.spatial_factor = factor
+        self.temporal_factor = autoencoder.temporal_factor
+
+    def is_valid_frame_count(self, num_frames: int) -> bool:
+        return self.autoencoder.is_valid_frame_count(num_frames)
+
+    def latent_frames(self, num_frames: int) -> int:
+        return self.autoencoder.latent_frames(num_frames)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Videos `[B, 3, F, H, W]` -> latents `[B, C, F', H/f, W/f]`."""
+        if max(video.shape[-2:]) <= self.tile:
+            return self.autoencoder.encode(video)
+        latent = run_tiled(self.autoencoder.encode, video, self.tile, self.overlap, 1 / self.spatial_factor)
+        return latent.to(video.dtype if video.is_floating_point() else torch.float32)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latents `[B, C, F', h, w]` -> videos `[B, 3, F, h·f, w·f]` in [-1, 1]."""
+        factor = self.spatial_factor
+        if max(latent.shape[-2:]) * factor <= self.tile:
+            return self.autoencoder.decode(latent)
+        return run_tiled(self.autoencoder.decode, latent, self.tile // factor, self.overlap // factor, factor)
