@@ -13,17 +13,15 @@ table and writes JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
+from report import print_table, write_record
 
 from renderflow.core.cameras import to_imath
 from renderflow.core.demo import BUNDLED_MODEL
@@ -37,7 +35,6 @@ from renderflow.daemon.client import DaemonClient, render_payloads
 from renderflow.daemon.farm import LocalRunner
 from renderflow.daemon.server import Server, ServerConfig
 
-RESULTS = Path(__file__).parent / "results"
 FOV_DEGREES = 40.0
 
 
@@ -134,24 +131,8 @@ def main() -> None:
         server.request_stop()
         thread.join()
 
-    header = list(rows[0])
-    print(" | ".join(header))
-    for row in rows:
-        print(" | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in header))
-    machine = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"daemon_{args.device.split(':')[0]}.json"
-    record = {
-        "date": str(date.today()),
-        "machine": machine,
-        "threads": torch.get_num_threads(),
-        "args": {key: str(value) for key, value in vars(args).items()},
-        "rows": rows,
-    }
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    print_table(f"daemon against in process, {args.frames} frames", rows)
+    write_record("daemon", args, rows=rows)
 
 
 if __name__ == "__main__":

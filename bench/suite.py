@@ -22,18 +22,16 @@ peak resident set on the CPU (reset per row through /proc/self/clear_refs).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from report import print_table, write_record
 
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import WanAutoencoder
@@ -45,11 +43,10 @@ from renderflow.core.configs import (
 )
 from renderflow.core.demo import BUNDLED_MODEL
 from renderflow.core.demo_scene import demo_clip
-from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.pipeline import GBuffers, PipelineConfig, RenderFlowPipeline, plan_chunks
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import RenderFlowTransformer
 
-RESULTS = Path(__file__).parent / "results"
 SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "compile")
 Row = dict[str, Any]
 
@@ -128,19 +125,12 @@ def steps_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> lis
 def split_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
     """The parts of a 1-step render of one chunk, each timed alone on the shapes render() gives it."""
     frames = pipeline.config.chunk_frames
-    gbuffers, envmap = demo_clip(frames, args.size)
-    ae = TiledAutoencoder(
-        pipeline.autoencoder, pipeline.config.autoencoder_tile, pipeline.config.autoencoder_tile_overlap
-    )
+    gbuffers, albedo, attributes, t = _chunk_inputs(pipeline, args.size, args.device)
+    _, envmap = demo_clip(frames, args.size)
+    ae = _tiled_autoencoder(pipeline)
     env_video = torch.rand(1, 3, frames, args.size, args.size, device=args.device) * 2 - 1
     with torch.no_grad():
-        gbuffer_latents = pipeline.encode_gbuffers(gbuffers).latents[0]  # [4, C, f', h, w]
-        albedo, normal, depth, material = gbuffer_latents.split(1)
         env_latent = ae.encode(env_video).to(pipeline.dtype)
-        attributes = torch.cat(
-            [normal, depth, material, torch.zeros_like(albedo), torch.zeros_like(albedo[:, :1])], dim=1
-        )
-        t = torch.zeros(1, device=args.device)
         parts: dict[str, Callable[[], object]] = {
             "G-buffer encode (4 buffers, one call)": lambda: pipeline.encode_gbuffers(gbuffers),
             "env-map encode": lambda: ae.encode(env_video),
@@ -217,7 +207,7 @@ def frames_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> li
         rows.append(
             {
                 "frames": frames,
-                "chunks": len(pipeline.encode_gbuffers(gbuffers).chunks),
+                "chunks": len(plan_chunks(frames, pipeline.config.chunk_frames)),
                 "ms_per_frame": 1000 * seconds / frames,
                 "peak_memory_gib": memory.gib(),
                 # what the caller holds anyway: the G-buffers, env maps and the float32 RGB output
@@ -239,7 +229,8 @@ def resolution_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -
         rows.append(
             {
                 "size": size,
-                "what": "render() end to end" + (" (tiled autoencoder)" if size > _tile(pipeline) else ""),
+                "what": "render() end to end"
+                + (" (tiled autoencoder)" if size > pipeline.config.autoencoder_tile else ""),
                 "ms_per_frame": 1000 * seconds / args.frames,
                 "peak_memory_gib": memory.gib(),
                 "tiled_max_error": None,
@@ -256,9 +247,7 @@ def _tiled_autoencoder_row(
     """Encode + decode of one frame at `size`, tiled, and its max difference from the untiled pass."""
     gbuffers, _ = demo_clip(1, size)
     video = enc.frames_to_tensor(enc.albedo_to_model(gbuffers.albedo)).to(args.device)  # [1, 3, 1, S, S]
-    tiled = TiledAutoencoder(
-        pipeline.autoencoder, pipeline.config.autoencoder_tile, pipeline.config.autoencoder_tile_overlap
-    )
+    tiled = _tiled_autoencoder(pipeline)
     with torch.no_grad():
         memory.reset()
         seconds = median_seconds(lambda: tiled.decode(tiled.encode(video)), args.device, args.repeats)
@@ -276,14 +265,8 @@ def _tiled_autoencoder_row(
 
 def compile_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
     """torch.compile of the transformer on one chunk's shapes: compile cost, then eager vs compiled."""
-    frames = pipeline.config.chunk_frames
-    gbuffers, _ = demo_clip(frames, args.size)
+    _, albedo, attributes, t = _chunk_inputs(pipeline, args.size, args.device)
     with torch.no_grad():
-        albedo, normal, depth, material = pipeline.encode_gbuffers(gbuffers).latents[0].split(1)
-        attributes = torch.cat(
-            [normal, depth, material, torch.zeros_like(albedo), torch.zeros_like(albedo[:, :1])], dim=1
-        )
-        t = torch.zeros(1, device=args.device)
         compiled = torch.compile(pipeline.transformer)
         synchronize(args.device)
         start = time.perf_counter()
@@ -306,23 +289,28 @@ def compile_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> l
     ]
 
 
-def _tile(pipeline: RenderFlowPipeline) -> int:
-    return pipeline.config.autoencoder_tile
+def _tiled_autoencoder(pipeline: RenderFlowPipeline) -> TiledAutoencoder:
+    """The autoencoder as render() runs it: tiled above the checkpoint's tile size."""
+    return TiledAutoencoder(
+        pipeline.autoencoder, pipeline.config.autoencoder_tile, pipeline.config.autoencoder_tile_overlap
+    )
+
+
+def _chunk_inputs(
+    pipeline: RenderFlowPipeline, size: int, device: str
+) -> tuple[GBuffers, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One chunk of the demo at `size`: its G-buffers, and the transformer's albedo latent,
+    attribute latent (no reference frame) and bridge time, as render() builds them."""
+    gbuffers, _ = demo_clip(pipeline.config.chunk_frames, size)
+    with torch.no_grad():
+        albedo, normal, depth, material = pipeline.encode_gbuffers(gbuffers).latents[0].split(1)
+    no_reference = torch.zeros_like(albedo)
+    attributes = torch.cat([normal, depth, material, no_reference, no_reference[:, :1]], dim=1)
+    return gbuffers, albedo, attributes, torch.zeros(1, device=device)
 
 
 def _gbuffer_bytes(gbuffers: Any) -> int:
     return sum(getattr(gbuffers, name).nbytes for name in ("albedo", "normal", "depth", "material"))
-
-
-# -- report -----------------------------------------------------------------------------------------
-def print_table(title: str, rows: list[Row]) -> None:
-    print(f"\n## {title}\n")
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        cells = [f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in header]
-        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -362,21 +350,7 @@ def main() -> None:
         results[name] = sections[name](pipeline, args)
         print_table(f"{name} ({time.perf_counter() - started:.0f} s)", results[name])
 
-    machine = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"suite_{args.config}_{args.device.split(':')[0]}.json"
-    record = {
-        "date": str(date.today()),
-        "machine": machine,
-        "threads": torch.get_num_threads(),
-        "dtype": str(pipeline.dtype),
-        "args": {key: str(value) for key, value in vars(args).items()},
-        "sections": results,
-    }
-    out.write_text(json.dumps(record, indent=2))
-    print(f"\nwrote {out}")
+    write_record(f"suite_{args.config}", args, dtype=str(pipeline.dtype), sections=results)
 
 
 if __name__ == "__main__":

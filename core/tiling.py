@@ -59,10 +59,12 @@ def run_tiled(
     total_weight: torch.Tensor | None = None
     for row in rows:
         for column in columns:
-            result = fn(x[..., row : row + tile, column : column + tile]).float()  # [B, C', F', h, w]
+            result = fn(x[..., row : row + tile, column : column + tile])  # [B, C', F', h, w]
             if out is None:
-                out = result.new_zeros((*result.shape[:-2], round(height * scale), round(width * scale)))
-                total_weight = result.new_zeros(out.shape[-2:])
+                out = result.new_zeros(
+                    (*result.shape[:-2], round(height * scale), round(width * scale)), dtype=torch.float32
+                )
+                total_weight = out.new_zeros(out.shape[-2:])
             assert total_weight is not None
             top, left = round(row * scale), round(column * scale)
             tile_height, tile_width = result.shape[-2:]
@@ -72,10 +74,10 @@ def run_tiled(
                     tile_width, fade if column > 0 else 0, fade if column != columns[-1] else 0, x.device
                 )[None, :]
             )  # [h, w]
-            out[..., top : top + tile_height, left : left + tile_width] += result * weight
+            out[..., top : top + tile_height, left : left + tile_width] += result.float() * weight
             total_weight[top : top + tile_height, left : left + tile_width] += weight
     assert out is not None and total_weight is not None
-    return out / total_weight
+    return (out / total_weight).to(result.dtype)
 
 
 class TiledAutoencoder:
@@ -110,8 +112,7 @@ class TiledAutoencoder:
         """Videos `[B, 3, F, H, W]` -> latents `[B, C, F', H/f, W/f]`."""
         if max(video.shape[-2:]) <= self.tile:
             return self.autoencoder.encode(video)
-        latent = run_tiled(self.autoencoder.encode, video, self.tile, self.overlap, 1 / self.spatial_factor)
-        return latent.to(video.dtype if video.is_floating_point() else torch.float32)
+        return run_tiled(self.autoencoder.encode, video, self.tile, self.overlap, 1 / self.spatial_factor)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latents `[B, C, F', h, w]` -> videos `[B, 3, F, h·f, w·f]` in [-1, 1]."""
