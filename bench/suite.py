@@ -35,6 +35,8 @@ from report import print_table, write_record
 
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import WanAutoencoder
+from renderflow.core.baselines import shaded_source_model
+from renderflow.core.buffers import GBuffers
 from renderflow.core.configs import (
     CPU_DEFAULT_AUTOENCODER,
     CPU_DEFAULT_TRANSFORMER,
@@ -43,11 +45,12 @@ from renderflow.core.configs import (
 )
 from renderflow.core.demo import BUNDLED_MODEL
 from renderflow.core.demo_scene import demo_clip
-from renderflow.core.pipeline import GBuffers, PipelineConfig, RenderFlowPipeline, plan_chunks
+from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline, plan_chunks
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import RenderFlowTransformer
 
 SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "compile")
+DEMO_FOV_DEGREES = 40.0  # core.demo_scene.demo_clip's camera
 Row = dict[str, Any]
 
 
@@ -55,6 +58,11 @@ Row = dict[str, Any]
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def render(pipeline: RenderFlowPipeline, gbuffers: Any, envmap: np.ndarray, **options: Any) -> np.ndarray:
+    """`pipeline.render` on the demo scene, with the demo camera's field of view."""
+    return pipeline.render(gbuffers, envmap, vertical_fov_degrees=DEMO_FOV_DEGREES, **options)
 
 
 def median_seconds(fn: Callable[[], object], device: str, repeats: int) -> float:
@@ -112,7 +120,7 @@ def steps_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> lis
     gbuffers, envmap = demo_clip(args.frames, args.size)
     seconds = {
         steps: median_seconds(
-            lambda s=steps: pipeline.render(gbuffers, envmap, steps=s), args.device, args.repeats
+            lambda s=steps: render(pipeline, gbuffers, envmap, steps=s), args.device, args.repeats
         )
         for steps in (1, 4, 30)
     }
@@ -128,15 +136,25 @@ def split_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> lis
     gbuffers, albedo, attributes, t = _chunk_inputs(pipeline, args.size, args.device)
     _, envmap = demo_clip(frames, args.size)
     ae = _tiled_autoencoder(pipeline)
-    env_video = torch.rand(1, 3, frames, args.size, args.size, device=args.device) * 2 - 1
+    brackets = len(pipeline.lighting.env_brackets)
+    env_videos = torch.rand(brackets, 3, frames, args.size, args.size, device=args.device) * 2 - 1
     with torch.no_grad():
-        env_latent = ae.encode(env_video).to(pipeline.dtype)
+        env_latent = ae.encode(env_videos).to(pipeline.dtype).flatten(0, 1)[None]  # brackets on channels
         parts: dict[str, Callable[[], object]] = {
             "G-buffer encode (4 buffers, one call)": lambda: pipeline.encode_gbuffers(gbuffers),
-            "env-map encode": lambda: ae.encode(env_video),
+            f"env-map encode ({brackets} bracket{'s' if brackets > 1 else ''})": lambda: ae.encode(
+                env_videos
+            ),
+        }
+        if pipeline.bridge.source == "shaded":
+            parts["shaded source (Deferred shading)"] = lambda: shaded_source_model(
+                gbuffers, envmap, DEMO_FOV_DEGREES
+            )
+            parts["shaded source encode"] = lambda: ae.encode(env_videos[:1])
+        parts |= {
             "transformer (1 step)": lambda: pipeline.transformer(albedo, t, attributes, env_latent),
             "decode": lambda: ae.decode(albedo),
-            "render() end to end": lambda: pipeline.render(gbuffers, envmap),
+            "render() end to end": lambda: render(pipeline, gbuffers, envmap),
         }
         seconds = {name: median_seconds(fn, args.device, args.repeats) for name, fn in parts.items()}
     total = seconds["render() end to end"]
@@ -149,9 +167,9 @@ def split_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> lis
 def relight_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
     gbuffers, envmap = demo_clip(args.frames, args.size)
     latents = pipeline.encode_gbuffers(gbuffers)
-    cold = median_seconds(lambda: pipeline.render(gbuffers, envmap), args.device, args.repeats)
+    cold = median_seconds(lambda: render(pipeline, gbuffers, envmap), args.device, args.repeats)
     cached = median_seconds(
-        lambda: pipeline.render(latents, envmap, exposure_stops=0.5), args.device, args.repeats
+        lambda: render(pipeline, latents, envmap, exposure_stops=0.5), args.device, args.repeats
     )
     return [
         {
@@ -199,10 +217,10 @@ def frames_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> li
     memory = PeakMemory(args.device)
     for frames in args.frame_counts:
         gbuffers, envmap = demo_clip(frames, args.size)
-        pipeline.render(gbuffers, envmap)  # burn-in
+        render(pipeline, gbuffers, envmap)  # burn-in
         memory.reset()
         seconds = median_seconds(
-            lambda g=gbuffers, e=envmap: pipeline.render(g, e), args.device, args.repeats
+            lambda g=gbuffers, e=envmap: render(pipeline, g, e), args.device, args.repeats
         )
         rows.append(
             {
@@ -224,7 +242,7 @@ def resolution_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -
         gbuffers, envmap = demo_clip(args.frames, size)
         memory.reset()
         seconds = median_seconds(
-            lambda g=gbuffers, e=envmap: pipeline.render(g, e), args.device, args.repeats
+            lambda g=gbuffers, e=envmap: render(pipeline, g, e), args.device, args.repeats
         )
         rows.append(
             {
@@ -334,7 +352,7 @@ def main() -> None:
     # caches), and whichever section ran first would pay for it.
     gbuffers, envmap = demo_clip(args.frames, args.size)
     for _ in range(3):
-        pipeline.render(gbuffers, envmap)
+        render(pipeline, gbuffers, envmap)
     sections = {
         "steps": steps_section,
         "split": split_section,

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from renderflow.core.pipeline import GBuffers
+from renderflow.core import encodings as enc
+from renderflow.core.buffers import GBuffers
 
 BASELINES = ("ibl", "deferred")
 DIELECTRIC_F0_AT_SPECULAR_1 = 0.08  # Disney: F0 = 0.08·specular, 0.04 at the default 0.5
@@ -55,12 +56,22 @@ def camera_view_directions(height: int, width: int) -> torch.Tensor:
     )
 
 
-def sample_camera_view(envmap_cam: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """Bilinear lookup of camera-view maps `[N, He, We, 3]` along camera directions `[N, ..., 3]`."""
+def camera_view_uv(direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-view map coordinates (u, v) in [0, 1] of camera directions `[..., 3]`."""
     x, y, z = direction.unbind(-1)
     phi = torch.atan2(-x, -z)  # inverse of camera_view_directions
     theta = torch.asin((y / direction.norm(dim=-1).clamp_min(1e-12)).clamp(-1, 1))
-    u, v = 0.5 - phi / (2 * math.pi), 0.5 - theta / math.pi
+    return 0.5 - phi / (2 * math.pi), 0.5 - theta / math.pi
+
+
+def sample_camera_view(envmap_cam: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of camera-view maps `[N, He, We, 3]` along camera directions `[N, ..., 3]`."""
+    u, v = camera_view_uv(direction)
+    return sample_camera_view_uv(envmap_cam, u, v)
+
+
+def sample_camera_view_uv(envmap_cam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of camera-view maps `[N, He, We, 3]` at map coordinates `[N, ...]`."""
     num_maps, _, width, _ = envmap_cam.shape
     # wrap in u: one extra column on each side, then grid_sample with clamped borders
     padded = torch.cat([envmap_cam[:, :, -1:], envmap_cam, envmap_cam[:, :, :1]], dim=2)
@@ -71,7 +82,7 @@ def sample_camera_view(envmap_cam: torch.Tensor, direction: torch.Tensor) -> tor
     sampled = F.grid_sample(
         padded.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
-    return sampled[..., 0].permute(0, 2, 1).reshape(*direction.shape[:-1], 3)
+    return sampled[..., 0].permute(0, 2, 1).reshape(*u.shape, 3)
 
 
 def solid_angles(height: int, width: int) -> torch.Tensor:
@@ -176,28 +187,38 @@ def prefiltered_envmaps(envmap_cam: torch.Tensor) -> list[torch.Tensor]:
     Level 0 is the map itself (a mirror); the others are computed on a PREFILTER_HEIGHT map by
     brute force over every texel, weighted by D(h)·(r·l)·solid angle.
     """
-    small = _area_downsample(envmap_cam.double(), PREFILTER_HEIGHT)
+    small = _area_downsample(envmap_cam.double(), PREFILTER_HEIGHT).float()
     _, height, width, _ = small.shape
+    levels = [envmap_cam.float()]
+    for weights in _prefilter_weights(height, width):
+        convolved = torch.einsum("pq,nqc->npc", weights, small.reshape(small.shape[0], -1, 3))
+        levels.append(convolved.reshape(small.shape))
+    return levels
+
+
+@cache
+def _prefilter_weights(height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """The convolution matrix `[P_out, P_in]` of each rough level for a `height` x `width` map: the
+    same for every env map, so made once (float32, 16 MB per level at 32×64)."""
     directions = camera_view_directions(height, width).reshape(-1, 3)  # [P, 3]
     texel_weights = solid_angles(height, width).expand(height, width).reshape(-1)
     cosine = directions @ directions.T  # [P_out, P_in]: r·l
-    levels = [envmap_cam.float()]
+    matrices = []
     for roughness in PREFILTER_ROUGHNESS[1:]:
         alpha2 = roughness**4
         cos_h2 = ((1 + cosine) / 2).clamp_min(0)  # cos² of the half angle between r and l
         distribution = alpha2 / (math.pi * (cos_h2 * (alpha2 - 1) + 1) ** 2)
         weights = distribution * cosine.clamp_min(0) * texel_weights[None, :]
-        weights = weights / weights.sum(dim=1, keepdim=True)
-        convolved = torch.einsum("pq,nqc->npc", weights, small.reshape(small.shape[0], -1, 3))
-        levels.append(convolved.reshape(small.shape).float())
-    return levels
+        matrices.append((weights / weights.sum(dim=1, keepdim=True)).float())
+    return tuple(matrices)
 
 
 def sample_prefiltered(
     levels: list[torch.Tensor], direction: torch.Tensor, roughness: torch.Tensor
 ) -> torch.Tensor:
     """Radiance along `direction` `[N, ..., 3]` from the levels, linear in roughness `[N, ...]`."""
-    samples = torch.stack([sample_camera_view(level, direction) for level in levels])  # [Lv, N, ..., 3]
+    u, v = camera_view_uv(direction)  # once for every level
+    samples = torch.stack([sample_camera_view_uv(level, u, v) for level in levels])  # [Lv, N, ..., 3]
     grid = torch.tensor(PREFILTER_ROUGHNESS)
     position = torch.bucketize(roughness.clamp(0, 1).float().contiguous(), grid).clamp(1, len(grid) - 1)
     low, high = grid[position - 1], grid[position]
@@ -253,3 +274,15 @@ def render_baseline(
     sky = sample_camera_view(env, view).double()
     beauty = torch.where(background[..., None], sky, beauty)
     return beauty.float().numpy()
+
+
+def shaded_source_model(
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+) -> np.ndarray:
+    """The bridge's `shaded` source (core/bridge.py): Deferred shading in model space `[F, H, W, 3]`.
+
+    Diffuse SH irradiance plus split-sum GGX, background from the env map along the view ray: what
+    a deferred shader computes exactly, so the network learns only what it misses (shadows,
+    inter-reflection, occlusion).
+    """
+    return enc.beauty_to_model(render_baseline("deferred", gbuffers, envmap_cam, vertical_fov_degrees))

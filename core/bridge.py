@@ -1,6 +1,8 @@
 """Latent bridge matching (paper §4.3, ARCHITECTURE §3): the interpolant, the target, the sampler.
 
-z0 is the clean albedo latent (or the RGB latent for inverse rendering), z1 the beauty latent.
+z0 is the bridge source: the clean albedo latent (the paper), or with `source = "shaded"` the latent of
+a cheap deferred shading of the G-buffers (beyond the paper: the network then learns what shading
+misses, not all of light transport); the RGB latent for inverse rendering. z1 is the beauty latent.
     z_t = (1 - t)·z0 + t·z1 + σ·sqrt(t(1 - t))·ε          (paper eq. 4)
     target v = (z1 - z_t) / (1 - t)                         (paper eq. 5)
     ẑ1 = z_t + v·(1 - t)                                    (paper eq. 6)
@@ -19,12 +21,20 @@ import torch
 WAN_NUM_TRAIN_TIMESTEPS = 1000
 
 
+BRIDGE_SOURCES = ("albedo", "shaded")
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     """Settings of the bridge; saved in the checkpoint's config.json."""
 
     sigma: float = 0.005  # ARCHITECTURE §3 / paper §4.3
     train_times: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)  # the four discrete training times
+    source: str = "albedo"  # z0: "albedo" (paper) or "shaded" (Deferred shading of the G-buffers)
+
+    def __post_init__(self) -> None:
+        if self.source not in BRIDGE_SOURCES:
+            raise ValueError(f"bridge source {self.source!r}: expected one of {BRIDGE_SOURCES}")
 
 
 def interpolant(
@@ -53,8 +63,10 @@ def sample_train_times(
 def wan_timestep(t: torch.Tensor) -> torch.Tensor:
     """Bridge time -> Wan's timestep input: the one place the two scales meet.
 
-    Wan's flow matching runs from noise (1000) to data (0); our bridge runs from the albedo
+    Wan's flow matching runs from noise (1000) to data (0); our bridge runs from the source
     (t = 0) to the beauty (t = 1), so the start of our trajectory takes Wan's first timestep.
+    Wan predicts noise − data, the negative of our velocity z1 − z0: `wan_import` negates Wan's
+    output head once, so that an imported model starts pointing from the source to the beauty.
     """
     return (1.0 - t) * WAN_NUM_TRAIN_TIMESTEPS
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import fileseq
 import numpy as np
 
-from renderflow.core.cameras import read_camera_json
+from renderflow.core.buffers import GBuffers
+from renderflow.core.cameras import from_imath, read_camera_json
 from renderflow.core.envmap import camera_view_envmaps, read_envmap
+from renderflow.core.exr import read_exr
 from renderflow.core.gbuffer_io import read_sequence
-from renderflow.core.pipeline import GBuffers
+from renderflow.core.sequences import sequence_files
 
 
 @dataclass
@@ -45,19 +47,37 @@ def frame_pattern(folder: Path) -> str:
     return str(Path(folder) / f"{sequence.basename()}{'#' * sequence.zfill()}.exr")
 
 
-def load_clip(folder: Path, profile: str = "auto", env_height: int | None = None) -> Clip:
-    """Read a clip folder: frames in any AOV profile (with beauty), `envmap.exr`, `camera.json`."""
+def load_clip(
+    folder: Path,
+    profile: str = "auto",
+    env_height: int | None = None,
+    vertical_fov_degrees: float | None = None,
+) -> Clip:
+    """Read a clip folder: frames in any AOV profile (with beauty), `envmap.exr`, and the cameras from
+    `camera.json`, else from each frame's header (`cameraToWorld` or `worldToCamera`) with
+    `vertical_fov_degrees` (which also overrides camera.json's)."""
     folder = Path(folder)
-    sequence = read_sequence(frame_pattern(folder), profile=profile)
+    pattern = frame_pattern(folder)
+    sequence = read_sequence(pattern, profile=profile)
     if sequence.beauty is None:
         raise ValueError(f"{folder}: the frames hold no beauty (R, G, B): a clip needs its path-traced image")
-    track = read_camera_json(folder / "camera.json")
     num_frames, height, _ = sequence.gbuffers.validate()
-    if len(track.frames) != num_frames:
-        raise ValueError(f"{folder}/camera.json has {len(track.frames)} cameras for {num_frames} frames")
+    if (folder / "camera.json").exists():
+        track = read_camera_json(folder / "camera.json")
+        if len(track.frames) != num_frames:
+            raise ValueError(f"{folder}/camera.json has {len(track.frames)} cameras for {num_frames} frames")
+        camera_to_world = track.camera_to_world
+        vertical_fov_degrees = vertical_fov_degrees or track.vertical_fov_degrees[0]
+    else:
+        if vertical_fov_degrees is None:
+            raise ValueError(
+                f"{folder}: no camera.json; the cameras can come from the EXR headers, but the field of view "
+                "must be given (rf-eval --fov)"
+            )
+        camera_to_world = header_cameras(pattern)
     envmap_world = read_envmap(folder / "envmap.exr")
     env_height = env_height or height
-    envmap_cam = camera_view_envmaps(envmap_world, track.camera_to_world, env_height, 2 * env_height)
+    envmap_cam = camera_view_envmaps(envmap_world, camera_to_world, env_height, 2 * env_height)
     return Clip(
         folder.name,
         sequence.gbuffers,
@@ -65,6 +85,25 @@ def load_clip(folder: Path, profile: str = "auto", env_height: int | None = None
         sequence.mask,
         envmap_cam,
         envmap_world,
-        track.camera_to_world,
-        track.vertical_fov_degrees[0],
+        camera_to_world,
+        vertical_fov_degrees,
     )
+
+
+def header_cameras(pattern: str) -> np.ndarray:
+    """Camera-to-world `[F, 4, 4]` from each frame's `cameraToWorld` (or inverted `worldToCamera`)
+    attribute, in the EXR/Imath layout of ARCHITECTURE §2 (our camera axes: canonical files)."""
+    cameras = []
+    for _, path in sequence_files(pattern):
+        image = read_exr(path)
+        stored = image.matrix("cameraToWorld")
+        if stored is not None:
+            cameras.append(from_imath(stored))
+            continue
+        stored = image.matrix("worldToCamera")
+        if stored is None:
+            raise ValueError(
+                f"{path}: no camera.json beside it and no cameraToWorld/worldToCamera in its header"
+            )
+        cameras.append(np.linalg.inv(from_imath(stored)))
+    return np.stack(cameras)

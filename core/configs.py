@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from renderflow.core.attention import zero_init
 from renderflow.core.autoencoder import TinyAutoencoder
+from renderflow.core.bridge import BridgeConfig
 from renderflow.core.inverse import InverseAdapter
 from renderflow.core.keyframe import KeyframeAdapter
+from renderflow.core.lighting import LightingConfig
 from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
 from renderflow.core.transformer import RenderFlowTransformer
 
@@ -36,9 +40,25 @@ CPU_DEFAULT_TRANSFORMER: dict[str, Any] = {
 }
 CPU_DEFAULT_AUTOENCODER: dict[str, Any] = {"latent_channels": 8, "base_channels": 32, "num_downsamples": 2}
 
-# Named (transformer, autoencoder) configurations for `rf-train autoencoder --model`.
-MODEL_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "cpu-default": (CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
+# The bundled model v2's choices beyond the paper (docs/MODEL.md): exposure-normalised lighting,
+# the env map at 0 and -8 stops, the Deferred shading as the bridge source, reprojected keyframes.
+V2_LIGHTING = LightingConfig(normalise=True, env_brackets=(0.0, -8.0))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model for `rf-train autoencoder --model`: module configs and the choices beyond the paper."""
+
+    transformer: dict[str, Any]
+    autoencoder: dict[str, Any]
+    lighting: LightingConfig = field(default_factory=LightingConfig)
+    bridge_source: str = "albedo"
+    reprojection: bool = False
+
+
+MODEL_CONFIGS: dict[str, ModelSpec] = {
+    "cpu-default": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
+    "cpu-v2": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, V2_LIGHTING, "shaded", True),
 }
 
 
@@ -48,14 +68,44 @@ def build_tiny_pipeline(
     with_adapters: bool = True,
     lora_rank: int = 8,
     chunk_frames: int = 5,
+    lighting: LightingConfig | None = None,
+    bridge_source: str = "albedo",
+    reprojection: bool = False,
 ) -> RenderFlowPipeline:
-    """A randomly initialised pipeline on the tiny autoencoder (the CPU default, tests, benchmarks)."""
-    transformer = RenderFlowTransformer(**transformer_config)
+    """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
+
+    With the `shaded` bridge source the output head starts at zero: a model trained from scratch
+    then starts as the Deferred shading it is given (up to the autoencoder) and learns corrections.
+    """
+    lighting = lighting or LightingConfig()
+    transformer = RenderFlowTransformer(**transformer_config, env_latents=len(lighting.env_brackets))
+    if bridge_source == "shaded":
+        zero_init(transformer.proj_out)
     autoencoder = TinyAutoencoder(**autoencoder_config)
-    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank) if with_adapters else None
+    keyframe = (
+        KeyframeAdapter.for_transformer(transformer, lora_rank, reprojection) if with_adapters else None
+    )
     inverse = InverseAdapter.for_transformer(transformer, lora_rank) if with_adapters else None
     return RenderFlowPipeline(
-        transformer, autoencoder, keyframe, inverse, config=PipelineConfig(chunk_frames)
+        transformer,
+        autoencoder,
+        keyframe,
+        inverse,
+        BridgeConfig(source=bridge_source),
+        PipelineConfig(chunk_frames),
+        lighting,
+    )
+
+
+def build_model(spec: ModelSpec, lora_rank: int = 8) -> RenderFlowPipeline:
+    """A fresh pipeline of a named model specification."""
+    return build_tiny_pipeline(
+        spec.transformer,
+        spec.autoencoder,
+        lora_rank=lora_rank,
+        lighting=spec.lighting,
+        bridge_source=spec.bridge_source,
+        reprojection=spec.reprojection,
     )
 
 

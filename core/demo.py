@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from renderflow.core import encodings as enc
+from renderflow.core.buffers import GBuffers
 from renderflow.core.clips import load_clip
 from renderflow.core.contact_sheet import (
     display_colour,
@@ -20,7 +21,7 @@ from renderflow.core.contact_sheet import (
     write_contact_sheet,
 )
 from renderflow.core.exr import write_exr
-from renderflow.core.pipeline import GBuffers, ProgressFn, RenderFlowPipeline
+from renderflow.core.pipeline import ProgressFn, RenderFlowPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,13 @@ def render_demo(
     count = len(clip.beauty) if frames is None else min(frames, len(clip.beauty))
     full = clip.gbuffers
     gbuffers = GBuffers(full.albedo[:count], full.normal[:count], full.depth[:count], full.material[:count])
-    beauty = pipeline.render(gbuffers, clip.envmap_cam[:count], steps=steps, progress=progress)
+    beauty = pipeline.render(
+        gbuffers,
+        clip.envmap_cam[:count],
+        steps=steps,
+        progress=progress,
+        vertical_fov_degrees=clip.vertical_fov_degrees,
+    )
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for frame, image in enumerate(beauty):

@@ -25,9 +25,9 @@ from renderflow.core.aov_profiles import (
     detect_profile,
     get_profile,
 )
+from renderflow.core.buffers import GBuffers
 from renderflow.core.cameras import CAMERA_AXES, from_imath, ray_length_factor, unreal_world_to_camera
 from renderflow.core.exr import ExrImage, Layer, read_exr, write_layers
-from renderflow.core.pipeline import GBuffers
 from renderflow.core.sequences import sequence_files
 
 logger = logging.getLogger(__name__)
@@ -314,13 +314,14 @@ def write_canonical_frame(
     attributes: dict[str, object] | None = None,
     compression: str = "zip",
 ) -> None:
-    """One canonical EXR (ARCHITECTURE §2): half for colour layers, float for data layers.
+    """One canonical EXR (ARCHITECTURE §2): float for the scene-linear beauty (a sun of 10⁵ overflows
+    half's 65504) and the data layers, half for alpha and albedo.
 
     `buffers` holds any of beauty `[H, W, 3]`, alpha, albedo, normal, depth, roughness, metallic,
     specular, mask; depth background inf stays inf (EXR float keeps it).
     """
     layout = [
-        ("beauty", "", "RGB", True),
+        ("beauty", "", "RGB", False),
         ("alpha", "", "A", True),
         ("albedo", "albedo", "RGB", True),
         ("normal", "N", "XYZ", False),

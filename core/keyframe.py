@@ -11,6 +11,9 @@ Two paths carry the keyframes into the frozen model, both starting at zero:
   patch embedding whose tokens are added to the render tokens, as the attribute latents are.
   Consecutive frames differ little, so the keyframe at the same place is most of the answer;
   the cross-attention alone did not learn to find it on our CPU budget (docs/DECISIONS.md).
+  With `reprojection`, the aligned path also gets every keyframe reprojected into the frame by
+  depth and cameras (core/reprojection.py): the reprojected radiance's latent and the validity
+  mask pooled to the latent grid. Where the cameras move, that is the keyframe at the right place.
 LoRA (peft) adapts the feed-forward only and is switched off when no keyframe is given, so the
 model then returns exactly the stage-1 output.
 """
@@ -82,6 +85,8 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         num_layers: one cross-attention per transformer block.
         lora_rank: rank of the feed-forward LoRA.
         rope_theta: base of the time/row/column rotary embedding.
+        reprojection: the aligned path also takes the keyframes reprojected into each frame (latent
+            and validity mask, `REPROJECTED_CHANNELS(in_channels)`).
     """
 
     @register_to_config
@@ -94,6 +99,7 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         num_layers: int = 30,
         lora_rank: int = 64,
         rope_theta: float = 10000.0,
+        reprojection: bool = False,
     ) -> None:
         super().__init__()
         patch_size = tuple(patch_size)  # type: ignore[assignment]  # JSON configs give lists
@@ -102,14 +108,16 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
             [CrossAttention(dim, num_heads, rope_theta=rope_theta) for _ in range(num_layers)]
         )
         # bracketing_keyframes: two sides of (latent, present, distance)
-        aligned_channels = 2 * (in_channels + 2)
+        aligned_channels = 2 * (in_channels + 2) + (in_channels + 1 if reprojection else 0)
         self.aligned_embedder = nn.Conv3d(
             aligned_channels, dim, kernel_size=(1, *patch_size), stride=(1, *patch_size)
         )
         zero_init(self.aligned_embedder)
 
     @classmethod
-    def for_transformer(cls, transformer: RenderFlowTransformer, lora_rank: int = 64) -> KeyframeAdapter:
+    def for_transformer(
+        cls, transformer: RenderFlowTransformer, lora_rank: int = 64, reprojection: bool = False
+    ) -> KeyframeAdapter:
         """A fresh adapter sized for `transformer`."""
         config = transformer.config
         return cls(
@@ -119,6 +127,7 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
             num_heads=config["num_attention_heads"],
             num_layers=config["num_layers"],
             lora_rank=lora_rank,
+            reprojection=reprojection,
         )
 
     def attach(self, transformer: RenderFlowTransformer) -> None:
@@ -144,12 +153,23 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         return KeyframeTokens(tokens, grid_positions(frames, rows, columns), keyframe_latents, frames)
 
     def branches(
-        self, keyframes: KeyframeTokens, frame_times: torch.Tensor, query_positions: torch.Tensor
+        self,
+        keyframes: KeyframeTokens,
+        frame_times: torch.Tensor,
+        query_positions: torch.Tensor,
+        reprojected: torch.Tensor | None = None,
     ) -> TransformerBranches:
         """The adapter's parts for a latent whose token frames lie at `frame_times` `[F]`: the aligned
         path's input tokens and the per-block branches that attend from tokens at `query_positions`
-        `[L, 3]` to the keyframes."""
+        `[L, 3]` to the keyframes. `reprojected` `[B, C + 1, F, h, w]` (latent, validity) is required
+        by, and only by, an adapter made with `reprojection`."""
         aligned = bracketing_keyframes(keyframes, frame_times)  # [B, 2(C+2), F, h, w]
+        if self.config["reprojection"]:
+            if reprojected is None:
+                raise ValueError("this keyframe adapter reprojects keyframes: give their reprojection")
+            aligned = torch.cat([aligned, reprojected.to(aligned)], dim=1)
+        elif reprojected is not None:
+            raise ValueError("this keyframe adapter was made without reprojection")
         input_tokens = self.aligned_embedder(aligned.to(self.dtype)).flatten(2).transpose(1, 2)
         return TransformerBranches(
             input_tokens=input_tokens,

@@ -23,9 +23,17 @@ from torch import nn
 
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
+from renderflow.core.baselines import shaded_source_model
 from renderflow.core.bridge import BridgeConfig, sample
+from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES, GBuffers
 from renderflow.core.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
 from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, KeyframeTokens
+from renderflow.core.lighting import (
+    LightingConfig,
+    env_brackets_to_model,
+    image_exposure_scale,
+    normalised_envmap,
+)
 from renderflow.core.lora import (
     base_state_dict,
     has_lora,
@@ -33,6 +41,7 @@ from renderflow.core.lora import (
     lora_state_dict,
     set_lora_enabled,
 )
+from renderflow.core.reprojection import reproject_keyframes
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
 
@@ -59,41 +68,6 @@ class PipelineConfig:
 
 
 @dataclass
-class GBuffers:
-    """The canonical buffers of ARCHITECTURE.md §2, each `[F, H, W, C]` float32."""
-
-    albedo: np.ndarray  # linear diffuse colour, [0, 1], C = 3
-    normal: np.ndarray  # camera-space unit normals, C = 3
-    depth: np.ndarray  # planar depth > 0, background inf, C = 1
-    material: np.ndarray  # roughness, metallic, specular in [0, 1], C = 3
-
-    def validate(self) -> tuple[int, int, int]:
-        """Check every buffer; return (frames, height, width) or raise a ValueError naming the buffer."""
-        expected_channels = {"albedo": 3, "normal": 3, "depth": 1, "material": 3}
-        frame_shape: tuple[int, int, int] | None = None
-        for name, channels in expected_channels.items():
-            buffer = getattr(self, name)
-            if buffer is None:
-                raise ValueError(f"missing G-buffer {name!r}")
-            if buffer.ndim != 4 or buffer.shape[-1] != channels:
-                raise ValueError(f"G-buffer {name!r}: expected [F, H, W, {channels}], got {buffer.shape}")
-            if frame_shape is None:
-                frame_shape = buffer.shape[:3]
-            elif buffer.shape[:3] != frame_shape:
-                raise ValueError(
-                    f"G-buffer {name!r} has [F, H, W] = {list(buffer.shape[:3])}, "
-                    f"albedo has {list(frame_shape)}"
-                )
-            check = buffer if name != "depth" else np.where(np.isposinf(buffer), 1.0, buffer)
-            if not np.isfinite(check).all():
-                raise ValueError(f"G-buffer {name!r} contains NaN or infinite values")
-        assert frame_shape is not None
-        if frame_shape[0] < 1:
-            raise ValueError("G-buffers hold no frame")
-        return frame_shape
-
-
-@dataclass
 class GBufferLatents:
     """A sequence's G-buffers encoded chunk by chunk on the pipeline's device: what a relight reuses."""
 
@@ -102,6 +76,9 @@ class GBufferLatents:
     width: int
     chunks: list[tuple[int, int]]  # [start, end) of each chunk, as `plan_chunks` made them
     latents: list[torch.Tensor]  # per chunk [4, C, f', h, w]: albedo, normal, depth, material
+    # The G-buffers stay beside their latents: a shaded bridge source and keyframe reprojection
+    # are computed from them for each env map and set of keyframes.
+    gbuffers: GBuffers
 
     @property
     def nbytes(self) -> int:
@@ -129,8 +106,12 @@ def forward_velocity(
     keyframes: KeyframeTokens | None = None,
     first_frame: float = 0.0,
     frame_step: float = 1.0,
+    reprojected: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The forward renderer's velocity; keyframe guidance (and its LoRA) only when keyframes are given."""
+    """The forward renderer's velocity; keyframe guidance (and its LoRA) only when keyframes are given.
+
+    `reprojected` `[B, C + 1, F, h, w]`: the keyframes reprojected into the frames (latent, validity),
+    for an adapter made with reprojection."""
     use_keyframes = keyframes is not None
     if use_keyframes and keyframe_adapter is None:
         raise ValueError("keyframes were given but the model has no keyframe adapter")
@@ -142,7 +123,7 @@ def forward_velocity(
     if keyframes is not None and keyframe_adapter is not None:
         frame_times = transformer.token_frame_times(z_t, first_frame, frame_step)
         positions = transformer.token_positions(z_t, first_frame, frame_step)
-        branches = keyframe_adapter.branches(keyframes, frame_times, positions)
+        branches = keyframe_adapter.branches(keyframes, frame_times, positions, reprojected)
     return transformer(z_t, t, attribute_latent, env_latent, branches)
 
 
@@ -178,7 +159,14 @@ class RenderFlowPipeline:
         inverse_adapter: InverseAdapter | None = None,
         bridge: BridgeConfig | None = None,
         config: PipelineConfig | None = None,
+        lighting: LightingConfig | None = None,
     ) -> None:
+        lighting = lighting or LightingConfig()
+        if transformer.config["env_latents"] != len(lighting.env_brackets):
+            raise ValueError(
+                f"transformer takes {transformer.config['env_latents']} env latents, the lighting "
+                f"config has {len(lighting.env_brackets)} env brackets {lighting.env_brackets}"
+            )
         if transformer.config["in_channels"] != autoencoder.latent_channels:
             raise ValueError(
                 f"transformer takes {transformer.config['in_channels']} latent channels, "
@@ -193,6 +181,7 @@ class RenderFlowPipeline:
                 adapter.attach(transformer)
         self.bridge = bridge or BridgeConfig()
         self.config = config or PipelineConfig()
+        self.lighting = lighting
         self.device = torch.device("cpu")
         self.dtype = torch.float32
 
@@ -237,7 +226,7 @@ class RenderFlowPipeline:
         )  # [4, F, H, W, 3]
         chunks = plan_chunks(num_frames, self.config.chunk_frames)
         latents = [self._encode_videos(buffers_model[:, start:end]) for start, end in chunks]
-        return GBufferLatents(num_frames, height, width, chunks, latents)
+        return GBufferLatents(num_frames, height, width, chunks, latents, gbuffers)
 
     @torch.no_grad()
     def render(
@@ -248,6 +237,8 @@ class RenderFlowPipeline:
         steps: int = 1,
         exposure_stops: float = 0.0,
         progress: ProgressFn | None = None,
+        vertical_fov_degrees: float | None = None,
+        camera_to_world: np.ndarray | None = None,
     ) -> np.ndarray:
         """Render scene-linear HDR beauty `[F, H, W, 3]` float32.
 
@@ -256,29 +247,101 @@ class RenderFlowPipeline:
             envmap_cam: camera-view HDR env map, `[He, We, 3]` for all frames or `[F, He, We, 3]`.
             keyframes: optional {frame index: scene-linear beauty `[H, W, 3]`} for keyframe guidance.
             steps: sampler steps; 1 is the method, more is the diffusion-style baseline.
-            exposure_stops: exposure applied to the env map before tone mapping.
+            exposure_stops: exposure applied to the env map (the beauty follows it exactly when the
+                model normalises its lighting).
             progress: called with (chunks done, chunks total).
+            vertical_fov_degrees: the camera's vertical field of view, for a model whose bridge source is
+                `shaded` (the view rays of the Deferred shading; DEFAULT_VERTICAL_FOV_DEGREES, logged,
+                when not given) and for keyframe reprojection.
+            camera_to_world: the cameras `[F, 4, 4]` (ARCHITECTURE §2's camera.json layout); a keyframe
+                adapter with reprojection uses them with the depth to move keyframes into each frame.
         """
         encoded = gbuffers if isinstance(gbuffers, GBufferLatents) else self.encode_gbuffers(gbuffers)
         num_frames, height, width = encoded.num_frames, encoded.height, encoded.width
-        env_model = self._envmap_frames(envmap_cam, num_frames, height, width, exposure_stops)
-        keyframe_tokens = self._keyframe_tokens(keyframes, num_frames, height, width)
+        env_cam, light_scale = normalised_envmap(
+            self._check_envmap(envmap_cam, num_frames), self.lighting, exposure_stops
+        )
+        env_model = env_brackets_to_model(env_cam, self.lighting.env_brackets, num_frames, height, width)
+        source_model = self._source_frames(encoded.gbuffers, env_cam, vertical_fov_degrees)
+        keyframes_model = self._keyframes_model(keyframes, num_frames, height, width, light_scale)
+        keyframe_tokens = self._keyframe_tokens(keyframes_model)
+        reprojected_model = self._reprojected(
+            keyframes_model, encoded.gbuffers, camera_to_world, vertical_fov_degrees
+        )
 
         outputs: list[np.ndarray] = []  # model-space beauty, [f, H, W, 3] per chunk, on the host
         reference: torch.Tensor | None = None  # the previous chunk's last frame, on the device
         for index, ((start, end), gbuffer_latents) in enumerate(
             zip(encoded.chunks, encoded.latents, strict=True)
         ):
-            env_latent = self._encode_videos(env_model[None, start:end])
+            # [brackets, C, f', h, w] -> [1, brackets·C, f', h, w]
+            env_latent = self._encode_videos(env_model[:, start:end]).flatten(0, 1)[None]
+            source = None if source_model is None else self._encode_videos(source_model[None, start:end])
+            reprojected = (
+                None if reprojected_model is None else self._reprojected_latent(reprojected_model[start:end])
+            )
             beauty = self._render_chunk(
-                gbuffer_latents, env_latent, end - start, reference, keyframe_tokens, start, steps
+                gbuffer_latents,
+                env_latent,
+                end - start,
+                reference,
+                keyframe_tokens,
+                start,
+                steps,
+                source,
+                reprojected,
             )
             reference = beauty[:, :, -1:]
             # one copy to the host per chunk: device memory stays flat in the number of frames
             outputs.append(enc.tensor_to_frames(beauty if index == 0 else beauty[:, :, 1:]))
             if progress is not None:
                 progress(index + 1, len(encoded.chunks))
-        return enc.model_to_beauty(np.concatenate(outputs))
+        return enc.model_to_beauty(np.concatenate(outputs)) * np.float32(light_scale)
+
+    def _source_frames(
+        self, gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float | None
+    ) -> np.ndarray | None:
+        """The shaded bridge source in model space `[F, H, W, 3]`; None for the albedo source (its
+        latent is already among the G-buffer latents)."""
+        if self.bridge.source == "albedo":
+            return None
+        if vertical_fov_degrees is None:
+            logger.warning(
+                "no field of view given for the Deferred shading the model starts from; assuming %.0f "
+                "degrees (rf-render --fov or camera.json)",
+                DEFAULT_VERTICAL_FOV_DEGREES,
+            )
+            vertical_fov_degrees = DEFAULT_VERTICAL_FOV_DEGREES
+        return shaded_source_model(gbuffers, envmap_cam, vertical_fov_degrees)
+
+    def _reprojected(
+        self,
+        keyframes_model: dict[int, np.ndarray] | None,
+        gbuffers: GBuffers,
+        camera_to_world: np.ndarray | None,
+        vertical_fov_degrees: float | None,
+    ) -> np.ndarray | None:
+        """Keyframes reprojected into every frame `[F, H, W, 4]` (model-space image, validity), for an
+        adapter that takes them; without cameras every pixel is marked invalid."""
+        adapter = self.keyframe_adapter
+        if not keyframes_model or adapter is None or not adapter.config["reprojection"]:
+            return None
+        num_frames, height, width = gbuffers.validate()
+        if camera_to_world is None or vertical_fov_degrees is None:
+            logger.warning("no cameras or field of view given: keyframes are not reprojected into the frames")
+            return np.zeros((num_frames, height, width, 4), np.float32)
+        if camera_to_world.shape != (num_frames, 4, 4):
+            raise ValueError(f"cameras: expected [{num_frames}, 4, 4], got {list(camera_to_world.shape)}")
+        return reproject_keyframes(gbuffers.depth, camera_to_world, vertical_fov_degrees, keyframes_model)
+
+    def _reprojected_latent(self, reprojected_model: np.ndarray) -> torch.Tensor:
+        """`[f, H, W, 4]` (image, validity) -> `[1, C + 1, f', h, w]`: the image's latent and the
+        validity averaged over each latent cell."""
+        latent = self._encode_videos(reprojected_model[None, ..., :3])  # [1, C, f', h, w]
+        validity = torch.from_numpy(np.ascontiguousarray(reprojected_model[..., 3])).to(self.device)
+        frames, height, width = latent.shape[2:]
+        pooled = F.adaptive_avg_pool3d(validity[None, None], (frames, height, width))  # [1, 1, f', h, w]
+        return torch.cat([latent, pooled.to(latent.dtype)], dim=1)
 
     def _encode_videos(self, videos_model: np.ndarray) -> torch.Tensor:
         """Model-space videos `[N, f, H, W, 3]` -> latents `[N, C, f', h, w]` in one batched encode."""
@@ -295,9 +358,12 @@ class RenderFlowPipeline:
         keyframes: KeyframeTokens | None,
         first_frame: int,
         steps: int,
+        source: torch.Tensor | None = None,
+        reprojected: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One chunk of `num_frames` frames from its latents `[4, C, f', h, w]` (albedo, normal, depth,
-        material) and `[1, C, f', h, w]` (env) -> beauty `[1, 3, f, H, W]` in [-1, 1]."""
+        material), `[1, brackets·C, f', h, w]` (env) and the bridge source `[1, C, f', h, w]` (None:
+        the albedo) -> beauty `[1, 3, f, H, W]` in [-1, 1]."""
         albedo, normal, depth, material = gbuffer_latents.split(1, dim=0)
         reference_latent = torch.zeros_like(albedo)
         mask = torch.zeros_like(albedo[:, :1])
@@ -318,21 +384,21 @@ class RenderFlowPipeline:
                 keyframes,
                 first_frame=float(first_frame),
                 frame_step=float(self._ae.temporal_factor),
+                reprojected=reprojected if keyframes is not None else None,
             )
 
-        beauty_latent = sample(albedo, velocity, steps)
+        beauty_latent = sample(albedo if source is None else source, velocity, steps)
         return self._ae.decode(beauty_latent).float()[:, :, :num_frames]
 
-    def _keyframe_tokens(
-        self, keyframes: dict[int, np.ndarray] | None, num_frames: int, height: int, width: int
-    ) -> KeyframeTokens | None:
+    def _keyframes_model(
+        self, keyframes: dict[int, np.ndarray] | None, num_frames: int, height: int, width: int, scale: float
+    ) -> dict[int, np.ndarray] | None:
+        """Keyframes checked, divided by the light scale and put in model space: {frame: `[H, W, 3]`}."""
         if not keyframes:
             return None
         if self.keyframe_adapter is None:
             raise ValueError("keyframes were given but this model has no keyframe adapter")
-        frames = sorted(keyframes)
-        for frame in frames:
-            image = keyframes[frame]
+        for frame, image in keyframes.items():
             if not 0 <= frame < num_frames:
                 raise ValueError(
                     f"keyframe at frame {frame} lies outside the sequence of {num_frames} frames"
@@ -341,13 +407,30 @@ class RenderFlowPipeline:
                 raise ValueError(
                     f"keyframe {frame}: expected [{height}, {width}, 3], got {list(image.shape)}"
                 )
-        keyframes_model = np.stack([enc.beauty_to_model(keyframes[f]) for f in frames])  # [K, H, W, 3]
+        return {
+            frame: enc.beauty_to_model(keyframes[frame] / np.float32(scale)) for frame in sorted(keyframes)
+        }
+
+    def _keyframe_tokens(self, keyframes_model: dict[int, np.ndarray] | None) -> KeyframeTokens | None:
+        if not keyframes_model or self.keyframe_adapter is None:
+            return None
+        frames = sorted(keyframes_model)
+        stacked = np.stack([keyframes_model[f] for f in frames])  # [K, H, W, 3]
         # [K, H, W, 3] -> [K, 3, 1, H, W]: each keyframe encoded as a one-frame clip, in one call
-        video = torch.from_numpy(keyframes_model).permute(0, 3, 1, 2)[:, :, None].to(self.device)
+        video = torch.from_numpy(stacked).permute(0, 3, 1, 2)[:, :, None].to(self.device)
         latents = self._ae.encode(video).to(self.dtype)  # [K, C, 1, h, w]
         latents = latents.permute(2, 1, 0, 3, 4)  # [1, C, K, h, w]
         positions = torch.tensor(frames, dtype=torch.float32, device=self.device)
         return self.keyframe_adapter.embed(latents, positions)
+
+    @torch.no_grad()
+    def reconstruct(self, beauty_linear: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """A scene-linear sequence `[F, H, W, 3]` through the autoencoder alone, as the model sees its
+        targets (divided by `scale`, the light scale of a normalising model, and multiplied back): the
+        ceiling of any render this model can make."""
+        image_model = enc.beauty_to_model(beauty_linear / np.float32(scale))
+        decoded = self._ae.decode(self._encode_videos(image_model[None])).float()[:, :, : len(beauty_linear)]
+        return enc.model_to_beauty(enc.tensor_to_frames(decoded)) * np.float32(scale)
 
     # -- inverse rendering ------------------------------------------------------------------------
     @torch.no_grad()
@@ -375,6 +458,8 @@ class RenderFlowPipeline:
             adapter.intrinsic_index(target)
         num_frames, height, width, _ = image_linear.shape
         self._check_frame_size(height, width)
+        if self.lighting.normalise:  # a plate has no env map: normalise its exposure by itself
+            image_linear = image_linear / np.float32(image_exposure_scale(image_linear))
         image_model = enc.beauty_to_model(image_linear)
         decoded: dict[str, list[np.ndarray]] = {target: [] for target in targets}
         chunks = plan_chunks(num_frames, self.config.chunk_frames)
@@ -414,10 +499,8 @@ class RenderFlowPipeline:
         repeats = np.repeat(last, padded_count - count, axis=axis)
         return np.ascontiguousarray(np.concatenate([frames, repeats], axis=axis), dtype=np.float32)
 
-    def _envmap_frames(
-        self, envmap_cam: np.ndarray, num_frames: int, height: int, width: int, exposure_stops: float
-    ) -> np.ndarray:
-        """Camera-view env map -> model space, resized to the frame: `[F, H, W, 3]`."""
+    def _check_envmap(self, envmap_cam: np.ndarray, num_frames: int) -> np.ndarray:
+        """A camera-view env map for all frames `[He, We, 3]` or one per frame -> `[F, He, We, 3]`."""
         if envmap_cam.ndim == 3:
             envmap_cam = envmap_cam[None]
         if envmap_cam.ndim != 4 or envmap_cam.shape[-1] != 3 or envmap_cam.shape[0] not in (1, num_frames):
@@ -426,11 +509,7 @@ class RenderFlowPipeline:
             )
         if not np.isfinite(envmap_cam).all():
             raise ValueError("env map contains NaN or infinite values")
-        env_model = torch.from_numpy(enc.envmap_to_model(envmap_cam, exposure_stops)).permute(0, 3, 1, 2)
-        resized = F.interpolate(
-            env_model, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-        ).permute(0, 2, 3, 1)  # [F, 3, H, W] -> [F, H, W, 3]
-        return np.broadcast_to(resized.numpy(), (num_frames, height, width, 3)).copy()  # writable for torch
+        return np.broadcast_to(envmap_cam, (num_frames, *envmap_cam.shape[1:]))
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_pretrained(self, folder: Path) -> None:
@@ -450,6 +529,7 @@ class RenderFlowPipeline:
             "inverse_adapter": _plain_config(self.inverse_adapter) if self.inverse_adapter else None,
             "bridge": asdict(self.bridge),
             "pipeline": asdict(self.config),
+            "lighting": asdict(self.lighting),
         }
         _save_tensors(base_state_dict(self.transformer), folder / TRANSFORMER_WEIGHTS)
         _save_tensors(self.autoencoder.state_dict(), folder / AUTOENCODER_WEIGHTS)
@@ -499,6 +579,7 @@ class RenderFlowPipeline:
             inverse_adapter,
             BridgeConfig(**{**config["bridge"], "train_times": tuple(config["bridge"]["train_times"])}),
             PipelineConfig(**config["pipeline"]),
+            lighting_config(config.get("lighting", {})),
         )
         for adapter, name, weights in (
             (keyframe_adapter, KEYFRAME_LORA, KEYFRAME_WEIGHTS),
@@ -513,6 +594,13 @@ class RenderFlowPipeline:
                 lora = {k.removeprefix("lora."): v for k, v in tensors.items() if k.startswith("lora.")}
                 load_lora_state_dict(transformer, name, lora)
         return pipeline.to(device)
+
+
+def lighting_config(entry: dict[str, Any]) -> LightingConfig:
+    """The checkpoint's `lighting` entry (absent in checkpoints before it: the paper's defaults)."""
+    if "env_brackets" in entry:
+        entry = {**entry, "env_brackets": tuple(entry["env_brackets"])}
+    return LightingConfig(**entry)
 
 
 def _intrinsic_from_model(target: str, frames_model: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 
 from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile
+from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES as DEFAULT_FOV_DEGREES
 from renderflow.core.cameras import read_camera_json
 from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
 from renderflow.core.exr import read_exr
@@ -18,7 +19,6 @@ from renderflow.core.sequences import sequence_files
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FOV_DEGREES = 40.0
 SHOT_ENV_HEIGHT = 64  # camera-view env maps of 64x128 (the model resizes them to the frame)
 
 
@@ -27,6 +27,7 @@ class Shot:
     sequence: GBufferSequence
     camera_to_world: np.ndarray  # [F, 3, 3] rotations, for re-projecting any env map into each frame
     vertical_fov_degrees: float
+    cameras: np.ndarray | None = None  # [F, 4, 4] camera-to-world with positions, from camera.json
 
 
 def read_shot(
@@ -44,12 +45,14 @@ def read_shot(
     """
     track = read_camera_json(camera_json) if camera_json is not None else None
     cameras_world_to_camera = None
+    cameras = None
     if track is not None:
         numbers = [number for number, _ in sequence_files(pattern, frames)]
         missing = [number for number in numbers if number not in track.frames]
         if missing:
             raise GBufferError(f"{camera_json}: no camera for frames {missing[:5]} of {pattern}")
         cameras_world_to_camera = [track.world_to_camera_rotation(track.frames.index(n)) for n in numbers]
+        cameras = np.stack([track.camera_to_world[track.frames.index(n)] for n in numbers])
         if vertical_fov_degrees is None:
             vertical_fov_degrees = track.vertical_fov_degrees[track.frames.index(numbers[0])]
     sequence = read_sequence(
@@ -68,7 +71,7 @@ def read_shot(
             "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_FOV_DEGREES
         )
         vertical_fov_degrees = DEFAULT_FOV_DEGREES
-    return Shot(sequence, np.stack(rotations), vertical_fov_degrees)
+    return Shot(sequence, np.stack(rotations), vertical_fov_degrees, cameras)
 
 
 def shot_envmaps(

@@ -144,6 +144,8 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         qk_norm: Wan's query/key normalisation.
         eps: epsilon of the norms.
         rope_max_seq_len: longest position the 3D RoPE table covers.
+        env_latents: env-map latents stacked on channels (one per exposure bracket,
+            `LightingConfig.env_brackets`); the paper's single Reinhard env map is 1.
     """
 
     _supports_gradient_checkpointing = True
@@ -171,6 +173,7 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         qk_norm: str = "rms_norm_across_heads",
         eps: float = 1e-6,
         rope_max_seq_len: int = 1024,
+        env_latents: int = 1,
     ) -> None:
         super().__init__()
         patch_size = tuple(patch_size)  # type: ignore[assignment]  # JSON configs give lists
@@ -184,8 +187,10 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
             attribute_channels, inner_dim, kernel_size=patch_size, stride=patch_size
         )
         zero_init(self.attribute_embedder)
-        self.env_embedder = nn.Conv3d(in_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
-        self.env_embedder.load_state_dict(self.patch_embedding.state_dict())
+        self.env_embedder = nn.Conv3d(
+            in_channels * env_latents, inner_dim, kernel_size=patch_size, stride=patch_size
+        )
+        self.init_env_embedder()
 
         # 2. Time embedding
         self.condition_embedder = RenderFlowTimeEmbedding(inner_dim, freq_dim)
@@ -203,6 +208,16 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         self.proj_out = nn.Linear(inner_dim, in_channels * math.prod(patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, inner_dim) / inner_dim**0.5)
         self.gradient_checkpointing = False
+
+    @torch.no_grad()
+    def init_env_embedder(self) -> None:
+        """Paper A.1: the env embedder starts as the albedo patch embedding on the first (unchanged
+        exposure) env latent; the darker brackets start at zero."""
+        in_channels = self.config["in_channels"]
+        self.env_embedder.weight.zero_()
+        self.env_embedder.weight[:, :in_channels] = self.patch_embedding.weight
+        assert self.env_embedder.bias is not None and self.patch_embedding.bias is not None
+        self.env_embedder.bias.copy_(self.patch_embedding.bias)
 
     def patchify(self, embedder: nn.Module, latent: torch.Tensor) -> torch.Tensor:
         """`[B, C, F, H, W]` latent -> `[B, L, D]` tokens through a Conv3d patch embedder."""
@@ -230,12 +245,17 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
             render_latent: the bridge interpolant z_t `[B, C, F, H, W]` (the albedo latent at t = 0).
             t: bridge times `[B]` in [0, 1).
             attribute_latent: `[B, 4C + 1, F, H, W]`, ATTRIBUTE_LATENTS then the conditioning mask.
-            env_latent: camera-view env-map latent `[B, C, F, H, W]`.
+            env_latent: camera-view env-map latents `[B, C·env_latents, F, H, W]`, brackets stacked.
             branches: adapter branches (keyframe guidance); None for the stage-1 model.
         Returns:
             the velocity `[B, C, F, H, W]`.
         """
-        if attribute_latent.shape[2:] != render_latent.shape[2:] or env_latent.shape != render_latent.shape:
+        env_channels = render_latent.shape[1] * self.config["env_latents"]
+        if (
+            attribute_latent.shape[2:] != render_latent.shape[2:]
+            or env_latent.shape[2:] != render_latent.shape[2:]
+            or env_latent.shape[1] != env_channels
+        ):
             raise ValueError(
                 f"latents disagree: render {tuple(render_latent.shape)}, "
                 f"attributes {tuple(attribute_latent.shape)}, env {tuple(env_latent.shape)}"

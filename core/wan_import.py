@@ -4,6 +4,8 @@ Kept: patch embedding, time embedding, self-attention, feed-forward, norms, outp
 Dropped: text cross-attention (`attn2`, `norm2`), the text embedder (and any image embedder).
 New, initialised as the paper says: the attribute embedder and the per-block env AdaLN at zero,
 the env embedder from the albedo patch embedding, fresh keyframe and inverse adapters.
+Changed: the output head is negated, since Wan predicts noise − data and our bridge's velocity is
+data − source (core/bridge.py); without it a fine-tune starts with its head pointing backwards.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
 from renderflow.core.autoencoder import WanAutoencoder
+from renderflow.core.bridge import BridgeConfig
+from renderflow.core.configs import ModelSpec
 from renderflow.core.inverse import InverseAdapter
 from renderflow.core.keyframe import KeyframeAdapter
+from renderflow.core.lighting import LightingConfig
 from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
 from renderflow.core.transformer import RenderFlowTransformer
 
@@ -42,8 +48,14 @@ DROPPED_BLOCK_PARTS = (".attn2.", ".norm2.")
 NEW_PARTS = ("attribute_embedder.", "env_embedder.", ".env_modulation.")
 
 
-def import_wan(folder: Path, lora_rank: int = 64, chunk_frames: int = 5) -> RenderFlowPipeline:
-    """Build a RenderFlow pipeline from a local Wan2.1 diffusers folder (no network)."""
+def import_wan(
+    folder: Path, lora_rank: int = 64, chunk_frames: int = 5, spec: ModelSpec | None = None
+) -> RenderFlowPipeline:
+    """Build a RenderFlow pipeline from a local Wan2.1 diffusers folder (no network).
+
+    `spec` takes its choices beyond the paper (lighting, bridge source, keyframe reprojection), not
+    its module sizes, which come from Wan's config; None builds the paper's model.
+    """
     folder = Path(folder)
     for part in ("transformer", "vae"):
         if not (folder / part / "config.json").is_file():
@@ -64,7 +76,10 @@ def import_wan(folder: Path, lora_rank: int = 64, chunk_frames: int = 5) -> Rend
             f"VAE makes {vae.config['z_dim']}"
         )
 
-    transformer = RenderFlowTransformer(**{key: wan_config[key] for key in SHARED_CONFIG_KEYS})
+    lighting = spec.lighting if spec is not None else LightingConfig()
+    transformer = RenderFlowTransformer(
+        **{key: wan_config[key] for key in SHARED_CONFIG_KEYS}, env_latents=len(lighting.env_brackets)
+    )
     kept = {
         key: value
         for key, value in wan.state_dict().items()
@@ -78,15 +93,23 @@ def import_wan(folder: Path, lora_rank: int = 64, chunk_frames: int = 5) -> Rend
             f"(missing {not_new[:3]}, unexpected {result.unexpected_keys[:3]})"
         )
     # Paper A.1: the env embedder starts as a copy of the (now loaded) albedo patch embedding.
-    transformer.env_embedder.load_state_dict(transformer.patch_embedding.state_dict())
+    transformer.init_env_embedder()
+    # Wan predicts noise − data; our bridge velocity is target − source (core/bridge.py): with the
+    # source in the place of the noise, that is the negative. Negate the head once, here.
+    with torch.no_grad():
+        transformer.proj_out.weight.neg_()
+        transformer.proj_out.bias.neg_()
     logger.info("imported Wan2.1 from %s: %d tensors kept", folder, len(kept))
 
-    keyframe_adapter = KeyframeAdapter.for_transformer(transformer, lora_rank)
+    reprojection = spec.reprojection if spec is not None else False
+    keyframe_adapter = KeyframeAdapter.for_transformer(transformer, lora_rank, reprojection)
     inverse_adapter = InverseAdapter.for_transformer(transformer, lora_rank)
     return RenderFlowPipeline(
         transformer,
         WanAutoencoder(vae),
         keyframe_adapter,
         inverse_adapter,
-        config=PipelineConfig(chunk_frames),
+        BridgeConfig(source=spec.bridge_source if spec is not None else "albedo"),
+        PipelineConfig(chunk_frames),
+        lighting,
     )

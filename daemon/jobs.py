@@ -26,9 +26,10 @@ import torch
 
 from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile, get_profile, load_profile_file, with_mapping
+from renderflow.core.buffers import GBuffers
 from renderflow.core.envmap import EnvTransform
 from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.pipeline import GBufferLatents, GBuffers, ProgressFn, RenderFlowPipeline
+from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
 from renderflow.core.sequences import frame_path
 from renderflow.core.shot import Shot, read_plate, read_shot, shot_envmaps
 from renderflow.daemon import protocol as wire
@@ -207,7 +208,16 @@ class Renderer:
             envmap_cam = _float_array(message.named("envmap_cam")[0])
         keyframes = self._keyframes(message, cached, workdir, colour_space)
         steps = int(params.get("steps", 1))
-        beauty = pipeline.render(cached.latents, envmap_cam, keyframes or None, steps, progress=progress)
+        shot = cached.shot
+        beauty = pipeline.render(
+            cached.latents,
+            envmap_cam,
+            keyframes or None,
+            steps,
+            progress=progress,
+            vertical_fov_degrees=shot.vertical_fov_degrees if shot is not None else params.get("fov"),
+            camera_to_world=shot.cameras if shot is not None else None,
+        )
         fields = {"frames": cached.frames, "cached_gbuffers": cache_hit}
         if cached.frames is None:
             return fields, [wire.Payload.from_array("beauty", beauty)]

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from renderflow.core import colour
@@ -22,6 +21,14 @@ if TYPE_CHECKING:
     from renderflow.daemon.protocol import Payload
 
 logger = logging.getLogger("renderflow.render")
+
+
+def _default_device() -> str:
+    """cuda where a GPU is, else cpu; a callable default, so that commands without --device (inspect)
+    never import torch."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @click.group(
@@ -68,7 +75,7 @@ def main(verbose: bool) -> None:
 )
 @click.option(
     "--device",
-    default="cuda" if torch.cuda.is_available() else "cpu",
+    default=_default_device,
     show_default=True,
     help="Torch device.",
 )
@@ -96,12 +103,21 @@ def demo(out: Path, checkpoint: Path | None, frames: int | None, steps: int, dev
 @main.command("import-wan")
 @click.argument("wan_folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-def import_wan_command(wan_folder: Path, out: Path) -> None:
+@click.option(
+    "--v2/--paper",
+    default=False,
+    show_default=True,
+    help="--v2: the choices of the bundled model v2 (exposure-normalised lighting, env brackets 0/-8 "
+    "stops, the Deferred shading as bridge source, reprojected keyframes; docs/MODEL.md); --paper: "
+    "the paper's model.",
+)
+def import_wan_command(wan_folder: Path, out: Path, v2: bool) -> None:
     """Turn a local Wan2.1-T2V diffusers folder (transformer/, vae/) into a RenderFlow checkpoint."""
+    from renderflow.core.configs import MODEL_CONFIGS
     from renderflow.core.wan_import import import_wan
 
     try:
-        pipeline = import_wan(wan_folder)
+        pipeline = import_wan(wan_folder, spec=MODEL_CONFIGS["cpu-v2"] if v2 else None)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     pipeline.save_pretrained(out)
@@ -335,7 +351,7 @@ def _runner_options(function: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--device",
-            default="cuda" if torch.cuda.is_available() else "cpu",
+            default=_default_device,
             show_default=True,
             help="Torch device for in-process rendering.",
         ),
@@ -575,7 +591,7 @@ def _workflow_options(function: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(exists=True, file_okay=False, path_type=Path),
             help="RenderFlow checkpoint folder (default: the bundled CPU model).",
         ),
-        click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True),
+        click.option("--device", default=_default_device, show_default=True),
         click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100."),
         click.option(
             "--steps", type=click.IntRange(1, 100), default=1, show_default=True, help="Sampler steps."
@@ -816,7 +832,7 @@ def edit(
         edited = edit_materials(shot.sequence.gbuffers, mask, change)
         env = shot_envmaps(shot, envmap_path, space, EnvTransform(env_rotate, env_flip, exposure))
         beauty = _pipeline(options["checkpoint"], options["device"]).render(
-            edited, env, steps=options["steps"]
+            edited, env, steps=options["steps"], vertical_fov_degrees=shot.vertical_fov_degrees
         )
         layers = [[Layer("", colour.from_model(frame, space), "RGB")] for frame in beauty]
         _write_frames(out, list(shot.sequence.frames), layers, space)

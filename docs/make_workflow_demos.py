@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from renderflow.core.buffers import GBuffers
 from renderflow.core.clips import load_clip
 from renderflow.core.contact_sheet import display_colour, display_normal, write_contact_sheet
 from renderflow.core.demo import BUNDLED_MODEL, DEMO_CLIP
 from renderflow.core.envmap import camera_view_envmaps
-from renderflow.core.pipeline import GBuffers, RenderFlowPipeline
+from renderflow.core.pipeline import RenderFlowPipeline
 from renderflow.core.workflows import MaterialEdit, edit_materials, insert_object, relight
 from renderflow.training.procedural import EnvSpec, make_envmap
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from renderflow.core.buffers import GBuffers
 from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
 from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.pipeline import GBuffers, RenderFlowPipeline
+from renderflow.core.pipeline import RenderFlowPipeline
 
 TINY_TRANSFORMER: dict[str, Any] = {
     "patch_size": (1, 2, 2),

@@ -13,7 +13,7 @@ from renderflow.core.baselines import (
     solid_angles,
     view_rays,
 )
-from renderflow.core.pipeline import GBuffers
+from renderflow.core.buffers import GBuffers
 
 FOV = 40.0
 

@@ -67,3 +67,13 @@ def test_wan_timestep_maps_albedo_to_wans_noisiest_timestep():
 def test_zero_steps_is_an_error():
     with pytest.raises(ValueError, match="steps"):
         bridge.inference_times(0)
+
+
+@pytest.mark.parametrize("t", [0.25, 0.5, 0.75])
+def test_bridge_noise_term_is_sigma_sqrt_t_one_minus_t_epsilon(t):
+    # paper eq. 4: z_t = (1 - t)·z0 + t·z1 + σ·sqrt(t(1 - t))·ε
+    z0, z1, noise = _latents(4)
+    times = torch.full((4,), t, dtype=torch.float64)
+    deterministic = bridge.interpolant(z0, z1, times, sigma=0.0, noise=noise)
+    with_noise = bridge.interpolant(z0, z1, times, sigma=0.005, noise=noise)
+    torch.testing.assert_close(with_noise - deterministic, 0.005 * (t * (1 - t)) ** 0.5 * noise)

@@ -43,7 +43,8 @@ def test_checkpoint_folder_holds_config_and_safetensors_only(trained_pipeline, t
         "transformer.safetensors",
     ]
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["bridge"] == {"sigma": 0.005, "train_times": [0.0, 0.25, 0.5, 0.75]}
+    assert config["bridge"] == {"sigma": 0.005, "train_times": [0.0, 0.25, 0.5, 0.75], "source": "albedo"}
+    assert config["lighting"] == {"normalise": False, "env_brackets": [0.0]}
     assert config["autoencoder"]["kind"] == "tiny"
 
 

@@ -9,12 +9,16 @@ from conftest import TINY_AUTOENCODER, write_clip
 
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import TinyAutoencoder
+from renderflow.core.baselines import shaded_source_model
 from renderflow.core.clips import frame_pattern, load_clip
 from renderflow.core.envmap import camera_view_envmaps, read_envmap
+from renderflow.core.lighting import LightingConfig, light_scale
 from renderflow.training.datasets import (
     BUFFERS,
+    STACK_CACHE_DIR,
     ClipWindowDataset,
     LatentCache,
+    ModelInputs,
     WindowSpec,
     find_clips,
     keyframe_indices,
@@ -150,3 +154,47 @@ def test_latent_cache_serves_windows_and_reuses_files(clips, tmp_path):
     assert changed.autoencoder_hash != reread.autoencoder_hash
     with pytest.raises(ValueError, match="grid"):
         cache.window_latents(clips[0], 0, 3, origin=(2, 0), size=(16, 16))
+
+
+def test_a_normalising_shaded_model_sees_its_own_inputs(tiny_dataset):
+    clip = load_clip(tiny_dataset / "train" / "clip_0000")
+    inputs = ModelInputs(LightingConfig(normalise=True, env_brackets=(0.0, -8.0)), "shaded")
+    arrays = to_model_space(clip, inputs)
+    assert arrays.names == (*BUFFERS, "env1", "shaded", "plate")
+    scale = light_scale(clip.envmap_cam)
+    np.testing.assert_allclose(
+        arrays.stack[arrays.names.index("beauty")], enc.beauty_to_model(clip.beauty / scale), atol=1e-6
+    )
+    env_cam = clip.envmap_cam / np.float32(scale)
+    shaded = shaded_source_model(clip.gbuffers, env_cam, clip.vertical_fov_degrees)
+    np.testing.assert_allclose(arrays.stack[arrays.names.index("shaded")], shaded, atol=1e-6)
+    assert ModelInputs(inputs.lighting).env_names() == ("env", "env1")
+
+
+def test_model_space_arrays_are_cached_by_the_clip_files_and_the_inputs(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    write_clip(root / "train" / "clip_0000", frames=3)
+    inputs = ModelInputs(LightingConfig(normalise=True), "shaded")
+    first = load_dataset(root, "train", inputs=inputs)[0]
+    assert len(list((root / STACK_CACHE_DIR).iterdir())) == 1
+    again = load_dataset(root, "train", inputs=inputs)[0]
+    np.testing.assert_array_equal(again.stack, first.stack)
+    np.testing.assert_array_equal(again.camera_to_world, first.camera_to_world)
+    load_dataset(root, "train")  # other inputs: another file
+    assert len(list((root / STACK_CACHE_DIR).iterdir())) == 2
+
+
+def test_items_carry_keyframes_reprojected_into_their_frames(clips):
+    spec = WindowSpec(window=3, crop=16, keyframe_gap=2, reproject=True)
+    item = ClipWindowDataset(clips, spec, seed=4)[0]
+    reprojected = item["reprojected"]  # [4, window, h, w]: model-space image, validity
+    assert reprojected.shape == (4, 3, 16, 16)
+    beauty = item["buffers"][BUFFERS.index("beauty")]  # [3, window, h, w]
+    for index, frame in enumerate(item["keyframe_frames"].tolist()):
+        if 0 <= frame < 3:  # a keyframe inside the window reprojects onto itself exactly
+            valid = reprojected[3, int(frame)] > 0
+            torch.testing.assert_close(
+                reprojected[:3, int(frame)][:, valid], beauty[:, int(frame)][:, valid], atol=1e-5, rtol=0
+            )
+            torch.testing.assert_close(item["keyframes"][index], beauty[:, int(frame)])
+    assert (reprojected[3] > 0).float().mean() > 0.5

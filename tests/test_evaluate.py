@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from renderflow.daemon.render_cli import main as rf_render
 from renderflow.training import metrics
 from renderflow.training.cli import main as rf_train
 from renderflow.training.eval_cli import main as rf_eval
+from renderflow.training.evaluate import exposure_gain
 
 
 def test_psnr_and_ssim_known_values():
@@ -58,6 +60,7 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
     assert set(forward) == {
         "IBL",
         "Deferred",
+        "Autoencoder ceiling",
         "RenderFlow (1 step)",
         "RenderFlow (4 steps)",
         "RenderFlow sampler (3 steps)",
@@ -81,6 +84,43 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
     assert "| Deferred | — |" in markdown and "n/a" in markdown and "| Keyframes |" in markdown
     assert (tmp_path / "contact_clip_0002.png").exists()
     assert clip.beauty.shape[0] == 5
+    # per-clip rows, the exposure gain and the naive decomposition the inverse adapter must beat
+    assert results["per_clip_psnr"]["Deferred"] == [pytest.approx(forward["Deferred"]["psnr"])]
+    assert "| clip_0002 |" in markdown and "Naive (image as albedo, constants)" in markdown
+    assert math.isnan(results["inverse_naive"]["normal_degrees"])
+    assert forward["Deferred"]["gain"] > 0
+
+
+def test_exposure_gain_says_how_much_brighter_the_truth_is():
+    reference = np.random.default_rng(0).random((2, 8, 8, 3)) * 5
+    mask = np.ones((2, 8, 8, 1))
+    assert exposure_gain(reference, reference, mask) == pytest.approx(1.0)
+    assert exposure_gain(reference / 4, reference, mask) == pytest.approx(4.0)
+    mask[:, :4] = 0
+    spoiled = reference.copy()
+    spoiled[:, :4] = 100.0  # outside the geometry: does not count
+    assert exposure_gain(spoiled, reference, mask) == pytest.approx(1.0)
+    highlight = reference.copy()
+    highlight[0, 6, 6] *= 1000.0  # one blown-out pixel does not rule the exposure
+    assert exposure_gain(highlight, reference, mask) == pytest.approx(1.0)
+
+
+def test_rf_eval_scores_a_clip_without_camera_json_from_its_headers(tiny_dataset, tmp_path):
+    data = tmp_path / "mine"
+    shutil.copytree(tiny_dataset / "test", data)
+    (data / "clip_0002" / "camera.json").unlink()
+    (data / "clip_0002" / "scene.json").unlink()  # not made by rf-train synth: no done file needed
+    (data / "clip_0002" / "done").unlink()
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(rf_eval, ["--data", str(data), "--split", "", "--out", str(out)])
+    assert refused.exit_code == 1 and "--fov" in refused.output
+    result = CliRunner().invoke(
+        rf_eval, ["--data", str(data), "--split", "", "--out", str(out), "--fov", "40"]
+    )
+    assert result.exit_code == 0, result.output
+    original = load_clip(tiny_dataset / "test" / "clip_0002")
+    from_headers = load_clip(data / "clip_0002", vertical_fov_degrees=40.0)
+    np.testing.assert_allclose(from_headers.camera_to_world, original.camera_to_world, atol=1e-6)
 
 
 def test_rf_eval_with_other_step_counts(tiny_dataset, tiny_checkpoint, tmp_path):

@@ -269,11 +269,15 @@ def test_colour_conversion_touches_colour_buffers_only(tmp_path):
     assert not np.allclose(aces.buffers["albedo"], linear.buffers["albedo"])
 
 
-def test_canonical_writer_uses_half_for_colour_and_float_for_data(tmp_path):
+def test_canonical_writer_uses_float_for_beauty_and_data_and_half_for_albedo(tmp_path):
     path = tmp_path / "frame.exr"
     buffers = _buffers()
+    buffers["beauty"] = (
+        np.random.default_rng(1).uniform(0, 2e5, (8, 8, 3)).astype(np.float32)
+    )  # suns: > 65504
     write_canonical_frame(path, buffers)
     image = read_exr(path)
+    np.testing.assert_array_equal(image.select(["R", "G", "B"]), buffers["beauty"])  # float: exact, finite
     np.testing.assert_array_equal(image.select(["depth.Z"]), buffers["depth"])  # float: exact, inf kept
     np.testing.assert_array_equal(image.select(["N.X", "N.Y", "N.Z"]), buffers["normal"])
     assert not np.array_equal(image.select(["albedo.R", "albedo.G", "albedo.B"]), buffers["albedo"])  # half

@@ -1,12 +1,18 @@
 """`rf-render inspect`: what a TD sees before rendering a renderer's EXRs; and error-map previews."""
 
+import subprocess
+import sys
+
 import numpy as np
 from click.testing import CliRunner
 
 from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
 from renderflow.core.contact_sheet import display_error
+from renderflow.core.demo import DEMO_CLIP
 from renderflow.core.exr import Layer, write_layers
 from renderflow.daemon.render_cli import main
+
+DEMO_FRAMES = DEMO_CLIP / "frame.####.exr"
 
 
 def _arnold_frame(path, with_camera=True):
@@ -72,3 +78,21 @@ def test_error_map_is_black_where_equal_and_white_at_full_scale():
     np.testing.assert_array_equal(heat[0, 0], [0, 0, 0])
     np.testing.assert_array_equal(heat[1, 1], [1, 1, 1])
     assert heat[0, 0].sum() < display_error(reference + 0.05, reference)[0, 0].sum() < 3
+
+
+def test_reading_and_inspecting_a_frame_never_imports_torch():
+    # a fresh interpreter: reading EXRs through a profile and `rf-render inspect` stay numpy-only,
+    # so inspecting a shot on a farm node takes seconds, not the import of torch and diffusers
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from renderflow.core.gbuffer_io import read_sequence\n"
+        "from renderflow.daemon.render_cli import main\n"
+        f"read_sequence({str(DEMO_FRAMES)!r})\n"
+        f"result = CliRunner().invoke(main, ['inspect', {str(DEMO_FRAMES)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(name for name in ('torch', 'diffusers') if name in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"

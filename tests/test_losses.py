@@ -41,17 +41,23 @@ def test_cosine_loss():
     assert float(cosine_loss(-normals, normals)) == pytest.approx(2.0, abs=1e-6)
 
 
-def test_ssi_depth_loss_is_zero_for_a_scaled_and_shifted_copy():
+def test_depth_loss_is_paper_eq_11_on_constructed_depths():
+    # two valid pixels with Δ = log d̂ - log d = 0.1 and 0.3, one masked pixel that must not count
+    target = torch.tensor([2.0, 5.0, 1.0]).log().view(1, 1, 1, 1, 3)
+    prediction = target + torch.tensor([0.1, 0.3, 9.0]).view(1, 1, 1, 1, 3)
+    mask = torch.tensor([1.0, 1.0, 0.0]).view(1, 1, 1, 1, 3)
+    # (1/N)ΣΔ² - (1/(2N²))(ΣΔ)² = (0.01 + 0.09)/2 - 0.4²/8 = 0.05 - 0.02
+    assert float(ssi_log_depth_loss(prediction, target, mask)) == pytest.approx(0.03, abs=1e-6)
+
+
+def test_depth_loss_forgives_half_of_a_global_scale_and_is_zero_only_for_the_truth():
     log_depth = video(2, channels=1)
-    mask = (torch.rand(log_depth.shape, generator=torch.Generator().manual_seed(3)) > 0.3).float()
-    assert float(ssi_log_depth_loss(2.5 * log_depth - 0.8, log_depth, mask)) == pytest.approx(0.0, abs=1e-8)
-    depth = log_depth.exp()
-    assert float(ssi_log_depth_loss((7.0 * depth).log(), log_depth, mask)) == pytest.approx(0.0, abs=1e-8)
-    assert float(ssi_log_depth_loss(video(4, channels=1), log_depth, mask)) > 0.1
-    # masked-out pixels do not count
-    spoiled = log_depth.clone()
-    spoiled[mask == 0] = 100.0
-    assert float(ssi_log_depth_loss(spoiled, log_depth, mask)) == pytest.approx(0.0, abs=1e-8)
+    mask = torch.ones_like(log_depth)
+    assert float(ssi_log_depth_loss(log_depth, log_depth, mask)) == pytest.approx(0.0, abs=1e-8)
+    k = torch.tensor(3.0)
+    scaled = float(ssi_log_depth_loss(log_depth + k.log(), log_depth, mask))
+    assert scaled == pytest.approx(0.5 * float(k.log()) ** 2, rel=1e-5)
+    assert float(ssi_log_depth_loss(video(4, channels=1), log_depth, mask)) > 0.5
 
 
 def _random_lpips(seed: int = 0) -> Lpips:

@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import TINY_TRANSFORMER, randomise
 
-from renderflow.core.attention import rotate_by_position
+from renderflow.core.attention import CrossAttention, rotate_by_position
 from renderflow.core.autoencoder import TinyAutoencoder
 from renderflow.core.inverse import INVERSE_LORA, InverseAdapter
 from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, bracketing_keyframes
 from renderflow.core.lora import has_lora, set_lora_enabled
 from renderflow.core.pipeline import forward_velocity, inverse_velocity
-from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+from renderflow.core.transformer import ATTRIBUTE_LATENTS, BlockBranches, RenderFlowTransformer
 
 C = TINY_TRANSFORMER["in_channels"]
 
@@ -266,3 +266,61 @@ def test_args_docstring_lists_exactly_the_signature(cls):
     parameters = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
     documented = re.findall(r"^\s{8}(\w+):", cls.__doc__.split("Args:")[1], flags=re.MULTILINE)
     assert documented == parameters
+
+
+def test_env_adaln_is_one_plus_gamma_times_f_plus_beta(transformer):
+    # paper §4.2: every block modulates the render features f <- (1 + γ)·f + β, (γ, β) from env tokens
+    block = transformer.blocks[0]
+    randomise(block.env_modulation)
+    g = torch.Generator().manual_seed(5)
+    tokens, env_tokens = torch.randn(1, 16, 24, generator=g), torch.randn(1, 16, 24, generator=g)
+    temb = torch.randn(1, 6, 24, generator=g)
+    rotary = transformer.rope(torch.zeros(1, C, 1, 8, 8))
+    with torch.no_grad():
+        gamma, beta = block.env_modulation(env_tokens).chunk(2, dim=-1)
+        modulated = block(tokens, temb, rotary, env_tokens, BlockBranches())
+        by_hand = block(tokens * (1 + gamma) + beta, temb, rotary, None, BlockBranches())
+    torch.testing.assert_close(modulated, by_hand, rtol=0, atol=0)
+
+
+def test_keyframe_branch_runs_beside_self_attention_on_its_input(transformer):
+    # paper Fig. 3: the keyframe cross-attention is parallel to self-attention: it reads the same
+    # normalised tokens self-attention reads, and its output is added to the residual stream
+    block = transformer.blocks[0]
+    seen: dict[str, torch.Tensor] = {}
+    block.attn1.register_forward_hook(lambda module, args, output: seen.setdefault("attn1", args[0]))
+
+    def branch(tokens: torch.Tensor) -> torch.Tensor:
+        seen["branch"] = tokens
+        return torch.full_like(tokens, 0.5)
+
+    g = torch.Generator().manual_seed(6)
+    tokens, temb = torch.randn(1, 16, 24, generator=g), torch.randn(1, 6, 24, generator=g)
+    rotary = transformer.rope(torch.zeros(1, C, 1, 8, 8))
+    with torch.no_grad():
+        with_branch = block(tokens, temb, rotary, None, BlockBranches(beside_self_attention=branch))
+        without = block(tokens, temb, rotary, None, BlockBranches(beside_self_attention=torch.zeros_like))
+    assert torch.equal(seen["branch"], seen["attn1"])
+    assert not torch.allclose(with_branch, without)
+
+
+def test_rope_is_applied_inside_the_keyframe_cross_attention():
+    attention = CrossAttention(dim=24, num_heads=2)
+    randomise(attention)
+    g = torch.Generator().manual_seed(7)
+    queries, context = torch.randn(1, 3, 24, generator=g), torch.randn(1, 4, 24, generator=g)
+    query_at = torch.tensor([[4.0, 0.0, 1.0], [4.0, 1.0, 0.0], [5.0, 2.0, 2.0]])
+    key_at = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 1.0], [8.0, 0.0, 0.0], [8.0, 1.0, 1.0]])
+    with torch.no_grad():
+        at_rest = attention(queries, context, query_at, key_at)
+        shifted = attention(
+            queries,
+            context,
+            query_at + torch.tensor([7.0, 3.0, -2.0]),
+            key_at + torch.tensor([7.0, 3.0, -2.0]),
+        )
+        moved_keys = attention(queries, context, query_at, key_at + torch.tensor([3.0, 0.0, 0.0]))
+        without = attention(queries, context)
+    torch.testing.assert_close(shifted, at_rest, rtol=1e-4, atol=1e-5)  # only the offset counts
+    assert not torch.allclose(moved_keys, at_rest, atol=1e-4)  # the temporal distance counts
+    assert not torch.allclose(without, at_rest, atol=1e-4)  # positions are used at all

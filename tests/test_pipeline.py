@@ -4,9 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import make_envmap, make_gbuffers, randomise
+import torch
+from conftest import TINY_AUTOENCODER, TINY_TRANSFORMER, make_envmap, make_gbuffers, randomise
 
-from renderflow.core.pipeline import GBuffers, plan_chunks
+from renderflow.core.buffers import GBuffers
+from renderflow.core.configs import build_tiny_pipeline
+from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
+from renderflow.core.pipeline import plan_chunks
 
 
 def test_render_returns_linear_hdr_frames(tiny_pipeline):
@@ -130,3 +134,29 @@ def test_keyframe_of_the_wrong_size_is_an_error(tiny_pipeline):
 
 def test_gbuffers_validate_reports_the_frame_shape():
     assert GBuffers.validate(make_gbuffers(frames=2, size=16)) == (2, 16, 16)
+
+
+def test_reprojected_keyframes_reach_a_reprojecting_adapter(caplog):
+    torch.manual_seed(0)
+    pipeline = build_tiny_pipeline(
+        TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3, reprojection=True
+    )
+    adapter = pipeline.keyframe_adapter
+    randomise(adapter)
+    cameras = np.stack([orbit_camera_to_world(0.1 * frame) for frame in range(3)])
+    frames = [ray_cast(camera[:3, :3], camera[:3, 3], 32, 40.0) for camera in cameras]
+    gbuffers = GBuffers(*(np.stack([frame[index] for frame in frames]) for index in range(4)))
+    env, keyframes = make_envmap(), {0: np.full((32, 32, 3), 0.5, np.float32)}
+    seen = []
+    adapter.aligned_embedder.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+
+    with_cameras = pipeline.render(
+        gbuffers, env, keyframes, vertical_fov_degrees=40.0, camera_to_world=cameras
+    )
+    # the last channel of the aligned input is the validity of the reprojection: keyframe 0 sees
+    # most of frames 1 and 2, which orbit 6° and 11° away from it
+    assert seen[-1][0, -1].mean() > 0.5
+    with caplog.at_level("WARNING"):
+        without_cameras = pipeline.render(gbuffers, env, keyframes)
+    assert "not reprojected" in caplog.text and seen[-1][0, -1].abs().max() == 0
+    assert not np.allclose(with_cameras, without_cameras)

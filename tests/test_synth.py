@@ -16,7 +16,17 @@ from renderflow.training.cli import main
 from renderflow.training.datasets import load_dataset
 from renderflow.training.eval_cli import main as rf_eval
 from renderflow.training.mitsuba_render import render_frame
-from renderflow.training.procedural import EnvSpec, MaterialSpec, SceneSpec, ShapeSpec, make_envmap
+from renderflow.training.procedural import (
+    HDR_ENV_KINDS,
+    OOD_ENV_KINDS,
+    EnvSpec,
+    MaterialSpec,
+    SceneSpec,
+    ShapeSpec,
+    make_envmap,
+    random_scene,
+)
+from renderflow.training.scene_presets import clip_setup
 from renderflow.training.synth import SynthConfig, make_clip, synthesise
 
 SIZE, FOV = 24, 40.0
@@ -142,3 +152,34 @@ def test_rf_train_synth_makes_a_dataset_that_rf_train_and_rf_eval_read(tmp_path)
     scored = CliRunner().invoke(rf_eval, ["--data", str(tmp_path), "--out", str(tmp_path / "eval")])
     assert scored.exit_code == 0, scored.output
     assert "| Deferred |" in (tmp_path / "eval" / "results.md").read_text()
+
+
+def test_the_ood_preset_draws_what_training_never_does_and_lands_in_test(tmp_path):
+    train = [clip_setup("diverse", seed, frames=3) for seed in range(40)]
+    ood = [clip_setup("ood", seed, frames=3) for seed in range(40)]
+    assert {s.scene.env.kind for s in train} <= set(HDR_ENV_KINDS)
+    assert {s.scene.env.kind for s in ood} <= set(OOD_ENV_KINDS)
+    assert not set(HDR_ENV_KINDS) & set(OOD_ENV_KINDS)
+    assert all(30 <= s.vertical_fov_degrees <= 60 for s in train)
+    assert all(not 30 <= s.vertical_fov_degrees <= 60 for s in ood)
+    assert any(shape.kind == "cylinder" for s in ood for shape in s.scene.shapes)
+    assert not any(shape.kind == "cylinder" for s in train for shape in s.scene.shapes)
+    # the same seed gives the same clip; the classic preset is the first generator, unchanged
+    assert clip_setup("ood", 3, 3).scene == clip_setup("ood", 3, 3).scene
+    np.testing.assert_array_equal(clip_setup("ood", 3, 3).cameras, clip_setup("ood", 3, 3).cameras)
+    assert clip_setup("classic", 5, 3).scene == random_scene(5)
+
+    config = SynthConfig(clips=2, frames=1, resolution=16, spp=2, seed=7, preset="ood")
+    folders = synthesise(tmp_path, config)
+    assert {folder.parent.name for folder in folders} == {"test"}
+
+
+@pytest.mark.parametrize("kind", HDR_ENV_KINDS + OOD_ENV_KINDS)
+def test_hdr_env_families_have_real_world_range(kind):
+    envmap = make_envmap(EnvSpec(kind, 11), 64, 128)
+    assert np.isfinite(envmap).all() and envmap.min() >= 0
+    sky_level = np.median(envmap)
+    if kind in ("sun_sky", "hazy_sun", "sunset"):
+        assert envmap.max() / sky_level > 500  # a sun 10³-10⁵ over a sky of about 1
+    if kind == "overcast":
+        assert envmap.max() / sky_level < 10

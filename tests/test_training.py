@@ -2,6 +2,10 @@
 
 import csv
 import dataclasses
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +56,7 @@ def stage1_value(checkpoint, tiny_dataset, config):
     samples, latents = fixed_batch(tiny_dataset, pipeline)
     with torch.no_grad():
         losses = stage1_losses(
-            pipeline, latents, samples["buffers"][:, 5], torch.Generator().manual_seed(0), config, None
+            pipeline, latents, samples["buffers"][:, 5], helpers.sample_generators(0, 0, 2), config, None
         )
     return float(losses["loss"])
 
@@ -234,3 +238,50 @@ def test_training_log_forgets_steps_past_the_resumed_checkpoint(tmp_path):
     rows = list(csv.DictReader((tmp_path / "logs" / "metrics.csv").open()))
     assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["loss"]) == 0.2
+
+
+def test_stage1_schedule_has_appendix_a_learning_rates_with_a_warm_up_per_phase():
+    config = Stage1Config()  # the paper's run: 20000 steps at 256², then 20000 at 512²
+    assert config.learning_rate_at(0) == (pytest.approx(5e-5), 0)
+    assert config.learning_rate_at(19999) == (pytest.approx(5e-5), 19999)
+    assert config.learning_rate_at(20000) == (pytest.approx(3e-5), 0)  # warm-up starts again here
+    assert config.crop_at(19999) == 256 and config.crop_at(20000) == 512
+    assert config.learning_rate_at(45000) == (pytest.approx(3e-5), 25000)  # past the end: the last phase
+
+
+def _logged_losses(folder):
+    with (folder / "logs" / "metrics.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_stage1_on_two_processes_follows_one_process_with_the_same_global_batch(
+    tiny_dataset, tiny_checkpoint, tmp_path
+):
+    # two processes for real (gloo on loopback): each takes half of the global batch, draws its
+    # samples' own random streams and averages gradients. `accelerate launch --cpu` would start one
+    # process (its simple launcher; multi-CPU there means MPI): torchrun's launcher (`--multi_gpu`)
+    # with `--device cpu` is what makes a process group on a CPU machine (docs/DECISIONS.md).
+    args = ["--data", str(tiny_dataset), "--init", str(tiny_checkpoint), "--schedule", f"4@{CROP}"]
+    args += ["--window", str(WINDOW), "--lr", "1e-3", "--warmup", "1", "--device", "cpu", "--log-every", "1"]
+    args += ["--no-gradient-checkpointing", "--checkpoint-every", "4"]
+    single = CliRunner().invoke(main, ["stage1", *args, "--batch-size", "4", "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    with socket.socket() as probe:  # a free port for the process group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rf_train = Path(sys.executable).parent / "rf-train"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(port)]
+    completed = subprocess.run(
+        [*launch, str(rf_train), "stage1", *args, "--batch-size", "2", "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    one, two = _logged_losses(tmp_path / "one"), _logged_losses(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    np.testing.assert_allclose(two, one, rtol=1e-4)
+    assert one[-1] < one[0]  # and it trains

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from renderflow.core.configs import MODEL_CONFIGS, build_tiny_pipeline
+from renderflow.core.configs import MODEL_CONFIGS, build_model
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.datasets import ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import gradient_loss, l1_loss
 
 logger = logging.getLogger(__name__)
@@ -58,16 +58,12 @@ def train_autoencoder(config: AutoencoderConfig, progress: helpers.ProgressFn | 
         raise ValueError(f"unknown model configuration {config.model!r}; known: {sorted(MODEL_CONFIGS)}")
     torch.manual_seed(config.seed)
 
-    # 2. Data: single frames (window 1) at random crops
-    dataset = ClipWindowDataset(
-        load_dataset(Path(config.data), config.split, config.profile), WindowSpec(1, config.crop), config.seed
-    )
+    # 2. Model: a fresh pipeline of the named configuration; only its autoencoder trains here
+    pipeline = build_model(MODEL_CONFIGS[config.model], lora_rank=config.lora_rank).to(device)
 
-    # 3. Model: a fresh pipeline of the named configuration; only its autoencoder trains here
-    transformer_config, autoencoder_config = MODEL_CONFIGS[config.model]
-    pipeline = build_tiny_pipeline(transformer_config, autoencoder_config, lora_rank=config.lora_rank).to(
-        device
-    )
+    # 3. Data: single frames (window 1) at random crops, every buffer that model encodes
+    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
+    dataset = ClipWindowDataset(clips, WindowSpec(1, config.crop), config.seed)
     autoencoder = pipeline.autoencoder.train()
     params = helpers.trainable_parameters([("autoencoder", autoencoder)])
 

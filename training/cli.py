@@ -50,6 +50,14 @@ def main(verbose: bool) -> None:
     "--animate-material", is_flag=True, help="Animate the first object's material (paper appendix C)."
 )
 @click.option(
+    "--preset",
+    type=click.Choice(["classic", "diverse", "ood"]),
+    default="classic",
+    show_default=True,
+    help="Scene generator: classic (the first one), diverse (training data of real-world range), "
+    "ood (the out-of-distribution test split: never train on it). docs/DATA.md describes each.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
@@ -64,6 +72,7 @@ def synth(
     fov: float,
     workers: int,
     animate_material: bool,
+    preset: str,
     out: Path,
 ) -> None:
     """Render procedural scenes with Mitsuba 3: beauty + exact G-buffers per frame.
@@ -72,7 +81,7 @@ def synth(
     """
     from renderflow.training.synth import SynthConfig, synthesise
 
-    config = SynthConfig(clips, frames, res, spp, seed, fov, animate_material=animate_material)
+    config = SynthConfig(clips, frames, res, spp, seed, fov, animate_material=animate_material, preset=preset)
     started = time.perf_counter()
     with tqdm(total=clips, desc="clips", unit="clip", disable=None) as bar:
 
@@ -247,21 +256,31 @@ def _parse_schedule(value: str | None) -> tuple[tuple[int, int | None], ...] | N
     "--schedule",
     help="Resolution schedule STEPS@CROP,... (paper: 20000@256,20000@512); sets the step count.",
 )
+@click.option(
+    "--phase-lr-factors",
+    help="Learning rate of each schedule phase as a factor of --lr, e.g. 1,0.6 (appendix A: 5e-5 then "
+    "3e-5); each phase warms up again over --warmup steps.",
+)
 @click.option("--lambda-pixel", type=float, help="Weight of LPIPS + gradient loss (eq. 8).")
 @click.option(
     "--reference-probability", type=click.FloatRange(0, 1), help="Share of first-frame conditioning."
 )
-def stage1(schedule: str | None, **options: Any) -> None:
+def stage1(schedule: str | None, phase_lr_factors: str | None, **options: Any) -> None:
     """Stage 1: train the base renderer (bridge loss + λ·pixel losses).
 
     Options left out keep Stage1Config's defaults, the paper's run: 20000@256,20000@512, batch 32,
-    LR 5e-5 with 1000 warm-up steps, λ = 1, CUDA.
+    LR 5e-5 then 3e-5, each phase with 1000 warm-up steps, λ = 1, CUDA.
     """
     from renderflow.training.stage1 import Stage1Config, train_stage1
 
     if options.pop("steps") is not None:
         raise click.UsageError("stage1 takes its step count from --schedule")
     options["schedule"] = _parse_schedule(schedule)
+    if phase_lr_factors is not None:
+        try:
+            options["phase_lr_factors"] = tuple(float(part) for part in phase_lr_factors.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{phase_lr_factors!r}: expected factors like 1,0.6") from None
     with _progress_bar("stage1") as progress:
         out = train_stage1(_config(Stage1Config, options), progress)
     click.echo(f"checkpoint: {out}")

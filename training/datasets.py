@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +22,76 @@ from torch.utils.data import Dataset
 
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import Autoencoder
+from renderflow.core.baselines import shaded_source_model
 from renderflow.core.clips import Clip, load_clip
 from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
+from renderflow.core.lighting import (
+    LightingConfig,
+    env_brackets_to_model,
+    image_exposure_scale,
+    normalised_envmap,
+)
+from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.reprojection import reproject_keyframes
 
 logger = logging.getLogger(__name__)
 
-# The order of the model-space stack of a clip; the first four are the forward model's inputs.
+# The model-space stack of a clip starts with these, for every model; the first four are the forward
+# model's inputs. `ModelInputs.names` adds what a model's lighting and bridge source need.
 BUFFERS = ("albedo", "normal", "depth", "material", "env", "beauty")
 DONE_FILE = "done"  # written last by `rf-train synth`
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a checkpoint's model sees of a clip besides its G-buffers (core.lighting, core.bridge).
+
+    With `lighting.normalise`, env map, beauty and keyframes are divided by the clip's light scale,
+    and `plate` is the beauty divided by its own exposure (what `decompose` sees); `env1`, `env2`...
+    are the darker env brackets; `shaded` is the Deferred bridge source.
+    """
+
+    lighting: LightingConfig = field(default_factory=LightingConfig)
+    bridge_source: str = "albedo"
+
+    @classmethod
+    def of(cls, pipeline: RenderFlowPipeline) -> ModelInputs:
+        return cls(pipeline.lighting, pipeline.bridge.source)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        brackets = tuple(f"env{index}" for index in range(1, len(self.lighting.env_brackets)))
+        shaded = ("shaded",) if self.bridge_source == "shaded" else ()
+        plate = ("plate",) if self.lighting.normalise else ()
+        return BUFFERS + brackets + shaded + plate
+
+    def env_names(self) -> tuple[str, ...]:
+        """The stack's env buffers, brightest bracket first: the transformer's env latents in order."""
+        return env_buffer_names(self.names)
+
+
+def env_buffer_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The env brackets among a stack's buffer names, in order: `env`, `env1`, `env2`..."""
+    return tuple(name for name in names if name == "env" or (name[:3] == "env" and name[3:].isdigit()))
+
+
 @dataclass
 class ClipArrays:
-    """A clip in model space: `stack` is `[len(BUFFERS), F, H, W, 3]` in [-1, 1], `mask` `[F, H, W, 1]`."""
+    """A clip in model space: `stack` is `[len(names), F, H, W, 3]` in [-1, 1], `mask` `[F, H, W, 1]`;
+    its planar depth, cameras and fov for keyframe reprojection."""
 
     name: str
     stack: np.ndarray
     mask: np.ndarray
+    names: tuple[str, ...] = BUFFERS
+    depth: np.ndarray | None = None  # [F, H, W, 1] planar
+    camera_to_world: np.ndarray | None = None  # [F, 4, 4]
+    vertical_fov_degrees: float = 40.0
 
 
 def find_clips(root: Path, split: str | None = None) -> list[Path]:
-    """Clip folders under `root` (or `root/split`), sorted; a folder is a clip when it holds `camera.json`.
+    """Clip folders under `root` (or `root/split`), sorted; a folder is a clip when it holds `envmap.exr`
+    (its cameras come from camera.json or the frames' headers).
 
     Clips of `rf-train synth` count only once complete (their `done` file exists).
     """
@@ -50,38 +99,51 @@ def find_clips(root: Path, split: str | None = None) -> list[Path]:
     if not base.is_dir():
         raise FileNotFoundError(f"{base}: no such dataset folder")
     clips = []
-    for camera in sorted(base.rglob("camera.json")):
-        folder = camera.parent
+    for envmap in sorted(base.rglob("envmap.exr")):
+        folder = envmap.parent
         made_by_synth = (folder / "scene.json").exists()
         if made_by_synth and not (folder / DONE_FILE).exists():
             logger.warning("%s: incomplete clip (no %s file), skipped", folder, DONE_FILE)
             continue
         clips.append(folder)
     if not clips:
-        raise FileNotFoundError(f"{base}: no clip folders (a clip holds frames, envmap.exr and camera.json)")
+        raise FileNotFoundError(
+            f"{base}: no clip folders (a clip holds frames, envmap.exr and camera.json or EXR cameras)"
+        )
     return clips
 
 
-def to_model_space(clip: Clip) -> ClipArrays:
-    """The clip's buffers in the model's encodings, depth normalised over the whole clip."""
+def to_model_space(clip: Clip, inputs: ModelInputs | None = None) -> ClipArrays:
+    """The clip's buffers in the model's encodings, depth normalised over the whole clip; env map,
+    brackets and shaded source made by the pipeline's own functions, so training sees what inference sees."""
+    inputs = inputs or ModelInputs()
     gbuffers = clip.gbuffers
     num_frames, height, width = gbuffers.validate()
-    env = torch.from_numpy(enc.envmap_to_model(clip.envmap_cam)).permute(0, 3, 1, 2)  # [F, 3, He, We]
-    env_resized = torch.nn.functional.interpolate(
-        env, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-    )  # the pipeline's resize, so that training sees what inference sees
-    stack = np.stack(
-        [
-            enc.albedo_to_model(gbuffers.albedo),
-            enc.normal_to_model(gbuffers.normal),
-            enc.depth_to_model(gbuffers.depth, enc.disparity_range(gbuffers.depth)),
-            enc.material_to_model(gbuffers.material),
-            env_resized.permute(0, 2, 3, 1).numpy(),  # [F, 3, H, W] -> [F, H, W, 3]
-            enc.beauty_to_model(clip.beauty),
-        ]
-    ).astype(np.float32)
-    assert stack.shape == (len(BUFFERS), num_frames, height, width, 3)
-    return ClipArrays(clip.name, stack, clip.mask.astype(np.float32))
+    env_cam, scale = normalised_envmap(clip.envmap_cam, inputs.lighting)
+    brackets = env_brackets_to_model(env_cam, inputs.lighting.env_brackets, num_frames, height, width)
+    buffers = {
+        "albedo": enc.albedo_to_model(gbuffers.albedo),
+        "normal": enc.normal_to_model(gbuffers.normal),
+        "depth": enc.depth_to_model(gbuffers.depth, enc.disparity_range(gbuffers.depth)),
+        "material": enc.material_to_model(gbuffers.material),
+        "beauty": enc.beauty_to_model(clip.beauty / np.float32(scale)),
+    }
+    buffers |= dict(zip(inputs.env_names(), brackets, strict=True))
+    if inputs.bridge_source == "shaded":
+        buffers["shaded"] = shaded_source_model(gbuffers, env_cam, clip.vertical_fov_degrees)
+    if inputs.lighting.normalise:
+        buffers["plate"] = enc.beauty_to_model(clip.beauty / np.float32(image_exposure_scale(clip.beauty)))
+    stack = np.stack([buffers[name] for name in inputs.names]).astype(np.float32)
+    assert stack.shape == (len(inputs.names), num_frames, height, width, 3)
+    return ClipArrays(
+        clip.name,
+        stack,
+        clip.mask.astype(np.float32),
+        inputs.names,
+        gbuffers.depth,
+        clip.camera_to_world,
+        clip.vertical_fov_degrees,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +154,7 @@ class WindowSpec:
     crop: int | None = None  # square crop in pixels; None keeps the whole frame
     keyframe_gap: int = 16  # keyframes every this many frames of the clip (paper: sparse keyframes)
     crop_multiple: int = 8  # crops start on this grid (the autoencoder × patch factor)
+    reproject: bool = False  # items carry the keyframes reprojected into the window's frames
 
 
 def keyframe_indices(num_frames: int, gap: int, phase: int) -> list[int]:
@@ -107,7 +170,8 @@ class ClipWindowDataset(Dataset[dict[str, torch.Tensor]]):
     An item holds `buffers` `[len(BUFFERS), 3, window, h, w]` (model space, [-1, 1]), `mask`
     `[1, window, h, w]`, `keyframes` `[K, 3, h, w]` (the clip's beauty at `keyframe_frames`),
     `keyframe_frames` `[K]` (clip frames relative to the window's first frame; may lie outside
-    the window), and `clip` (the clip's index).
+    the window), `clip` (the clip's index) and, with `spec.reproject`, `reprojected`
+    `[4, window, h, w]` (the keyframes reprojected into each frame, model space, then validity).
     """
 
     def __init__(self, clips: list[ClipArrays], spec: WindowSpec, seed: int = 0, length: int = 10**9) -> None:
@@ -154,7 +218,21 @@ class ClipWindowDataset(Dataset[dict[str, torch.Tensor]]):
         buffers = torch.from_numpy(clip.stack[:, frames, rows, cols]).permute(0, 4, 1, 2, 3)
         # [K, H, W, 3] -> [K, 3, H, W]
         keyframe_pixels = torch.from_numpy(clip.stack[beauty, keyframes][:, rows, cols]).permute(0, 3, 1, 2)
-        return {
+        extra = {}
+        if self.spec.reproject:
+            if clip.depth is None or clip.camera_to_world is None:
+                raise ValueError(f"clip {clip.name}: no depth or cameras to reproject keyframes with")
+            reprojected = reproject_keyframes(
+                clip.depth,
+                clip.camera_to_world,
+                clip.vertical_fov_degrees,
+                {key: clip.stack[beauty, key] for key in keyframes},
+                range(start, start + self.spec.window),
+            )  # [window, H, W, 4], cropped after: the projection needs the whole frame
+            extra["reprojected"] = (
+                torch.from_numpy(reprojected[:, rows, cols]).permute(3, 0, 1, 2).contiguous()
+            )
+        return extra | {
             "buffers": buffers.contiguous(),
             "mask": torch.from_numpy(clip.mask[frames, rows, cols]).permute(3, 0, 1, 2).contiguous(),
             "keyframes": keyframe_pixels.contiguous(),
@@ -165,9 +243,58 @@ class ClipWindowDataset(Dataset[dict[str, torch.Tensor]]):
         }
 
 
-def load_dataset(root: Path, split: str | None, profile: str = "auto") -> list[ClipArrays]:
-    """Every clip of a split, loaded and converted to model space."""
-    return [to_model_space(load_clip(folder, profile)) for folder in find_clips(root, split)]
+def load_dataset(
+    root: Path, split: str | None, profile: str = "auto", inputs: ModelInputs | None = None
+) -> list[ClipArrays]:
+    """Every clip of a split, loaded and converted to model space for a model that takes `inputs`.
+
+    Each clip's arrays are kept in `root/STACK_CACHE_DIR` (safetensors, named by a hash of the clip's
+    files, the profile and `inputs`), so the stages after the first skip reading and shading it.
+    """
+    inputs = inputs or ModelInputs()
+    cache = Path(root) / STACK_CACHE_DIR
+    return [_cached_model_space(folder, profile, inputs, cache) for folder in find_clips(root, split)]
+
+
+STACK_CACHE_DIR = ".model_space_cache"
+STACK_CACHE_VERSION = 1  # bump when to_model_space changes what it computes
+
+
+def _cached_model_space(folder: Path, profile: str, inputs: ModelInputs, cache: Path) -> ClipArrays:
+    digest = hashlib.sha256(repr((STACK_CACHE_VERSION, profile, inputs)).encode())
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    path = cache / f"{folder.name}-{digest.hexdigest()[:16]}.safetensors"
+    if path.exists():
+        tensors = load_file(str(path))
+        return ClipArrays(
+            folder.name,
+            tensors["stack"].numpy(),
+            tensors["mask"].numpy(),
+            inputs.names,
+            tensors["depth"].numpy(),
+            tensors["camera_to_world"].numpy(),
+            float(tensors["vertical_fov_degrees"]),
+        )
+    arrays = to_model_space(load_clip(folder, profile), inputs)
+    assert arrays.depth is not None and arrays.camera_to_world is not None
+    try:
+        cache.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tensors = {
+            "stack": torch.from_numpy(arrays.stack),
+            "mask": torch.from_numpy(arrays.mask),
+            "depth": torch.from_numpy(np.ascontiguousarray(arrays.depth, np.float32)),
+            "camera_to_world": torch.from_numpy(np.ascontiguousarray(arrays.camera_to_world, np.float64)),
+            "vertical_fov_degrees": torch.tensor(arrays.vertical_fov_degrees, dtype=torch.float64),
+        }
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+    except OSError as error:  # a read-only dataset still trains, only slower to start
+        logger.warning("%s: model-space cache not written (%s)", cache, error)
+    return arrays
 
 
 class LatentCache:
@@ -196,7 +323,7 @@ class LatentCache:
         self._memory: dict[str, torch.Tensor] = {}
 
     def clip_latents(self, clip: ClipArrays) -> torch.Tensor:
-        """`[len(BUFFERS), C, F, h, w]` latents of every buffer of the clip."""
+        """`[len(clip.names), C, F, h, w]` latents of every buffer of the clip."""
         key = hashlib.sha256(clip.stack.tobytes()).hexdigest()[:16]
         if key in self._memory:
             return self._memory[key]
@@ -216,7 +343,7 @@ class LatentCache:
     def window_latents(
         self, clip: ClipArrays, start: int, window: int, origin: tuple[int, int], size: tuple[int, int]
     ) -> torch.Tensor:
-        """Latents of a sample: `[len(BUFFERS), C, window, h, w]` for pixel crop `origin` + `size`."""
+        """Latents of a sample: `[len(clip.names), C, window, h, w]` for pixel crop `origin` + `size`."""
         factor = self.autoencoder.spatial_factor
         if origin[0] % factor or origin[1] % factor or size[0] % factor or size[1] % factor:
             raise ValueError(f"crop {origin} + {size} is not on the autoencoder's {factor}-pixel grid")

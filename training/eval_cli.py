@@ -40,11 +40,24 @@ def _int_list(value: str) -> tuple[int, ...]:
 @click.option("--profile", default="auto", show_default=True, help="AOV profile of the clips' EXRs.")
 @click.option("--steps", default="1,4", show_default=True, help="RenderFlow step counts to score.")
 @click.option(
+    "--env-height",
+    type=click.IntRange(8),
+    default=64,
+    show_default=True,
+    help="Height of the camera-view env maps (width twice that; never below the frame height).",
+)
+@click.option(
+    "--fov",
+    type=click.FloatRange(1, 179),
+    help="Vertical field of view in degrees, for clips without camera.json (cameras from the EXR "
+    "headers' cameraToWorld/worldToCamera); overrides camera.json's.",
+)
+@click.option(
     "--sampler-steps",
-    type=click.IntRange(2),
+    type=click.IntRange(0),
     default=30,
     show_default=True,
-    help="Steps of the diffusion-style baseline.",
+    help="Steps of the diffusion-style baseline (0: leave it out).",
 )
 @click.option(
     "--keyframe-gaps", default="4,8,16", show_default=True, help="Keyframe gaps to score (Table 6)."
@@ -70,6 +83,8 @@ def main(
     out: Path,
     profile: str,
     steps: str,
+    env_height: int,
+    fov: float | None,
     sampler_steps: int,
     keyframe_gaps: str,
     repeats: int,
@@ -100,6 +115,8 @@ def main(
         inverse=inverse,
         device=device,
         lpips_weights=lpips_weights,
+        env_height=env_height,
+        vertical_fov_degrees=fov,
         max_clips=max_clips,
     )
     with tqdm(desc="clips", unit="clip", disable=None) as bar:

@@ -25,6 +25,7 @@ from renderflow.core.baselines import render_baseline
 from renderflow.core.clips import Clip, load_clip
 from renderflow.core.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.core.envmap import camera_view_envmaps
+from renderflow.core.lighting import light_scale
 from renderflow.core.pipeline import RenderFlowPipeline
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
@@ -33,6 +34,7 @@ from renderflow.training.lpips import PerceptualFn, load_lpips
 logger = logging.getLogger(__name__)
 
 EVAL_ENV_HEIGHT = 64  # camera-view env maps of 64x128: enough for the baselines' mirror lobes
+NAIVE_ROUGHNESS = 0.5  # the naive decomposition: the image as albedo, constant mid roughness, no metal
 CONTACT_SHEET_CLIPS = 4
 RenderFn = Callable[[Clip], np.ndarray]
 
@@ -45,18 +47,22 @@ class EvalConfig:
     split: str = "test"
     profile: str = "auto"
     steps: tuple[int, ...] = (1, 4)  # RenderFlow's own step counts
-    sampler_steps: int = 30  # the diffusion-style baseline: the same network, many Euler steps
+    sampler_steps: int = 30  # the diffusion-style baseline: the same network, many Euler steps; 0: skip
     keyframe_gaps: tuple[int, ...] = (4, 8, 16)
     repeats: int = 2  # runs of the 1-step model, for the run-to-run spread
     inverse: bool = True
     device: str = "cpu"
     lpips_weights: str | None = None
     max_clips: int | None = None
+    env_height: int = (
+        EVAL_ENV_HEIGHT  # camera-view env maps of env_height x 2·env_height (at least the frame's)
+    )
+    vertical_fov_degrees: float | None = None  # for clips without camera.json (cameras from the headers)
 
 
 @dataclass
 class MethodScores:
-    """Per-clip values of each metric; the tables show their means."""
+    """Per-clip values of each metric; the tables show their means (the exposure gain: its median)."""
 
     values: dict[str, list[float]] = field(default_factory=dict)
 
@@ -64,8 +70,15 @@ class MethodScores:
         for key, value in scores.items():
             self.values.setdefault(key, []).append(value)
 
-    def mean(self) -> dict[str, float]:
-        return {key: float(np.mean(values)) for key, values in self.values.items()}
+    def summary(self) -> dict[str, float]:
+        return {key: _summarise(key, values) for key, values in self.values.items()}
+
+
+def _summarise(key: str, values: list[float]) -> float:
+    finite = [value for value in values if not math.isnan(value)]
+    if not finite:
+        return float("nan")  # a metric the method does not produce (n/a in the tables)
+    return float(np.median(finite) if key == "gain" else np.mean(finite))
 
 
 def beauty_scores(
@@ -79,6 +92,7 @@ def beauty_scores(
         "psnr_mask": metrics.psnr(predicted, reference, mask),
         "ssim_mask": metrics.ssim(predicted, reference, mask),
         "flicker": metrics.flicker(predicted, reference),
+        "gain": exposure_gain(prediction, clip.beauty, mask),
     }
     if perceptual is not None:
         scores["lpips"] = metrics.lpips(perceptual, predicted, reference)
@@ -90,17 +104,51 @@ def beauty_scores(
     return scores
 
 
+def exposure_gain(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """How much brighter the reference is than the prediction over the geometry: the median of the
+    per-pixel ratios of linear luminance (1: exposure right, 4: two stops too dark). A median,
+    because a few near-white pixels, which the inverse tone curve blows up, would rule a mean."""
+    weights = np.array([0.2126, 0.7152, 0.0722])
+    predicted = prediction.astype(np.float64) @ weights
+    truth = reference.astype(np.float64) @ weights
+    valid = (mask[..., 0] > 0) & (predicted > 1e-6) & (truth > 1e-6)
+    if not valid.any():
+        return float("nan")
+    return float(np.median(truth[valid] / predicted[valid]))
+
+
 def inverse_scores(decomposed: dict[str, np.ndarray], clip: Clip) -> dict[str, float]:
-    """Table 2: albedo PSNR, normal angle, relative depth error, material RMSE, on the mask."""
+    """Table 2: albedo PSNR, normal angle, relative depth error, material RMSE, on the mask; any
+    intrinsic missing from `decomposed` scores NaN (n/a)."""
     mask = clip.mask
     gbuffers = clip.gbuffers
+    nan = float("nan")
     albedo_display = enc.srgb_oetf(np.clip(decomposed["albedo"], 0.0, 1.0))
     return {
         "albedo_psnr": metrics.psnr(albedo_display, enc.srgb_oetf(gbuffers.albedo), mask),
-        "normal_degrees": metrics.angular_error_degrees(decomposed["normal"], gbuffers.normal, mask),
-        "depth_log_rmse": metrics.ssi_log_depth_rmse(decomposed["depth"], gbuffers.depth, mask),
+        "normal_degrees": (
+            metrics.angular_error_degrees(decomposed["normal"], gbuffers.normal, mask)
+            if "normal" in decomposed
+            else nan
+        ),
+        "depth_log_rmse": (
+            metrics.ssi_log_depth_rmse(decomposed["depth"], gbuffers.depth, mask)
+            if "depth" in decomposed
+            else nan
+        ),
         "roughness_rmse": metrics.rmse(decomposed["roughness"], gbuffers.material[..., :1], mask),
         "metallic_rmse": metrics.rmse(decomposed["metallic"], gbuffers.material[..., 1:2], mask),
+    }
+
+
+def naive_decomposition(image_linear: np.ndarray) -> dict[str, np.ndarray]:
+    """The naive baseline an inverse model must beat: albedo = the image clipped to [0, 1], constant
+    roughness and metallic."""
+    constant = np.ones((*image_linear.shape[:3], 1), np.float32)
+    return {
+        "albedo": np.clip(image_linear, 0.0, 1.0),
+        "roughness": NAIVE_ROUGHNESS * constant,
+        "metallic": 0.0 * constant,
     }
 
 
@@ -120,6 +168,16 @@ def baseline_renderer(method: str) -> RenderFn:
     return render
 
 
+def autoencoder_ceiling(pipeline: RenderFlowPipeline) -> RenderFn:
+    """The path-traced frames through the model's autoencoder: what no render of this model can beat."""
+
+    def render(clip: Clip) -> np.ndarray:
+        scale = light_scale(clip.envmap_cam) if pipeline.lighting.normalise else 1.0
+        return pipeline.reconstruct(clip.beauty, scale)
+
+    return render
+
+
 def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int | None = None) -> RenderFn:
     """RenderFlow with `steps` sampler steps; keyframes from the reference every `keyframe_gap` frames."""
 
@@ -127,7 +185,14 @@ def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int |
         keyframes = None
         if keyframe_gap is not None:
             keyframes = {frame: clip.beauty[frame] for frame in range(0, len(clip.beauty), keyframe_gap)}
-        return pipeline.render(clip.gbuffers, clip.envmap_cam, keyframes=keyframes, steps=steps)
+        return pipeline.render(
+            clip.gbuffers,
+            clip.envmap_cam,
+            keyframes=keyframes,
+            steps=steps,
+            vertical_fov_degrees=clip.vertical_fov_degrees,
+            camera_to_world=clip.camera_to_world,
+        )
 
     return render
 
@@ -152,7 +217,8 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
 
     methods = {"IBL": Method(baseline_renderer("ibl")), "Deferred": Method(baseline_renderer("deferred"))}
     if pipeline is not None:
-        for steps in sorted({*config.steps, config.sampler_steps}):
+        methods["Autoencoder ceiling"] = Method(autoencoder_ceiling(pipeline))
+        for steps in sorted({*config.steps, config.sampler_steps} - {0}):
             plural = "s" if steps > 1 else ""
             name = f"RenderFlow ({steps} step{plural})"
             if steps == config.sampler_steps:
@@ -166,10 +232,10 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
 
     scores = {name: MethodScores() for name in methods}
     repeat_psnr: list[list[float]] = []
-    inverse = MethodScores()
+    inverse, naive = MethodScores(), MethodScores()
     for index, folder in enumerate(folders):
-        clip = load_clip(folder, config.profile)
-        env_height = max(EVAL_ENV_HEIGHT, clip.beauty.shape[1])
+        clip = load_clip(folder, config.profile, vertical_fov_degrees=config.vertical_fov_degrees)
+        env_height = max(config.env_height, clip.beauty.shape[1])
         clip.envmap_cam = camera_view_envmaps(
             clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
         )
@@ -182,12 +248,18 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             )
             renders[name] = image
         if pipeline is not None and config.repeats > 1:
-            runs = [pipeline.render(clip.gbuffers, clip.envmap_cam) for _ in range(config.repeats)]
+            runs = [
+                pipeline.render(
+                    clip.gbuffers, clip.envmap_cam, vertical_fov_degrees=clip.vertical_fov_degrees
+                )
+                for _ in range(config.repeats)
+            ]
             repeat_psnr.append(
                 [metrics.psnr(metrics.display(run), metrics.display(clip.beauty)) for run in runs]
             )
         if pipeline is not None and config.inverse and pipeline.inverse_adapter is not None:
             inverse.add(inverse_scores(pipeline.decompose(clip.beauty), clip))
+            naive.add(inverse_scores(naive_decomposition(clip.beauty), clip))
         if index < CONTACT_SHEET_CLIPS:
             _contact_sheet(out / f"contact_{folder.name}.png", clip, renders)
         if progress is not None:
@@ -197,8 +269,10 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
         "config": asdict(config),
         "clips": [folder.name for folder in folders],
         "lpips": "available" if perceptual is not None else "unavailable",
-        "forward": {name: score.mean() | {"steps": methods[name].steps} for name, score in scores.items()},
-        "inverse": inverse.mean() if inverse.values else None,
+        "forward": {name: score.summary() | {"steps": methods[name].steps} for name, score in scores.items()},
+        "per_clip_psnr": {name: score.values["psnr"] for name, score in scores.items()},
+        "inverse": inverse.summary() if inverse.values else None,
+        "inverse_naive": naive.summary() if naive.values else None,
         "run_to_run_psnr_std": (
             float(statistics.mean(statistics.pstdev(runs) for runs in repeat_psnr)) if repeat_psnr else None
         ),
@@ -234,7 +308,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 FORWARD_HEADER = ["Method", "Steps", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "PSNR mask ↑", "SSIM mask ↑"]
-FORWARD_HEADER += ["Flicker ↓", "Time/frame (s) ↓"]
+FORWARD_HEADER += ["Flicker ↓", "Gain (median)", "Time/frame (s) ↓"]
 GAP_HEADER = ["Keyframes", "PSNR ↑", "PSNR non-key frames ↑", "SSIM ↑", "LPIPS ↓"]
 INVERSE_HEADER = ["Inverse", "Albedo PSNR ↑", "Normal angle (°) ↓", "Depth log-RMSE (SSI) ↓"]
 INVERSE_HEADER += ["Roughness RMSE ↓", "Metallic RMSE ↓"]
@@ -261,11 +335,17 @@ def results_markdown(results: dict[str, Any]) -> str:
                 _cell(row["psnr_mask"], 2),
                 _cell(row["ssim_mask"], 3),
                 _cell(row["flicker"], 4),
+                _cell(row["gain"], 2),
                 _cell(row["seconds_per_frame"], 4),
             ]
             for name, row in forward.items()
         ],
     )
+    lines += [
+        "",
+        "Gain: the median over clips of the gain that maps the render's linear luminance onto the "
+        "path-traced one over the geometry (1 = exposure right, above 1 = too dark).",
+    ]
     spread = results["run_to_run_psnr_std"]
     if spread is not None:
         lines += ["", f"Run-to-run spread of the 1-step model's PSNR: σ = {spread:.4f} dB."]
@@ -291,6 +371,27 @@ def results_markdown(results: dict[str, Any]) -> str:
             "roughness_rmse": 3,
             "metallic_rmse": 3,
         }
-        row = ["RenderFlow inverse adapter", *(_cell(inverse[key], places) for key, places in digits.items())]
-        lines += ["", *_table(INVERSE_HEADER, [row])]
+        rows = [
+            ["RenderFlow inverse adapter", *(_cell(inverse[key], places) for key, places in digits.items())]
+        ]
+        naive = results.get("inverse_naive")
+        if naive:
+            rows.append(
+                [
+                    "Naive (image as albedo, constants)",
+                    *(_cell(naive[key], places) for key, places in digits.items()),
+                ]
+            )
+        lines += ["", *_table(INVERSE_HEADER, rows)]
+    per_clip = results.get("per_clip_psnr", {})
+    if per_clip:
+        names = list(per_clip)
+        lines += ["", "PSNR per clip:", ""]
+        lines += _table(
+            ["Clip", *names],
+            [
+                [clip, *(_cell(per_clip[name][index], 2) for name in names)]
+                for index, clip in enumerate(results["clips"])
+            ],
+        )
     return "\n".join(lines) + "\n"

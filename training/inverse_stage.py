@@ -18,7 +18,7 @@ from renderflow.core.bridge import interpolant, sample_train_times, velocity_tar
 from renderflow.core.inverse import INTRINSICS, INVERSE_LORA
 from renderflow.core.pipeline import RenderFlowPipeline, inverse_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import bridge_loss, cosine_loss, l1_loss, ssi_log_depth_loss
 from renderflow.training.lpips import PerceptualFn
 from renderflow.training.stage1 import perceptual_distance
@@ -63,18 +63,18 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)
 
-    # 2. Data
-    dataset = ClipWindowDataset(
-        load_dataset(Path(config.data), config.split, config.profile),
-        WindowSpec(config.window, config.crop),
-        config.seed,
-    )
-
-    # 3. Model: the forward model frozen, the inverse adapter and its LoRA trainable
+    # 2. Model: the forward model frozen, the inverse adapter and its LoRA trainable
     pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
     adapter = pipeline.inverse_adapter
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no inverse adapter to train")
+
+    # 3. Data, as this model sees it
+    dataset = ClipWindowDataset(
+        load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline)),
+        WindowSpec(config.window, config.crop),
+        config.seed,
+    )
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     for module in (transformer, autoencoder, pipeline.keyframe_adapter):
         if module is not None:
@@ -176,7 +176,8 @@ def inverse_losses(
             z1 = pipeline.autoencoder.encode(target_pixels.contiguous())
     else:
         z1 = latents[intrinsic]
-    z0 = latents["beauty"]
+    # the image as decompose() sees it: exposure-normalised by itself when the model normalises lighting
+    z0 = latents["plate"] if pipeline.lighting.normalise else latents["beauty"]
     t = sample_train_times(z0.shape[0], pipeline.bridge, generator).to(z0.device)
     noise = torch.randn(z0.shape, generator=generator).to(z0.device)
     z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)

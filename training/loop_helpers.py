@@ -26,7 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from renderflow.core.autoencoder import Autoencoder
 from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, LatentCache
+from renderflow.training.datasets import ClipWindowDataset, LatentCache, env_buffer_names
 from renderflow.training.lpips import PerceptualFn, load_lpips
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,24 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
 
 
+def sample_generators(
+    seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1
+) -> list[torch.Generator]:
+    """One random stream per sample of `batch(...)`, seeded by the sample's global index: a batch
+    split over processes draws exactly what one process drawing the whole batch would."""
+    first = (step * world + rank) * batch_size
+    return [
+        torch.Generator().manual_seed(seed * 1_000_003 + index) for index in range(first, first + batch_size)
+    ]
+
+
+def process_mean(accelerator: Accelerator, values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar losses averaged over processes (every process holds an equal share of the batch)."""
+    if accelerator.num_processes == 1:
+        return {key: value.item() for key, value in values.items()}
+    return {key: accelerator.reduce(value.detach(), reduction="mean").item() for key, value in values.items()}
+
+
 def batch(
     dataset: ClipWindowDataset, step: int, batch_size: int, rank: int = 0, world: int = 1
 ) -> dict[str, Any]:
@@ -75,7 +93,8 @@ def encode_buffers(
     dataset: ClipWindowDataset,
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    """{buffer: latent `[B, C, F, h, w]`} for every buffer of BUFFERS, from the cache when there is one."""
+    """{buffer: latent `[B, C, F, h, w]`} for every buffer of the clips' stack, from the cache when there
+    is one; `env` holds every env bracket, stacked on channels, as the transformer takes them."""
     buffers = samples["buffers"]  # [B, N, 3, F, H, W]
     batch_size, num_buffers, _, num_frames, height, width = buffers.shape
     if cache is not None:
@@ -96,7 +115,10 @@ def encode_buffers(
             # [B, N, 3, F, H, W] -> [B*N, 3, F, H, W]: every buffer of the batch in one call
             flat = autoencoder.encode(buffers.flatten(0, 1).to(device))
         latents = flat.unflatten(0, (batch_size, num_buffers))
-    return {name: latents[:, index] for index, name in enumerate(BUFFERS)}
+    names = dataset.clips[0].names
+    by_name = {name: latents[:, index] for index, name in enumerate(names)}
+    by_name["env"] = torch.cat([by_name[name] for name in env_buffer_names(names)], dim=1)
+    return by_name
 
 
 def set_learning_rate(

@@ -49,20 +49,17 @@ def cosine_loss(
 def ssi_log_depth_loss(
     log_depth_prediction: torch.Tensor, log_depth_target: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """Scale-and-shift-invariant loss on log depth `[B, 1, F, H, W]` (paper eq. 11, after [23]).
+    """Paper eq. 11 on log depth `[B, 1, F, H, W]`, per sample over its N masked pixels, then averaged:
 
-    Per sample, the prediction is first aligned to the target by the least-squares scale s and
-    shift b (s·x + b ≈ y over the masked pixels); the loss is the mean squared residual. A depth
-    off by any factor (a shift in log depth), or a log depth scaled and shifted, scores zero.
+        L = (1/N)·Σ Δ_i² − (1/(2N²))·(Σ Δ_i)²,   Δ_i = log d̂_i − log d_i
+
+    (the scale-invariant log loss of Eigen et al. with λ = ½, which the paper calls scale-and-shift
+    invariant after [23]). A global depth factor k makes every Δ_i = log k, which costs ½·(log k)²
+    instead of (log k)²: half-invariant to scale, as eq. 11 is.
     """
-    x = log_depth_prediction.float().flatten(1)
-    y = log_depth_target.float().flatten(1)
+    delta = (log_depth_prediction.float() - log_depth_target.float()).flatten(1)
     w = mask.float().expand_as(log_depth_prediction).flatten(1)
     count = w.sum(dim=1).clamp_min(1.0)
-    mean_x = (w * x).sum(dim=1) / count
-    mean_y = (w * y).sum(dim=1) / count
-    dx, dy = x - mean_x[:, None], y - mean_y[:, None]
-    variance = (w * dx * dx).sum(dim=1)
-    scale = (w * dx * dy).sum(dim=1) / variance.clamp_min(1e-12)
-    residual = scale[:, None] * dx - dy
-    return ((w * residual**2).sum(dim=1) / count).mean()
+    squares = (w * delta**2).sum(dim=1) / count
+    mean = (w * delta).sum(dim=1) / count
+    return (squares - 0.5 * mean**2).mean()

@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from renderflow.core.cameras import ray_length_factor
+from renderflow.core.exr import write_exr
 from renderflow.training.procedural import (
     GROUND_SIZE,
     MaterialSpec,
     SceneSpec,
     ShapeSpec,
     displaced_sphere_mesh,
+    noise_texture,
     torus_mesh,
     write_ply,
 )
@@ -71,26 +73,33 @@ def mitsuba_module(variant: str | None = None) -> Any:
     return mitsuba
 
 
-def write_meshes(scene: SceneSpec, folder: Path) -> dict[int, Path]:
-    """PLY files for the generated meshes of `scene`, by shape index."""
+def write_meshes(scene: SceneSpec, folder: Path) -> dict[str, Path]:
+    """PLY files for the generated meshes and EXR files for the noise textures of `scene`, named
+    `shape{index}` and `texture{index}` by shape index."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for index, shape in enumerate(scene.shapes):
+        material = shape.material
+        if material.noise_seed is not None:
+            colour_b = material.checker_colour or material.base_colour
+            texture = noise_texture(material.noise_seed, material.base_colour, colour_b)
+            paths[f"texture{index}"] = folder / f"texture{index}.exr"
+            write_exr(paths[f"texture{index}"], texture, ["R", "G", "B"], half=False)
         if shape.kind == "torus":
             vertices, triangles = torus_mesh()
         elif shape.kind == "displaced_sphere":
             vertices, triangles = displaced_sphere_mesh(seed=index + 1000 * len(scene.shapes))
         else:
             continue
-        paths[index] = folder / f"shape{index}.ply"
-        write_ply(paths[index], vertices, triangles)
+        paths[f"shape{index}"] = folder / f"shape{index}.ply"
+        write_ply(paths[f"shape{index}"], vertices, triangles)
     return paths
 
 
 def render_frame(
     scene: SceneSpec,
     envmap_path: Path,
-    meshes: dict[int, Path],
+    meshes: dict[str, Path],
     camera_to_world: np.ndarray,
     vertical_fov_degrees: float,
     size: int,
@@ -133,7 +142,7 @@ def _scene_dict(
     mi: Any,
     scene: SceneSpec,
     envmap_path: Path,
-    meshes: dict[int, Path],
+    meshes: dict[str, Path],
     camera_to_world: np.ndarray,
     vertical_fov_degrees: float,
     size: int,
@@ -166,9 +175,8 @@ def _scene_dict(
         "env": {"type": "envmap", "filename": str(envmap_path)},
     }
     for index, shape in enumerate(scene.shapes):
-        result[f"shape{index:02d}"] = _shape_dict(
-            mi, shape, meshes.get(index), _bsdf(mi, shape.material, mode, shape.kind)
-        )
+        bsdf = _bsdf(mi, shape.material, mode, shape.kind, meshes.get(f"texture{index}"))
+        result[f"shape{index:02d}"] = _shape_dict(mi, shape, meshes.get(f"shape{index}"), bsdf)
     return result
 
 
@@ -178,7 +186,11 @@ def _shape_dict(mi: Any, shape: ShapeSpec, mesh: Path | None, bsdf: dict[str, An
     if shape.kind == "ground":
         to_world = T().rotate([1, 0, 0], -90).scale([GROUND_SIZE, GROUND_SIZE, 1])  # XY plane -> facing +Y
         return {"type": "rectangle", "to_world": to_world, "bsdf": bsdf}
-    to_world = T().translate(position).rotate([0, 1, 0], shape.yaw_degrees).scale(shape.scale)
+    scale = [shape.scale * factor for factor in shape.stretch]
+    to_world = T().translate(position).rotate([0, 1, 0], shape.yaw_degrees).scale(scale)
+    if shape.kind == "cylinder":  # Mitsuba's runs from z = 0 to 1: centre it and stand it up
+        upright = to_world.rotate([1, 0, 0], -90).translate([0, 0, -1]).scale([1, 1, 2])
+        return {"type": "cylinder", "to_world": upright, "bsdf": bsdf}
     if shape.kind == "sphere":
         return {"type": "sphere", "to_world": to_world, "bsdf": bsdf}
     if shape.kind == "cube":
@@ -188,14 +200,19 @@ def _shape_dict(mi: Any, shape: ShapeSpec, mesh: Path | None, bsdf: dict[str, An
     return {"type": "ply", "filename": str(mesh), "to_world": to_world, "bsdf": bsdf, "face_normals": False}
 
 
-def _bsdf(mi: Any, material: MaterialSpec, mode: str, kind: str) -> dict[str, Any]:
-    checker = material.checker_colour is not None and kind in (
-        "ground",
-        "sphere",
-        "cube",
-    )  # meshes have no UVs
-    if checker:
+def _bsdf(mi: Any, material: MaterialSpec, mode: str, kind: str, texture: Path | None) -> dict[str, Any]:
+    has_uvs = kind in ("ground", "sphere", "cube", "cylinder")  # generated meshes have none
+    checker = material.checker_colour is not None and has_uvs
+    if texture is not None and has_uvs:
+        scale = material.checker_scale / 4
         base: dict[str, Any] = {
+            "type": "bitmap",
+            "filename": str(texture),
+            "raw": True,  # linear values, as written
+            "to_uv": mi.ScalarTransform4f().scale([scale, scale, 1]),
+        }
+    elif checker:
+        base = {
             "type": "checkerboard",
             "color0": {"type": "rgb", "value": list(material.base_colour)},
             "color1": {"type": "rgb", "value": list(material.checker_colour or material.base_colour)},

@@ -18,6 +18,10 @@ from renderflow.core.envmap import latlong_directions
 
 SHAPE_KINDS = ("sphere", "cube", "torus", "displaced_sphere")
 ENV_KINDS = ("sky", "studio", "coloured")
+# Env families with real-world dynamic range (docs/DATA.md): the `diverse` preset trains on the
+# first six, the `ood` preset evaluates on the last three, which no training preset draws.
+HDR_ENV_KINDS = ("sun_sky", "overcast", "interior", "studio_many", "night", "coloured")
+OOD_ENV_KINDS = ("sunset", "studio_rig", "hazy_sun")
 GROUND_SIZE = 8.0
 
 
@@ -31,15 +35,17 @@ class MaterialSpec:
     specular: float
     checker_colour: tuple[float, float, float] | None = None
     checker_scale: float = 4.0
+    noise_seed: int | None = None  # set: a value-noise texture between base and checker colour
 
 
 @dataclass(frozen=True)
 class ShapeSpec:
-    kind: str  # one of SHAPE_KINDS, or "ground"
-    position: tuple[float, float, float]
+    kind: str  # one of SHAPE_KINDS, "cylinder", or "ground"
+    position: tuple[float, float, float]  # the centre of the shape's bounding box
     scale: float
     yaw_degrees: float
     material: MaterialSpec
+    stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-axis factors on `scale` (slabs, pillars)
 
 
 @dataclass(frozen=True)
@@ -127,13 +133,91 @@ def make_envmap(spec: EnvSpec, height: int = 128, width: int = 256) -> np.ndarra
                 + _lobe(directions, area, math.cos(math.radians(rng.uniform(20, 50))), rng.uniform(2, 8))
                 * colour
             )
+    elif spec.kind in HDR_ENV_KINDS + OOD_ENV_KINDS:
+        radiance = _hdr_envmap(spec.kind, rng, directions)
     else:
-        raise ValueError(f"unknown env kind {spec.kind!r}; expected one of {ENV_KINDS}")
+        raise ValueError(
+            f"unknown env kind {spec.kind!r}; expected one of {ENV_KINDS + HDR_ENV_KINDS + OOD_ENV_KINDS}"
+        )
     return (radiance * spec.intensity).astype(np.float32)
 
 
-def _random_direction(rng: np.random.Generator, min_elevation: float) -> np.ndarray:
-    elevation = rng.uniform(min_elevation, 0.9)
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> np.ndarray:
+    """The real-world-range families: a sky of about 1 and lights 10-10⁵ times brighter."""
+    up = directions[..., 1:2]
+    ground = np.array([0.25, 0.22, 0.18]) * rng.uniform(0.3, 1.0)
+    if kind in ("sun_sky", "hazy_sun", "sunset"):
+        if kind == "sunset":
+            zenith, horizon = np.array([0.25, 0.2, 0.5]), np.array([1.2, 0.55, 0.25])
+            sun = _random_direction(rng, min_elevation=0.02, max_elevation=0.14)
+            sun_colour, power = np.array([1.0, 0.55, 0.25]), _log_uniform(rng, 1e4, 1e5)
+        elif kind == "hazy_sun":
+            zenith, horizon = np.array([0.55, 0.6, 0.75]), np.array([1.0, 1.0, 0.95])
+            sun = _random_direction(rng, min_elevation=0.3, max_elevation=1.3)
+            sun_colour, power = np.array([1.0, 0.95, 0.85]), _log_uniform(rng, 3e4, 1e5)
+        else:
+            zenith, horizon = np.array([0.2, 0.4, 1.0]), np.array([0.85, 0.9, 1.0])
+            sun = _random_direction(rng, min_elevation=0.1, max_elevation=1.3)
+            sun_colour, power = np.array([1.0, 0.93, 0.85]), _log_uniform(rng, 1e3, 3e4)
+        sky = horizon + (zenith - horizon) * np.sqrt(np.clip(up, 0, 1))
+        radiance = np.where(up > 0, sky * rng.uniform(0.5, 1.5), ground)
+        radius = math.cos(math.radians(rng.uniform(1.5, 3.0)))
+        return radiance + _lobe(directions, sun, radius, power) * sun_colour
+    if kind == "overcast":
+        brightness = rng.uniform(0.5, 2.0)
+        sky = brightness * (0.4 + 0.6 * np.clip(up, 0, 1)) * np.array([0.95, 0.97, 1.0])
+        return np.where(up > 0, sky, ground)
+    if kind == "interior":
+        radiance = np.broadcast_to(
+            np.array([0.08, 0.07, 0.06]) * rng.uniform(0.5, 2), directions.shape
+        ).copy()
+        for _ in range(int(rng.integers(1, 4))):  # windows: wide, bright, near the horizon
+            window = _random_direction(rng, min_elevation=0.0, max_elevation=0.5)
+            radius = math.cos(math.radians(rng.uniform(10, 25)))
+            radiance = radiance + _lobe(directions, window, radius, _log_uniform(rng, 10, 200)) * np.array(
+                [0.9, 0.95, 1.0]
+            )
+        lamp = _random_direction(rng, min_elevation=1.2, max_elevation=1.55)
+        return radiance + _lobe(directions, lamp, math.cos(math.radians(4)), _log_uniform(rng, 20, 500))
+    if kind in ("studio_many", "studio_rig"):
+        count = int(rng.integers(5, 61)) if kind == "studio_many" else int(rng.integers(40, 201))
+        radiance = np.broadcast_to(np.array([0.03, 0.03, 0.03]), directions.shape).copy()
+        radiance = np.where(up < 0, ground * rng.uniform(0.2, 1.0), radiance)
+        for _ in range(count):
+            box = _random_direction(rng, min_elevation=-0.1, max_elevation=1.5)
+            size = rng.uniform(3, 10) if kind == "studio_many" else rng.uniform(1.5, 5)
+            warmth = rng.uniform(0.75, 1.0, 3)
+            radiance = (
+                radiance
+                + _lobe(
+                    directions,
+                    box,
+                    math.cos(math.radians(size)),
+                    _log_uniform(rng, 5, 300) / math.sqrt(count),
+                )
+                * warmth
+            )
+        return radiance
+    if kind == "night":
+        radiance = np.where(up > 0, np.array([0.004, 0.006, 0.015]), ground * 0.01)
+        for _ in range(int(rng.integers(1, 6))):
+            light = _random_direction(rng, min_elevation=-0.05, max_elevation=1.4)
+            colour = np.array([1.0, rng.uniform(0.5, 0.9), rng.uniform(0.2, 0.7)])
+            radius = math.cos(math.radians(rng.uniform(1.5, 4)))
+            radiance = radiance + _lobe(directions, light, radius, _log_uniform(rng, 50, 3000)) * colour
+        return radiance
+    raise ValueError(f"unknown HDR env kind {kind!r}")
+
+
+def _random_direction(
+    rng: np.random.Generator, min_elevation: float, max_elevation: float = 0.9
+) -> np.ndarray:
+    """A direction at a random azimuth and an elevation (radians) in [min_elevation, max_elevation)."""
+    elevation = rng.uniform(min_elevation, max_elevation)
     azimuth = rng.uniform(0, 2 * math.pi)
     return np.array(
         [
@@ -184,6 +268,24 @@ def displaced_sphere_mesh(
         radius += amount / 4 * np.sin(rng.uniform(2, 6) * (directions @ axis) + rng.uniform(0, 6.3))
     vertices = (directions * radius[..., None]).reshape(-1, 3)
     return vertices / radius.max(), _grid_triangles(segments, rings, wrap_sides=False)
+
+
+def noise_texture(
+    seed: int, colour_a: tuple[float, ...], colour_b: tuple[float, ...], size: int = 64
+) -> np.ndarray:
+    """A tileable value-noise texture `[size, size, 3]` between two colours (octaves 4, 8, 16)."""
+    rng = np.random.default_rng(seed)
+    total = np.zeros((size, size))
+    for cells, weight in ((4, 0.5), (8, 0.3), (16, 0.2)):
+        grid = rng.uniform(0, 1, (cells, cells))
+        coords = np.arange(size) * cells / size
+        low = np.floor(coords).astype(int)
+        frac = coords - low
+        frac = frac * frac * (3 - 2 * frac)  # smoothstep
+        rows = grid[low % cells] * (1 - frac)[:, None] + grid[(low + 1) % cells] * frac[:, None]
+        total += weight * (rows[:, low % cells] * (1 - frac) + rows[:, (low + 1) % cells] * frac)
+    t = np.clip((total - 0.2) / 0.6, 0, 1)[..., None]
+    return (np.asarray(colour_a) * (1 - t) + np.asarray(colour_b) * t).astype(np.float32)
 
 
 def _grid_triangles(segments: int, sides: int, wrap_sides: bool = True) -> np.ndarray:

@@ -9,6 +9,7 @@ chunked inference does (paper §4.4).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import bridge_loss, gradient_loss
 from renderflow.training.lpips import PerceptualFn
 
@@ -37,8 +38,10 @@ class Stage1Config:
     schedule: tuple[tuple[int, int | None], ...] = ((20000, 256), (20000, 512))  # (steps, crop; None = full)
     batch_size: int = 32
     cache_latents: bool = False  # encode each clip once (per-frame autoencoders only)
-    # optimisation: AdamW, warm-up, constant LR (paper appendix A)
+    # optimisation: AdamW, constant LR per phase of the schedule, each phase with its own linear
+    # warm-up (appendix A: 5e-5 at 256², then 3e-5 at 512² after a 1000-step warm-up)
     learning_rate: float = 5e-5
+    phase_lr_factors: tuple[float, ...] = (1.0, 0.6)  # × learning_rate per phase; later phases: the last
     warmup_steps: int = 1000
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -56,12 +59,22 @@ class Stage1Config:
     def steps(self) -> int:
         return sum(steps for steps, _ in self.schedule)
 
-    def crop_at(self, step: int) -> int | None:
-        for steps, crop in self.schedule:
+    def phase_at(self, step: int) -> tuple[int, int]:
+        """(phase of the schedule, step within it) of a global step."""
+        for index, (steps, _) in enumerate(self.schedule):
             if step < steps:
-                return crop
+                return index, step
             step -= steps
-        return self.schedule[-1][1]
+        return len(self.schedule) - 1, step + self.schedule[-1][0]
+
+    def crop_at(self, step: int) -> int | None:
+        return self.schedule[self.phase_at(step)[0]][1]
+
+    def learning_rate_at(self, step: int) -> tuple[float, int]:
+        """(the phase's learning rate, step within the phase, from which its warm-up counts)."""
+        phase, phase_step = self.phase_at(step)
+        factors = self.phase_lr_factors or (1.0,)
+        return self.learning_rate * factors[min(phase, len(factors) - 1)], phase_step
 
 
 def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = None) -> Path:
@@ -71,16 +84,16 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)
 
-    # 2. Data: clips in memory; one dataset per crop size of the schedule
-    clips = load_dataset(Path(config.data), config.split, config.profile)
+    # 2. Model: the transformer trains, the rest is frozen
+    # fp32 master weights; bf16 comes from autocast on CUDA
+    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+
+    # 3. Data: clips in memory, as this model sees them; one dataset per crop size of the schedule
+    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
     datasets = {
         crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)
         for crop in {crop for _, crop in config.schedule}
     }
-
-    # 3. Model: the transformer trains, the rest is frozen
-    # fp32 master weights; bf16 comes from autocast on CUDA
-    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     autoencoder.requires_grad_(False)
     transformer.requires_grad_(False)
@@ -97,22 +110,22 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
 
     # 5. The loop
     for step in range(start, config.steps):
-        learning_rate = helpers.set_learning_rate(optimizer, step, config.learning_rate, config.warmup_steps)
+        phase_learning_rate, phase_step = config.learning_rate_at(step)
+        learning_rate = helpers.set_learning_rate(
+            optimizer, phase_step, phase_learning_rate, config.warmup_steps
+        )
         dataset = datasets[config.crop_at(step)]
         samples = helpers.batch(dataset, step, config.batch_size, rank, world)
-        generator = helpers.step_generator(config.seed, step, rank)
+        generators = helpers.sample_generators(config.seed, step, config.batch_size, rank, world)
         latents = helpers.encode_buffers(autoencoder, samples, cache, dataset, device)
         beauty_model = samples["buffers"][:, BUFFERS.index("beauty")].to(device)  # [B, 3, F, H, W]
         with accelerator.autocast():
-            losses = stage1_losses(pipeline, latents, beauty_model, generator, config, perceptual)
+            losses = stage1_losses(pipeline, latents, beauty_model, generators, config, perceptual)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
         grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
 
-        values = {key: value.item() for key, value in losses.items()} | {
-            "lr": learning_rate,
-            "grad_norm": grad_norm,
-        }
+        values = helpers.process_mean(accelerator, losses) | {"lr": learning_rate, "grad_norm": grad_norm}
         helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
         if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
             if accelerator.is_main_process:
@@ -126,20 +139,22 @@ def stage1_losses(
     pipeline: RenderFlowPipeline,
     latents: dict[str, torch.Tensor],
     beauty_model: torch.Tensor,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
     config: Stage1Config,
     perceptual: PerceptualFn | None,
 ) -> dict[str, torch.Tensor]:
-    """Eq. 8 for one batch: {loss, latent, gradient, lpips}."""
-    z0, z1 = latents["albedo"], latents["beauty"]  # [B, C, F, h, w]
-    batch_size, device = z0.shape[0], z0.device
-    t = sample_train_times(batch_size, pipeline.bridge, generator).to(device)
-    noise = torch.randn(z0.shape, generator=generator).to(device)
+    """Eq. 8 for one batch: {loss, latent, gradient, lpips}; `generators`: one random stream per sample
+    (bridge time, noise, conditioning coin)."""
+    z0, z1 = latents[pipeline.bridge.source], latents["beauty"]  # [B, C, F, h, w]
+    device = z0.device
+    t = torch.cat([sample_train_times(1, pipeline.bridge, g) for g in generators]).to(device)
+    noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in generators]).to(device)
     z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
     target = velocity_target(z1, z_t, t)
 
     # first-frame conditioning (paper §4.4): the reference latent and its mask, for some samples
-    conditioned = (torch.rand(batch_size, generator=generator) < config.reference_probability).to(device)
+    coins = torch.cat([torch.rand(1, generator=g) for g in generators])
+    conditioned = (coins < config.reference_probability).to(device)
     reference = torch.zeros_like(z1)
     mask = torch.zeros_like(z1[:, :1])
     reference[:, :, :1] = torch.where(conditioned.view(-1, 1, 1, 1, 1), z1[:, :, :1], 0.0)

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
 from renderflow.core.lora import reset_lora
 from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.lpips import PerceptualFn
 from renderflow.training.stage1 import total_loss
 
@@ -65,17 +66,17 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)
 
-    # 2. Data
-    spec = WindowSpec(config.window, config.crop, config.keyframe_gap)
-    dataset = ClipWindowDataset(
-        load_dataset(Path(config.data), config.split, config.profile), spec, config.seed
-    )
-
-    # 3. Model: everything frozen but the keyframe adapter and its LoRA
+    # 2. Model: everything frozen but the keyframe adapter and its LoRA
     pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
     adapter = pipeline.keyframe_adapter
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no keyframe adapter to train")
+
+    # 3. Data, as this model sees it (with keyframes reprojected for an adapter that takes them)
+    reproject = bool(adapter.config["reprojection"])
+    spec = WindowSpec(config.window, config.crop, config.keyframe_gap, reproject=reproject)
+    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
+    dataset = ClipWindowDataset(clips, spec, config.seed)
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     if config.fresh_adapter:
         adapter.load_state_dict(KeyframeAdapter.from_config(adapter.config).state_dict())
@@ -139,7 +140,7 @@ def stage2_losses(
     adapter = pipeline.keyframe_adapter
     assert adapter is not None
     autoencoder = pipeline.autoencoder
-    z0, z1 = latents["albedo"], latents["beauty"]  # [1, C, F, h, w]
+    z0, z1 = latents[pipeline.bridge.source], latents["beauty"]  # [1, C, F, h, w]
     t = sample_train_times(1, pipeline.bridge, generator).to(device)
     noise = torch.randn(z0.shape, generator=generator).to(device)
     z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
@@ -158,6 +159,13 @@ def stage2_losses(
             2, 1, 0, 3, 4
         )
     keyframes = adapter.embed(keyframe_latents, sample["keyframe_frames"].to(device))
+    reprojected = None
+    if "reprojected" in sample:  # [4, F, H, W]: image -> latent [1, C, F, h, w], validity pooled onto it
+        pixels = sample["reprojected"].to(device)
+        with torch.no_grad():
+            image_latent = autoencoder.encode(pixels[None, :3].contiguous())
+        validity = F.adaptive_avg_pool3d(pixels[None, 3:], tuple(image_latent.shape[2:]))
+        reprojected = torch.cat([image_latent, validity], dim=1)
     velocity = forward_velocity(
         pipeline.transformer,
         z_t,
@@ -168,6 +176,7 @@ def stage2_losses(
         keyframes,
         first_frame=0.0,  # keyframe times are relative to the window's first frame
         frame_step=float(autoencoder.temporal_factor),
+        reprojected=reprojected,
     )
     z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)
     decoded = autoencoder.decode(z1_predicted)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import multiprocessing
 import shutil
 from collections.abc import Callable
@@ -21,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.cameras import CameraTrack, look_at, to_imath, write_camera_json
+from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
 from renderflow.training.mitsuba_render import render_frame, write_meshes
-from renderflow.training.procedural import MaterialSpec, SceneSpec, make_envmap, random_scene
+from renderflow.training.procedural import MaterialSpec, SceneSpec, make_envmap
+from renderflow.training.scene_presets import clip_setup
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class SynthConfig:
     vertical_fov_degrees: float = 40.0
     envmap_height: int = 128  # the env map written with each clip is 2:1 lat-long
     animate_material: bool = False  # paper appendix C: roughness 1->0, metallic 0->1, blue->green
+    preset: str = "classic"  # scene_presets.PRESETS: classic, diverse (training), ood (test only)
 
 
 def split_of(index: int, clips: int) -> str:
@@ -56,23 +57,10 @@ def split_of(index: int, clips: int) -> str:
     return "train"
 
 
-def clip_folder(out: Path, index: int, clips: int) -> Path:
-    return out / split_of(index, clips) / f"clip_{index:04d}"
-
-
-def camera_path(rng: np.random.Generator, frames: int, target: np.ndarray) -> np.ndarray:
-    """Camera-to-world `[F, 4, 4]` on an orbit or a dolly towards `target` (looking at it)."""
-    kind = rng.choice(["orbit", "dolly"])
-    radius, height = rng.uniform(3.5, 5.5), rng.uniform(1.0, 2.8)
-    start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.6) * rng.choice([-1, 1])
-    matrices = []
-    for frame in range(frames):
-        t = frame / max(frames - 1, 1)
-        angle = start + (sweep * t if kind == "orbit" else 0.0)
-        distance = radius * (1.0 - 0.3 * t if kind == "dolly" else 1.0)
-        position = target + np.array([distance * math.sin(angle), height, distance * math.cos(angle)])
-        matrices.append(look_at(position, target))
-    return np.stack(matrices)
+def clip_folder(out: Path, index: int, config: SynthConfig) -> Path:
+    """`ood` clips are all test clips: that preset never trains anything."""
+    split = "test" if config.preset == "ood" else split_of(index, config.clips)
+    return out / split / f"clip_{index:04d}"
 
 
 def animated_scene(scene: SceneSpec, frame: int, frames: int) -> SceneSpec:
@@ -86,17 +74,17 @@ def animated_scene(scene: SceneSpec, frame: int, frames: int) -> SceneSpec:
 
 def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
     """Render clip `index` into its folder (skipped when already complete); return the folder."""
-    folder = clip_folder(out, index, config.clips)
+    folder = clip_folder(out, index, config)
     if (folder / DONE_FILE).exists():
         return folder
     if folder.exists():
         shutil.rmtree(folder)  # a half-written clip from an interrupted run
     folder.mkdir(parents=True)
     clip_seed = config.seed * 1_000_003 + index
-    scene = random_scene(clip_seed)
+    setup = clip_setup(config.preset, clip_seed, config.frames, config.vertical_fov_degrees)
+    scene, cameras, fov = setup.scene, setup.cameras, setup.vertical_fov_degrees
     envmap = make_envmap(scene.env, config.envmap_height, 2 * config.envmap_height)
     write_exr(folder / "envmap.exr", envmap, ["R", "G", "B"], half=False)
-    cameras = camera_path(np.random.default_rng(clip_seed), config.frames, np.array(scene.camera_target))
     meshes = write_meshes(scene, folder / "meshes")
     frame_numbers = [FIRST_FRAME + frame for frame in range(config.frames)]
     for frame, number in enumerate(frame_numbers):
@@ -106,7 +94,7 @@ def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
             folder / "envmap.exr",
             meshes,
             cameras[frame],
-            config.vertical_fov_degrees,
+            fov,
             config.resolution,
             config.spp,
             seed=(clip_seed * 1000 + frame) % 2**32,  # Mitsuba seeds are 32-bit
@@ -119,7 +107,7 @@ def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
             "worldToCamera": to_imath(np.linalg.inv(cameras[frame])),
         }
         write_canonical_frame(folder / f"frame.{number:04d}.exr", buffers, attributes)
-    fovs = [config.vertical_fov_degrees] * config.frames
+    fovs = [fov] * config.frames
     write_camera_json(folder / "camera.json", CameraTrack(frame_numbers, cameras, fovs))
     (folder / "scene.json").write_text(json.dumps(dataclasses.asdict(scene), indent=1))
     shutil.rmtree(folder / "meshes")

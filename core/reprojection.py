@@ -1,0 +1,142 @@
+"""Keyframes reprojected into every frame by depth and cameras (beyond the paper; docs/MODEL.md).
+
+A path-traced keyframe shows the true radiance of every surface point it sees. For a pixel of
+another frame, its world position follows from the frame's planar depth and camera; projected
+into the keyframe's camera it lands on a keyframe pixel, whose radiance is the answer up to
+view-dependent effects, unless something else was in front there (a depth test against the
+keyframe's own depth) or it falls outside the keyframe. That is exact geometry, which the network
+should not have to learn: the adapter gets the reprojected radiance and a validity mask.
+
+Cameras are camera-to-world `[4, 4]` (column vectors, translation in the last column; the camera
+looks down -Z with +Y up, ARCHITECTURE §2); pixel centres as `baselines.view_rays`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# A reprojected point is visible in the keyframe when its depth there is within this fraction
+# of the keyframe's own depth at that pixel.
+DEPTH_TOLERANCE = 0.03
+
+
+def pixel_rays(height: int, width: int, vertical_fov_degrees: float) -> np.ndarray:
+    """Camera-space points at planar depth 1 through each pixel centre, `[H, W, 3]` (z = -1)."""
+    tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
+    x = ((np.arange(width) + 0.5) / width * 2 - 1) * tan_half * width / height
+    y = (1 - (np.arange(height) + 0.5) / height * 2) * tan_half
+    return np.stack(np.broadcast_arrays(x[None, :], y[:, None], -np.ones((height, width))), axis=-1)
+
+
+def reproject(
+    depth: np.ndarray,
+    camera_to_world: np.ndarray,
+    key_image: np.ndarray,
+    key_depth: np.ndarray,
+    key_camera_to_world: np.ndarray,
+    vertical_fov_degrees: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A keyframe seen from another frame: (image `[H, W, C]`, valid `[H, W, 1]` in {0, 1}).
+
+    Args:
+        depth: the frame's planar depth `[H, W, 1]` (inf on background, which is never valid).
+        camera_to_world: the frame's camera `[4, 4]`.
+        key_image: the keyframe's pixels `[H, W, C]` (any channels: radiance, model space).
+        key_depth: the keyframe's planar depth `[H, W, 1]`.
+        key_camera_to_world: the keyframe's camera `[4, 4]`.
+        vertical_fov_degrees: the shared vertical field of view.
+    """
+    height, width = depth.shape[:2]
+    tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
+    finite = np.isfinite(depth[..., 0]) & (depth[..., 0] > 0)
+    planar = np.where(finite, depth[..., 0], 1.0).astype(np.float64)
+    points_cam = pixel_rays(height, width, vertical_fov_degrees) * planar[..., None]  # [H, W, 3]
+    # frame camera -> world -> keyframe camera, as one matrix
+    to_key = np.linalg.inv(np.asarray(key_camera_to_world, np.float64)) @ np.asarray(
+        camera_to_world, np.float64
+    )
+    points_key = points_cam @ to_key[:3, :3].T + to_key[:3, 3]
+    key_planar = -points_key[..., 2]
+    in_front = key_planar > 1e-6
+    safe = np.where(in_front, key_planar, 1.0)
+    column = (points_key[..., 0] / (safe * tan_half * width / height) + 1) / 2 * width - 0.5
+    row = (1 - points_key[..., 1] / (safe * tan_half)) / 2 * height - 0.5
+    inside = in_front & (column > -0.5) & (column < width - 0.5) & (row > -0.5) & (row < height - 0.5)
+    image, seen = _depth_tested_bilinear(key_image, key_depth[..., 0], row, column, key_planar)
+    valid = finite & inside & seen
+    image = np.where(valid[..., None], image, 0.0)
+    return image.astype(np.float32), valid[..., None].astype(np.float32)
+
+
+def _depth_tested_bilinear(
+    image: np.ndarray, image_depth: np.ndarray, row: np.ndarray, column: np.ndarray, depth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`image` `[H, W, C]` at fractional pixel coordinates, blending only the (up to four) neighbours
+    whose depth matches `depth` within DEPTH_TOLERANCE: no mixing across silhouettes. Returns the
+    image and whether any neighbour matched."""
+    height, width = image.shape[:2]
+    row = np.clip(row, 0, height - 1)
+    column = np.clip(column, 0, width - 1)
+    top, left = np.floor(row).astype(np.int64), np.floor(column).astype(np.int64)
+    fy, fx = row - top, column - left
+    total = np.zeros((*row.shape, image.shape[-1]))
+    weight_sum = np.zeros(row.shape)
+    for dy, dx, weight in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
+        r, c = np.minimum(top + dy, height - 1), np.minimum(left + dx, width - 1)
+        neighbour_depth = image_depth[r, c]
+        with np.errstate(invalid="ignore"):
+            matches = np.isfinite(neighbour_depth) & (
+                np.abs(neighbour_depth - depth) <= DEPTH_TOLERANCE * neighbour_depth
+            )
+        weight = np.where(matches, weight + 1e-6, 0.0)  # + 1e-6: a matching neighbour at weight 0 counts
+        total += weight[..., None] * image[r, c]
+        weight_sum += weight
+    seen = weight_sum > 0
+    return total / np.maximum(weight_sum, 1e-12)[..., None], seen
+
+
+def reproject_keyframes(
+    depth: np.ndarray,
+    camera_to_world: np.ndarray,
+    vertical_fov_degrees: float,
+    keyframes: dict[int, np.ndarray],
+    frames: range | None = None,
+) -> np.ndarray:
+    """Every keyframe reprojected into each frame; per pixel the nearest keyframe in time that sees
+    it wins. Returns `[F, H, W, C + 1]`: the image, then the validity mask.
+
+    Args:
+        depth: planar depth of the sequence `[N, H, W, 1]`.
+        camera_to_world: cameras of the sequence `[N, 4, 4]`.
+        vertical_fov_degrees: the vertical field of view.
+        keyframes: {frame index in the sequence: image `[H, W, C]`}.
+        frames: the sequence frames to produce (default: all N).
+    """
+    frames = frames if frames is not None else range(depth.shape[0])
+    channels = next(iter(keyframes.values())).shape[-1]
+    out = np.zeros((len(frames), *depth.shape[1:3], channels + 1), np.float32)
+    for slot, frame in enumerate(frames):
+        # nearest keyframes first; a farther one fills only what the nearer ones could not see
+        for key in sorted(keyframes, key=lambda k: (abs(k - frame), k)):
+            todo = out[slot, ..., -1:] == 0
+            if not todo.any():
+                break
+            image, valid = reproject(
+                depth[frame],
+                camera_to_world[frame],
+                keyframes[key],
+                depth[key],
+                camera_to_world[key],
+                vertical_fov_degrees,
+            )
+            take = todo & (valid > 0)
+            out[slot, ..., :channels] = np.where(take, image, out[slot, ..., :channels])
+            out[slot, ..., -1:] = np.where(take, 1.0, out[slot, ..., -1:])
+    return out

@@ -1,0 +1,175 @@
+"""Scene presets of `rf-train synth`: what a dataset's scenes, lights, materials and cameras are drawn from.
+
+- `classic`: the first generator (`procedural.random_scene`, suns of a few hundred, 40° orbit
+  and dolly cameras); kept so that the recipes of earlier models still rebuild their data.
+- `diverse`: the training generator of the bundled model v2: env maps of real-world range
+  (`procedural.HDR_ENV_KINDS`), 1-6 objects with slabs, pillars and stacks, textured and metallic
+  materials, cameras of 30-60° on orbits, dollies and cranes.
+- `ood`: the out-of-distribution test generator, never used for training: other env families
+  (`procedural.OOD_ENV_KINDS`: sunsets and hazy suns of 10⁴-10⁵, rigs of 40-200 soft boxes),
+  intensities over 10⁻¹-10¹, cylinders and larger crowded objects, saturated glossy materials,
+  wide and long lenses on trucking and low orbiting cameras.
+Everything is a pure function of the clip seed.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from renderflow.core.cameras import look_at
+from renderflow.training.procedural import (
+    GROUND_SIZE,
+    HDR_ENV_KINDS,
+    OOD_ENV_KINDS,
+    SHAPE_KINDS,
+    EnvSpec,
+    MaterialSpec,
+    SceneSpec,
+    ShapeSpec,
+    random_material,
+    random_scene,
+)
+
+PRESETS = ("classic", "diverse", "ood")
+
+
+@dataclass(frozen=True)
+class ClipSetup:
+    """What one clip renders: the scene, its cameras `[F, 4, 4]` and the vertical fov."""
+
+    scene: SceneSpec
+    cameras: np.ndarray
+    vertical_fov_degrees: float
+
+
+def clip_setup(preset: str, seed: int, frames: int, classic_fov_degrees: float = 40.0) -> ClipSetup:
+    """The scene and cameras of the clip with `seed` under `preset`."""
+    if preset == "classic":
+        scene = random_scene(seed)
+        cameras = classic_camera_path(np.random.default_rng(seed), frames, np.array(scene.camera_target))
+        return ClipSetup(scene, cameras, classic_fov_degrees)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown scene preset {preset!r}; expected one of {PRESETS}")
+    rng = np.random.default_rng([seed, PRESETS.index(preset)])
+    ood = preset == "ood"
+    scene = _scene(rng, ood)
+    fov = float(rng.choice([rng.uniform(20, 28), rng.uniform(60, 75)]) if ood else rng.uniform(30, 60))
+    cameras = _camera_path(rng, frames, np.array(scene.camera_target), fov, ood)
+    return ClipSetup(scene, cameras, fov)
+
+
+def classic_camera_path(rng: np.random.Generator, frames: int, target: np.ndarray) -> np.ndarray:
+    """Camera-to-world `[F, 4, 4]` on an orbit or a dolly towards `target` (looking at it)."""
+    kind = rng.choice(["orbit", "dolly"])
+    radius, height = rng.uniform(3.5, 5.5), rng.uniform(1.0, 2.8)
+    start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.6) * rng.choice([-1, 1])
+    matrices = []
+    for frame in range(frames):
+        t = frame / max(frames - 1, 1)
+        angle = start + (sweep * t if kind == "orbit" else 0.0)
+        distance = radius * (1.0 - 0.3 * t if kind == "dolly" else 1.0)
+        position = target + np.array([distance * math.sin(angle), height, distance * math.cos(angle)])
+        matrices.append(look_at(position, target))
+    return np.stack(matrices)
+
+
+def _scene(rng: np.random.Generator, ood: bool) -> SceneSpec:
+    shapes = [ShapeSpec("ground", (0.0, 0.0, 0.0), GROUND_SIZE, 0.0, _material(rng, ood, textured=True))]
+    count = int(rng.integers(4, 9)) if ood else int(rng.integers(1, 7))
+    kinds = (*SHAPE_KINDS, "cylinder") if ood else SHAPE_KINDS
+    for _ in range(count):
+        scale = float(rng.uniform(0.5, 1.0) if ood else rng.uniform(0.25, 0.7))
+        stretch = (1.0, 1.0, 1.0)
+        kind = str(rng.choice(kinds))
+        form = rng.random()
+        if not ood and kind == "cube" and form < 0.25:  # a thin slab
+            stretch = (float(rng.uniform(1, 2.5)), float(rng.uniform(0.05, 0.15)), float(rng.uniform(1, 2)))
+        elif not ood and kind == "cube" and form < 0.5:  # a pillar that casts a long shadow
+            stretch = (
+                float(rng.uniform(0.1, 0.25)),
+                float(rng.uniform(1.5, 3.5)),
+                float(rng.uniform(0.1, 0.25)),
+            )
+        elif kind == "cylinder":
+            radius_factor = float(rng.uniform(0.3, 0.8))
+            stretch = (radius_factor, float(rng.uniform(0.5, 2.0)), radius_factor)
+        radius, angle = float(rng.uniform(0, 2.2 if ood else 1.8)), float(rng.uniform(0, 2 * math.pi))
+        base = 0.0
+        if len(shapes) > 1 and rng.random() < (0.15 if ood else 0.3):  # stacked on an earlier object
+            below = shapes[int(rng.integers(1, len(shapes)))]
+            radius, angle = 0.0, 0.0
+            base = below.position[1] + below.scale * below.stretch[1]
+            position_xz = (below.position[0], below.position[2])
+        else:
+            position_xz = (radius * math.cos(angle), radius * math.sin(angle))
+        half_height = scale * stretch[1]
+        position = (position_xz[0], base + half_height, position_xz[1])
+        yaw = float(rng.uniform(0, 360))
+        shapes.append(ShapeSpec(kind, position, scale, yaw, _material(rng, ood, kind != "torus"), stretch))
+    if ood:
+        kind = str(rng.choice(OOD_ENV_KINDS))
+        intensity = float(math.exp(rng.uniform(math.log(0.1), math.log(10.0))))
+    else:
+        kind = str(rng.choice(HDR_ENV_KINDS))
+        intensity = float(math.exp(rng.uniform(math.log(0.5), math.log(2.0))))
+    env = EnvSpec(kind, int(rng.integers(2**31)), intensity)
+    target_height = float(rng.uniform(0.3, 1.0))
+    return SceneSpec(shapes, env, camera_target=(0.0, target_height, 0.0))
+
+
+def _material(rng: np.random.Generator, ood: bool, textured: bool) -> MaterialSpec:
+    if not ood:
+        material = random_material(rng)
+        if textured and material.checker_colour is None and rng.random() < 0.35:
+            colour_b = tuple(float(c) for c in rng.uniform(0.05, 0.9, 3))
+            return MaterialSpec(
+                material.base_colour,
+                material.roughness,
+                material.metallic,
+                material.specular,
+                colour_b,
+                noise_seed=int(rng.integers(2**31)),
+            )
+        return material
+    hue, saturation, value = rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.95)
+    colour = tuple(float(c) for c in colorsys.hsv_to_rgb(hue, saturation, value))
+    checker = None
+    if textured and rng.random() < 0.25:
+        checker = tuple(float(c) for c in colorsys.hsv_to_rgb((hue + 0.5) % 1, saturation, value * 0.5))
+    return MaterialSpec(
+        colour,
+        roughness=float(rng.uniform(0.02, 0.5)),
+        metallic=float(rng.choice([0.0, 1.0])),
+        specular=float(rng.uniform(0.5, 1.0)),
+        checker_colour=checker,
+        checker_scale=float(rng.uniform(8, 16)),
+    )
+
+
+def _camera_path(
+    rng: np.random.Generator, frames: int, target: np.ndarray, fov: float, ood: bool
+) -> np.ndarray:
+    """Orbits, dollies and cranes (diverse); trucks and low orbits (ood); distance scaled to the fov."""
+    kind = str(rng.choice(["truck", "low_orbit"] if ood else ["orbit", "dolly", "crane"]))
+    framing = math.tan(math.radians(20)) / math.tan(math.radians(fov) / 2)  # keep the objects in frame
+    radius = rng.uniform(3.0, 5.5) * framing
+    height = rng.uniform(0.3, 0.8) if kind == "low_orbit" else rng.uniform(0.6, 3.0)
+    start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.6) * rng.choice([-1, 1])
+    side = np.array([math.cos(start), 0.0, -math.sin(start)])
+    matrices = []
+    for frame in range(frames):
+        t = frame / max(frames - 1, 1)
+        angle = start + (sweep * t if kind in ("orbit", "low_orbit") else 0.0)
+        distance = radius * (1.0 - 0.3 * t if kind == "dolly" else 1.0)
+        lift = height + (1.5 * t if kind == "crane" else 0.0)
+        position = target + np.array([distance * math.sin(angle), lift, distance * math.cos(angle)])
+        look = target
+        if kind == "truck":  # move sideways, looking along a fixed direction
+            offset = (t - 0.5) * 1.5 * side
+            position, look = position + offset, target + offset
+        matrices.append(look_at(position, look))
+    return np.stack(matrices)
