@@ -54,11 +54,12 @@ class ModelSpec:
     lighting: LightingConfig = field(default_factory=LightingConfig)
     bridge_source: str = "albedo"
     reprojection: bool = False
+    reprojected_source: bool = False
 
 
 MODEL_CONFIGS: dict[str, ModelSpec] = {
     "cpu-default": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
-    "cpu-v2": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, V2_LIGHTING, "shaded", True),
+    "cpu-v2": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, V2_LIGHTING, "shaded", True, True),
 }
 
 
@@ -71,6 +72,7 @@ def build_tiny_pipeline(
     lighting: LightingConfig | None = None,
     bridge_source: str = "albedo",
     reprojection: bool = False,
+    reprojected_source: bool = False,
 ) -> RenderFlowPipeline:
     """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
 
@@ -83,7 +85,9 @@ def build_tiny_pipeline(
         zero_init(transformer.proj_out)
     autoencoder = TinyAutoencoder(**autoencoder_config)
     keyframe = (
-        KeyframeAdapter.for_transformer(transformer, lora_rank, reprojection) if with_adapters else None
+        KeyframeAdapter.for_transformer(transformer, lora_rank, reprojection, reprojected_source)
+        if with_adapters
+        else None
     )
     inverse = InverseAdapter.for_transformer(transformer, lora_rank) if with_adapters else None
     return RenderFlowPipeline(
@@ -106,6 +110,7 @@ def build_model(spec: ModelSpec, lora_rank: int = 8) -> RenderFlowPipeline:
         lighting=spec.lighting,
         bridge_source=spec.bridge_source,
         reprojection=spec.reprojection,
+        reprojected_source=spec.reprojected_source,
     )
 
 

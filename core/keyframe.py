@@ -85,8 +85,11 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         num_layers: one cross-attention per transformer block.
         lora_rank: rank of the feed-forward LoRA.
         rope_theta: base of the time/row/column rotary embedding.
-        reprojection: the aligned path also takes the keyframes reprojected into each frame (latent
-            and validity mask, `REPROJECTED_CHANNELS(in_channels)`).
+        reprojection: the aligned path also takes the keyframes reprojected into each frame (their
+            latent and the validity mask).
+        reprojected_source: with keyframes, the bridge starts from the reprojected keyframes where
+            they are valid and from the shaded source elsewhere (needs `reprojection` and the
+            `shaded` bridge source): what reprojection computes exactly, the network need not learn.
     """
 
     @register_to_config
@@ -100,8 +103,11 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
         lora_rank: int = 64,
         rope_theta: float = 10000.0,
         reprojection: bool = False,
+        reprojected_source: bool = False,
     ) -> None:
         super().__init__()
+        if reprojected_source and not reprojection:
+            raise ValueError("reprojected_source needs reprojection")
         patch_size = tuple(patch_size)  # type: ignore[assignment]  # JSON configs give lists
         self.patch_embedding = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.attentions = nn.ModuleList(
@@ -116,7 +122,11 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
 
     @classmethod
     def for_transformer(
-        cls, transformer: RenderFlowTransformer, lora_rank: int = 64, reprojection: bool = False
+        cls,
+        transformer: RenderFlowTransformer,
+        lora_rank: int = 64,
+        reprojection: bool = False,
+        reprojected_source: bool = False,
     ) -> KeyframeAdapter:
         """A fresh adapter sized for `transformer`."""
         config = transformer.config
@@ -128,6 +138,7 @@ class KeyframeAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuse
             num_layers=config["num_layers"],
             lora_rank=lora_rank,
             reprojection=reprojection,
+            reprojected_source=reprojected_source,
         )
 
     def attach(self, transformer: RenderFlowTransformer) -> None:

@@ -182,6 +182,8 @@ class RenderFlowPipeline:
         self.bridge = bridge or BridgeConfig()
         self.config = config or PipelineConfig()
         self.lighting = lighting
+        if self._keyframes_give_the_source() and self.bridge.source != "shaded":
+            raise ValueError("a keyframe adapter with reprojected_source needs the shaded bridge source")
         self.device = torch.device("cpu")
         self.dtype = torch.float32
 
@@ -268,6 +270,8 @@ class RenderFlowPipeline:
         reprojected_model = self._reprojected(
             keyframes_model, encoded.gbuffers, camera_to_world, vertical_fov_degrees
         )
+        if reprojected_model is not None and self._keyframes_give_the_source() and source_model is not None:
+            source_model = reprojected_source(reprojected_model, source_model)
 
         outputs: list[np.ndarray] = []  # model-space beauty, [f, H, W, 3] per chunk, on the host
         reference: torch.Tensor | None = None  # the previous chunk's last frame, on the device
@@ -297,6 +301,10 @@ class RenderFlowPipeline:
             if progress is not None:
                 progress(index + 1, len(encoded.chunks))
         return enc.model_to_beauty(np.concatenate(outputs)) * np.float32(light_scale)
+
+    def _keyframes_give_the_source(self) -> bool:
+        adapter = self.keyframe_adapter
+        return adapter is not None and bool(adapter.config["reprojected_source"])
 
     def _source_frames(
         self, gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float | None
@@ -594,6 +602,12 @@ class RenderFlowPipeline:
                 lora = {k.removeprefix("lora."): v for k, v in tensors.items() if k.startswith("lora.")}
                 load_lora_state_dict(transformer, name, lora)
         return pipeline.to(device)
+
+
+def reprojected_source(reprojected_model: np.ndarray, shaded_model: np.ndarray) -> np.ndarray:
+    """The bridge source with keyframes: the reprojected keyframes `[F, H, W, 4]` (model-space image,
+    validity) where valid, the shaded source `[F, H, W, 3]` elsewhere."""
+    return np.where(reprojected_model[..., 3:] > 0, reprojected_model[..., :3], shaded_model)
 
 
 def lighting_config(entry: dict[str, Any]) -> LightingConfig:

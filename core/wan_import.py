@@ -101,8 +101,12 @@ def import_wan(
         transformer.proj_out.bias.neg_()
     logger.info("imported Wan2.1 from %s: %d tensors kept", folder, len(kept))
 
-    reprojection = spec.reprojection if spec is not None else False
-    keyframe_adapter = KeyframeAdapter.for_transformer(transformer, lora_rank, reprojection)
+    keyframe_adapter = KeyframeAdapter.for_transformer(
+        transformer,
+        lora_rank,
+        reprojection=spec.reprojection if spec is not None else False,
+        reprojected_source=spec.reprojected_source if spec is not None else False,
+    )
     inverse_adapter = InverseAdapter.for_transformer(transformer, lora_rank)
     return RenderFlowPipeline(
         transformer,

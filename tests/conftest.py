@@ -15,6 +15,7 @@ from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.lighting import LightingConfig
 from renderflow.core.pipeline import RenderFlowPipeline
 
 TINY_TRANSFORMER: dict[str, Any] = {
@@ -36,6 +37,19 @@ def randomise(module: torch.nn.Module, seed: int = 1) -> None:
     with torch.no_grad():
         for param in module.parameters():
             param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+
+
+V2_LIGHTING = LightingConfig(normalise=True, env_brackets=(0.0, -8.0))  # the bundled model v2's
+
+
+def tiny_v2_pipeline(**choices: Any) -> RenderFlowPipeline:
+    """A fresh tiny pipeline with the bundled model v2's choices (normalised lighting, env brackets,
+    shaded bridge source, reprojected keyframes); `choices` override them."""
+    torch.manual_seed(0)
+    options: dict[str, Any] = {"lighting": V2_LIGHTING, "bridge_source": "shaded", "reprojection": True}
+    return build_tiny_pipeline(
+        TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, chunk_frames=3, **(options | choices)
+    )
 
 
 @pytest.fixture

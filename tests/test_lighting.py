@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_AUTOENCODER, TINY_TRANSFORMER, make_gbuffers, randomise
+from conftest import V2_LIGHTING, make_gbuffers, randomise, tiny_v2_pipeline
 
 from renderflow.core import encodings as enc
 from renderflow.core.baselines import shaded_source_model
-from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.envmap import latlong_directions
 from renderflow.core.lighting import (
     LightingConfig,
@@ -18,7 +17,6 @@ from renderflow.core.lighting import (
 )
 
 FOV = 40.0
-V2_LIGHTING = LightingConfig(normalise=True, env_brackets=(0.0, -8.0))
 
 
 def _sky_with_sun(sun_radiance: float, height: int = 16) -> np.ndarray:
@@ -30,16 +28,8 @@ def _sky_with_sun(sun_radiance: float, height: int = 16) -> np.ndarray:
     return (sky + disk * sun_radiance).astype(np.float32)
 
 
-def _random_pipeline(bridge_source: str = "albedo", lighting: LightingConfig = V2_LIGHTING):
-    torch.manual_seed(0)
-    pipeline = build_tiny_pipeline(
-        TINY_TRANSFORMER,
-        TINY_AUTOENCODER,
-        lora_rank=4,
-        chunk_frames=3,
-        lighting=lighting,
-        bridge_source=bridge_source,
-    )
+def _random_pipeline(bridge_source: str = "albedo"):
+    pipeline = tiny_v2_pipeline(bridge_source=bridge_source, reprojection=False)
     randomise(pipeline.transformer)
     return pipeline
 

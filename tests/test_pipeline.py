@@ -5,12 +5,24 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_AUTOENCODER, TINY_TRANSFORMER, make_envmap, make_gbuffers, randomise
+from conftest import (
+    TINY_AUTOENCODER,
+    TINY_TRANSFORMER,
+    make_envmap,
+    make_gbuffers,
+    randomise,
+    tiny_v2_pipeline,
+)
 
+from renderflow.core import encodings as enc
+from renderflow.core.baselines import shaded_source_model
 from renderflow.core.buffers import GBuffers
 from renderflow.core.configs import build_tiny_pipeline
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.core.pipeline import plan_chunks
+from renderflow.core.keyframe import KeyframeAdapter
+from renderflow.core.lighting import normalised_envmap
+from renderflow.core.pipeline import plan_chunks, reprojected_source
+from renderflow.core.reprojection import reproject_keyframes
 
 
 def test_render_returns_linear_hdr_frames(tiny_pipeline):
@@ -160,3 +172,38 @@ def test_reprojected_keyframes_reach_a_reprojecting_adapter(caplog):
         without_cameras = pipeline.render(gbuffers, env, keyframes)
     assert "not reprojected" in caplog.text and seen[-1][0, -1].abs().max() == 0
     assert not np.allclose(with_cameras, without_cameras)
+
+
+def test_with_keyframes_the_bridge_starts_from_the_reprojected_keyframes_where_valid():
+    # an untrained model with the shaded source has a zero head: its render is its bridge source,
+    # which with keyframes is the keyframe reprojected where valid, the Deferred shading elsewhere
+    pipeline = tiny_v2_pipeline(reprojected_source=True)
+    cameras = np.stack([orbit_camera_to_world(0.0)] * 3)  # a still camera: every frame sees frame 0
+    frames = [ray_cast(camera[:3, :3], camera[:3, 3], 32, 40.0) for camera in cameras]
+    gbuffers = GBuffers(*(np.stack([frame[index] for frame in frames]) for index in range(4)))
+    env = make_envmap()
+    keyframe = np.random.default_rng(3).uniform(0.1, 2.0, (32, 32, 3)).astype(np.float32)
+    beauty = pipeline.render(gbuffers, env, {0: keyframe}, vertical_fov_degrees=40.0, camera_to_world=cameras)
+
+    normalised, scale = normalised_envmap(env, pipeline.lighting)
+    shaded = shaded_source_model(gbuffers, np.broadcast_to(normalised, (3, *normalised.shape)), 40.0)
+    reprojected = reproject_keyframes(
+        gbuffers.depth, cameras, 40.0, {0: enc.beauty_to_model(keyframe / np.float32(scale))}
+    )
+    geometry = np.isfinite(gbuffers.depth[..., 0])
+    assert np.array_equal(reprojected[..., 3] > 0, geometry)
+    source = reprojected_source(reprojected, shaded)
+    video = torch.from_numpy(source).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        through_autoencoder = pipeline.autoencoder.decode(pipeline.autoencoder.encode(video))
+    expected = enc.model_to_beauty(enc.tensor_to_frames(through_autoencoder)) * np.float32(scale)
+    np.testing.assert_allclose(beauty, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_reprojected_source_needs_reprojection_and_the_shaded_bridge():
+    with pytest.raises(ValueError, match=r"reprojected_source needs reprojection"):
+        KeyframeAdapter(in_channels=4, dim=24, num_heads=2, num_layers=2, reprojected_source=True)
+    with pytest.raises(ValueError, match=r"needs the shaded bridge source"):
+        build_tiny_pipeline(
+            TINY_TRANSFORMER, TINY_AUTOENCODER, lora_rank=4, reprojection=True, reprojected_source=True
+        )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_envmap, make_gbuffers
+from conftest import make_envmap, make_gbuffers, tiny_v2_pipeline
 from safetensors.torch import load_file
 
 from renderflow.core.lora import base_state_dict, lora_state_dict
@@ -285,3 +285,17 @@ def test_stage1_on_two_processes_follows_one_process_with_the_same_global_batch(
     assert len(one) == len(two) == 4
     np.testing.assert_allclose(two, one, rtol=1e-4)
     assert one[-1] < one[0]  # and it trains
+
+
+def test_stage2_trains_a_reprojecting_adapter_from_the_reprojected_source(tiny_dataset, tmp_path):
+    # a v2-like tiny model: normalised lighting, shaded source, keyframes reprojected by depth
+    tiny_v2_pipeline().save_pretrained(tmp_path / "init")
+    config = Stage2Config(
+        **common(tiny_dataset, tmp_path / "s2", tmp_path / "init", steps=3, crop=None, keyframe_gap=2),
+        reprojected_source=True,
+    )
+    trained = RenderFlowPipeline.from_pretrained(train_stage2(config))
+    adapter = trained.keyframe_adapter
+    assert adapter is not None and adapter.config["reprojected_source"]
+    assert np.isfinite(_logged_losses(tmp_path / "s2")).all()
+    assert any(value.abs().sum() > 0 for value in lora_state_dict(trained.transformer, "keyframe").values())

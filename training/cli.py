@@ -298,6 +298,12 @@ def stage1(schedule: str | None, phase_lr_factors: str | None, **options: Any) -
     default=None,
     help="Start the keyframe adapter from scratch instead of --init's (e.g. retrain a finished model's).",
 )
+@click.option(
+    "--reprojected-source/--shaded-source",
+    default=None,
+    help="With keyframes, start the bridge from the reprojected keyframes where valid (the Deferred "
+    "shading elsewhere), or from the shading alone; default: what --init's adapter does.",
+)
 def stage2(**options: Any) -> None:
     """Stage 2: train the keyframe adapter on the frozen base model.
 

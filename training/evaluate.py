@@ -286,7 +286,9 @@ def _contact_sheet(path: Path, clip: Clip, renders: dict[str, np.ndarray]) -> No
     """Reference, each method, and the error maps of the 1-step model and Deferred."""
     columns = {"path traced": display_colour(clip.beauty)}
     short = {"IBL": "IBL", "Deferred": "Deferred", "RenderFlow (1 step)": "RF 1 step"}
-    short |= {name: "RF + kf 16" for name in renders if name.endswith("(gap 16)")}
+    keyframe_rows = [name for name in renders if name.startswith("RenderFlow + keyframes")]
+    if keyframe_rows:  # the first keyframe row scored (the smallest gap asked for first)
+        short[keyframe_rows[0]] = "RF + kf " + keyframe_rows[0].split("gap ")[1].rstrip(")")
     for name, label in short.items():
         if name in renders:
             columns[label] = display_colour(renders[name])

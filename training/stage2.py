@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from renderflow.core.autoencoder import Autoencoder
 from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
 from renderflow.core.lora import reset_lora
@@ -33,6 +34,7 @@ class Stage2Config:
     data: str = ""
     init: str = ""  # the stage-1 checkpoint (with a keyframe adapter; rf-train autoencoder makes one)
     fresh_adapter: bool = False  # start the keyframe adapter and its LoRA from scratch, not from init's
+    reprojected_source: bool | None = None  # set the adapter's `reprojected_source`; None: init's
     out: str = ""
     split: str = "train"
     profile: str = "auto"
@@ -81,6 +83,10 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     if config.fresh_adapter:
         adapter.load_state_dict(KeyframeAdapter.from_config(adapter.config).state_dict())
         reset_lora(transformer, KEYFRAME_LORA)
+    if config.reprojected_source is not None:  # a setting, no weights: the checkpoint keeps it
+        if config.reprojected_source and not adapter.config["reprojection"]:
+            raise ValueError(f"{config.init}: --reprojected-source needs an adapter made with reprojection")
+        adapter.register_to_config(reprojected_source=config.reprojected_source)
     for module in (transformer, autoencoder):
         module.requires_grad_(False)
     adapter.requires_grad_(True).train()
@@ -104,6 +110,10 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
         totals = {"loss": 0.0, "latent": 0.0, "gradient": 0.0, "lpips": 0.0}
         for index in range(config.batch_size):
             sample_latents = {name: latent[index : index + 1] for name, latent in latents.items()}
+            if "reprojected" in samples and adapter.config["reprojected_source"]:
+                sample_latents["source"] = source_from_keyframes(
+                    autoencoder, samples, index, dataset.clips[0].names.index("shaded"), device
+                )
             with accelerator.autocast():
                 losses = stage2_losses(
                     pipeline, sample_latents, _sample(samples, index), generator, config, perceptual, device
@@ -123,6 +133,18 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     return Path(config.out)
 
 
+def source_from_keyframes(
+    autoencoder: Autoencoder, samples: dict[str, Any], index: int, shaded_index: int, device: torch.device
+) -> torch.Tensor:
+    """The latent `[1, C, F, h, w]` of the bridge source with keyframes (`reprojected_source`): the
+    reprojected keyframes where valid, the shaded source elsewhere, as render() makes it."""
+    reprojected = samples["reprojected"][index]  # [4, F, H, W]: model-space image, validity
+    shaded = samples["buffers"][index, shaded_index]  # [3, F, H, W]
+    pixels = torch.where(reprojected[3:] > 0, reprojected[:3], shaded)
+    with torch.no_grad():
+        return autoencoder.encode(pixels[None].contiguous().to(device))
+
+
 def _sample(samples: dict[str, Any], index: int) -> dict[str, Any]:
     return {key: value[index] for key, value in samples.items()}
 
@@ -140,7 +162,8 @@ def stage2_losses(
     adapter = pipeline.keyframe_adapter
     assert adapter is not None
     autoencoder = pipeline.autoencoder
-    z0, z1 = latents[pipeline.bridge.source], latents["beauty"]  # [1, C, F, h, w]
+    z0 = latents.get("source", latents[pipeline.bridge.source])  # [1, C, F, h, w]
+    z1 = latents["beauty"]
     t = sample_train_times(1, pipeline.bridge, generator).to(device)
     noise = torch.randn(z0.shape, generator=generator).to(device)
     z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
