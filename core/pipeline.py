@@ -82,6 +82,7 @@ class GBufferLatents:
 
     @property
     def nbytes(self) -> int:
+        """The latents' bytes (device memory); the G-buffers are the caller's arrays, counted by it."""
         return sum(latent.numel() * latent.element_size() for latent in self.latents)
 
 

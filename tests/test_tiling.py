@@ -67,13 +67,15 @@ def test_frames_within_the_tile_are_not_tiled(bundled):
 def test_a_tiled_render_matches_the_untiled_one(bundled):
     """render() tiles the autoencoder above PipelineConfig.autoencoder_tile, and the frames agree."""
     gbuffers, envmap = demo_clip(3, 128)
-    untiled = bundled.render(gbuffers, envmap)
+    untiled = bundled.render(gbuffers, envmap, vertical_fov_degrees=40.0)
     tiled_model = RenderFlowPipeline(
         bundled.transformer,
         bundled.autoencoder,
+        bridge=bundled.bridge,
         config=dataclasses.replace(bundled.config, autoencoder_tile=64, autoencoder_tile_overlap=32),
+        lighting=bundled.lighting,
     )
-    tiled = tiled_model.render(gbuffers, envmap)
+    tiled = tiled_model.render(gbuffers, envmap, vertical_fov_degrees=40.0)
     assert tiled.shape == untiled.shape
     display = lambda linear: enc.srgb_oetf(enc.reinhard(linear))  # noqa: E731
     assert float(np.abs(display(tiled) - display(untiled)).max()) < 1e-2
