@@ -107,9 +107,11 @@ def test_clips_are_deterministic_by_seed_and_resume(tmp_path):
     first = synthesise(tmp_path / "a", config)
     second = synthesise(tmp_path / "b", config)
     assert [f.relative_to(tmp_path / "a") for f in first] == [f.relative_to(tmp_path / "b") for f in second]
+    # the same seed, the same image: up to the order in which Mitsuba's threads add up samples
+    # (~1e-7, visible since the beauty is stored as float)
     for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(
-            read_exr(a / "frame.1002.exr").pixels, read_exr(b / "frame.1002.exr").pixels
+        np.testing.assert_allclose(
+            read_exr(a / "frame.1002.exr").pixels, read_exr(b / "frame.1002.exr").pixels, rtol=1e-5, atol=1e-6
         )
     assert {f.parent.name for f in first} == {"train", "val", "test"}
 
@@ -119,8 +121,11 @@ def test_clips_are_deterministic_by_seed_and_resume(tmp_path):
     (broken / "frame.1001.exr").write_bytes(b"partial")
     kept_mtime = (kept / "frame.1001.exr").stat().st_mtime_ns
     synthesise(tmp_path / "a", config)
-    np.testing.assert_array_equal(
-        read_exr(broken / "frame.1001.exr").pixels, read_exr(second[0] / "frame.1001.exr").pixels
+    np.testing.assert_allclose(
+        read_exr(broken / "frame.1001.exr").pixels,
+        read_exr(second[0] / "frame.1001.exr").pixels,
+        rtol=1e-5,
+        atol=1e-6,
     )
     assert (kept / "frame.1001.exr").stat().st_mtime_ns == kept_mtime
 
