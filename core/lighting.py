@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from renderflow.core import encodings as enc
+from renderflow.core.baselines import solid_angles
 
 # Rec.709 luminance weights: the env maps are linear Rec.709 (ARCHITECTURE §2).
 LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
@@ -39,13 +40,6 @@ class LightingConfig:
     env_brackets: tuple[float, ...] = (0.0,)  # exposures (stops) of the stacked env encodings
 
 
-def solid_angle_weights(height: int, width: int) -> np.ndarray:
-    """Solid angle of each pixel of a lat-long map `[H, 1]`; they sum to 4π."""
-    edges = np.pi * (0.5 - np.arange(height + 1, dtype=np.float64) / height)
-    band = np.sin(edges[:-1]) - np.sin(edges[1:])
-    return (band * 2 * np.pi / width)[:, None]
-
-
 def light_scale(envmap_cam: np.ndarray) -> float:
     """Mean luminance over the sphere of camera-view (or world) lat-long maps `[..., He, We, 3]`.
 
@@ -55,7 +49,7 @@ def light_scale(envmap_cam: np.ndarray) -> float:
     if envmap_cam.ndim < 3 or envmap_cam.shape[-1] != 3:
         raise ValueError(f"env map: expected [..., He, We, 3], got {list(envmap_cam.shape)}")
     height, width = envmap_cam.shape[-3:-1]
-    weights = solid_angle_weights(height, width)  # [He, 1]
+    weights = solid_angles(height, width).numpy()  # [He, 1]
     luminance = np.asarray(envmap_cam, np.float64) @ LUMINANCE_WEIGHTS  # [..., He, We]
     per_map = (luminance * weights).sum(axis=(-2, -1)) / (4 * np.pi)
     scale = float(np.mean(per_map))

@@ -335,7 +335,7 @@ class RenderFlowPipeline:
         adapter = self.keyframe_adapter
         if not keyframes_model or adapter is None or not adapter.config["reprojection"]:
             return None
-        num_frames, height, width = gbuffers.validate()
+        num_frames, height, width = gbuffers.depth.shape[:3]  # validated by encode_gbuffers
         if camera_to_world is None or vertical_fov_degrees is None:
             logger.warning("no cameras or field of view given: keyframes are not reprojected into the frames")
             return np.zeros((num_frames, height, width, 4), np.float32)

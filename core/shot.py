@@ -10,7 +10,7 @@ import numpy as np
 
 from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile
-from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES as DEFAULT_FOV_DEGREES
+from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
 from renderflow.core.cameras import read_camera_json
 from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
 from renderflow.core.exr import read_exr
@@ -41,7 +41,7 @@ def read_shot(
     """Read G-buffers over `frames` with each frame's camera; the env map is left to `shot_envmaps`.
 
     Cameras come from `camera_json` (matched by frame number) or else from the EXR headers; the
-    field of view from the argument, else camera.json, else DEFAULT_FOV_DEGREES (logged).
+    field of view from the argument, else camera.json, else DEFAULT_VERTICAL_FOV_DEGREES (logged).
     """
     track = read_camera_json(camera_json) if camera_json is not None else None
     cameras_world_to_camera = None
@@ -68,9 +68,9 @@ def read_shot(
         rotations.append(np.asarray(world_to_camera).T)  # camera-to-world rotation
     if vertical_fov_degrees is None:
         logger.warning(
-            "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_FOV_DEGREES
+            "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_VERTICAL_FOV_DEGREES
         )
-        vertical_fov_degrees = DEFAULT_FOV_DEGREES
+        vertical_fov_degrees = DEFAULT_VERTICAL_FOV_DEGREES
     return Shot(sequence, np.stack(rotations), vertical_fov_degrees, cameras)
 
 

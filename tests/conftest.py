@@ -11,11 +11,10 @@ import torch
 
 from renderflow.core.buffers import GBuffers
 from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
-from renderflow.core.configs import build_tiny_pipeline
+from renderflow.core.configs import V2_LIGHTING, build_tiny_pipeline
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.lighting import LightingConfig
 from renderflow.core.pipeline import RenderFlowPipeline
 
 TINY_TRANSFORMER: dict[str, Any] = {
@@ -37,9 +36,6 @@ def randomise(module: torch.nn.Module, seed: int = 1) -> None:
     with torch.no_grad():
         for param in module.parameters():
             param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
-
-
-V2_LIGHTING = LightingConfig(normalise=True, env_brackets=(0.0, -8.0))  # the bundled model v2's
 
 
 def tiny_v2_pipeline(**choices: Any) -> RenderFlowPipeline:

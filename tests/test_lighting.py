@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import V2_LIGHTING, make_gbuffers, randomise, tiny_v2_pipeline
+from conftest import make_gbuffers, randomise, tiny_v2_pipeline
 
 from renderflow.core import encodings as enc
 from renderflow.core.baselines import shaded_source_model
+from renderflow.core.configs import V2_LIGHTING
 from renderflow.core.envmap import latlong_directions
 from renderflow.core.lighting import (
     LightingConfig,

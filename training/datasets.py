@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from renderflow.core import encodings as enc
 from renderflow.core.autoencoder import Autoencoder
 from renderflow.core.baselines import shaded_source_model
+from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
 from renderflow.core.clips import Clip, load_clip
 from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
 from renderflow.core.lighting import (
@@ -86,7 +87,7 @@ class ClipArrays:
     names: tuple[str, ...] = BUFFERS
     depth: np.ndarray | None = None  # [F, H, W, 1] planar
     camera_to_world: np.ndarray | None = None  # [F, 4, 4]
-    vertical_fov_degrees: float = 40.0
+    vertical_fov_degrees: float = DEFAULT_VERTICAL_FOV_DEGREES
 
 
 def find_clips(root: Path, split: str | None = None) -> list[Path]:

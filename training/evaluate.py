@@ -25,7 +25,7 @@ from renderflow.core.baselines import render_baseline
 from renderflow.core.clips import Clip, load_clip
 from renderflow.core.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.core.envmap import camera_view_envmaps
-from renderflow.core.lighting import light_scale
+from renderflow.core.lighting import LUMINANCE_WEIGHTS, light_scale
 from renderflow.core.pipeline import RenderFlowPipeline
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
@@ -108,9 +108,8 @@ def exposure_gain(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarra
     """How much brighter the reference is than the prediction over the geometry: the median of the
     per-pixel ratios of linear luminance (1: exposure right, 4: two stops too dark). A median,
     because a few near-white pixels, which the inverse tone curve blows up, would rule a mean."""
-    weights = np.array([0.2126, 0.7152, 0.0722])
-    predicted = prediction.astype(np.float64) @ weights
-    truth = reference.astype(np.float64) @ weights
+    predicted = prediction.astype(np.float64) @ LUMINANCE_WEIGHTS
+    truth = reference.astype(np.float64) @ LUMINANCE_WEIGHTS
     valid = (mask[..., 0] > 0) & (predicted > 1e-6) & (truth > 1e-6)
     if not valid.any():
         return float("nan")
