@@ -18,11 +18,15 @@ from typing import Any, Literal
 
 from renderflow.core.exr import ExrImage
 
-# Canonical buffers and their channel counts. `glossiness` is read only to make roughness (1 - g).
+# Canonical buffers and their channel counts. `glossiness` is read only to make roughness (1 - g);
+# `diffuse_albedo` ((1 - metallic) · base colour, what most renderers' albedo AOVs hold) and
+# `specular_colour` (their specular/reflection filter, the base colour on metals) only to make albedo.
 BUFFER_CHANNELS = {
     "beauty": 3,
     "alpha": 1,
     "albedo": 3,
+    "diffuse_albedo": 3,
+    "specular_colour": 3,
     "normal": 3,
     "depth": 1,
     "roughness": 1,
@@ -38,7 +42,7 @@ DEFAULT_MATERIAL = {"roughness": 0.5, "metallic": 0.0, "specular": 0.5}
 NormalSpace = Literal["camera", "world"]
 NormalEncoding = Literal["signed", "packed"]
 CameraAxes = Literal["opengl", "renderman"]
-DepthKind = Literal["planar", "ray", "inverse"]
+DepthKind = Literal["planar", "ray", "inverse", "normalised"]
 CameraMetadata = Literal["imath", "unreal", "none"]
 
 Aliases = tuple[tuple[str, ...], ...]
@@ -61,6 +65,15 @@ class AovProfile:
     depth_kind: DepthKind = "planar"
     depth_scale: float = 1.0  # file units -> scene units (Unreal: centimetres -> metres)
     background_depth: float = 1e9  # raw depth at or above this is background (also inf, NaN, <= 0)
+    # "normalised" depth: scene depth = depth_black + value · (depth_white - depth_black)
+    depth_black: float = 0.0
+    depth_white: float = 0.0
+    # Layers that renderers write normalised to 0-1 by default (V-Ray's ZDepth): refused as scene
+    # depth unless the profile says how to undo it.
+    normalised_depth_layers: tuple[str, ...] = ()
+    # Alpha marks the background (0) where the file has one; "required" where depth cannot (Arnold
+    # writes the camera's far clip as background Z), "ignored" where alpha is not coverage.
+    alpha_background: Literal["used", "required", "ignored"] = "used"
     camera_metadata: CameraMetadata = "imath"
     camera_keys: tuple[str, ...] = ("worldToCamera", "cameraToWorld")
     fov_key: str = ""  # header attribute with the horizontal fov in degrees, for ray depth
@@ -75,6 +88,12 @@ class AovProfile:
             if found is not None:
                 return found
         return None
+
+    def finds(self, image: ExrImage, buffer: str) -> bool:
+        """Whether `buffer` is in `image` (albedo also as a diffuse albedo)."""
+        if buffer == "albedo" and self.resolve(image, "diffuse_albedo") is not None:
+            return True
+        return self.resolve(image, buffer) is not None
 
 
 def match_alias(alias: Sequence[str], channels: Sequence[str]) -> tuple[str, ...] | None:
@@ -104,6 +123,11 @@ def _one(*names: str) -> Aliases:
     return tuple((name,) for name in names)
 
 
+def _mrq(material: str) -> tuple[str, ...]:
+    """Unreal Movie Render Queue's layer names for a post-process material's pass."""
+    return (f"FinalImageMovieRenderQueue_{material}", f"FinalImage{material}", material)
+
+
 PROFILES: dict[str, AovProfile] = {
     profile.name: profile
     for profile in [
@@ -126,11 +150,13 @@ PROFILES: dict[str, AovProfile] = {
         ),
         AovProfile(
             name="arnold",
-            description="Arnold (MtoA, HtoA, KtoA, C4DtoA): world-space N, planar Z",
+            description="Arnold (MtoA, HtoA, KtoA, C4DtoA): world-space N, planar Z (far clip behind: A)",
             channels={
                 "beauty": _rgb(""),
                 "alpha": _one("A"),
-                "albedo": _rgb("diffuse_albedo", "albedo", "denoise_albedo"),
+                "albedo": _rgb("base_color", "basecolor"),
+                "diffuse_albedo": _rgb("diffuse_albedo", "albedo", "denoise_albedo"),
+                "specular_colour": _rgb("specular_albedo"),
                 "normal": _xyz("N"),
                 "depth": _one("Z", "Z.Z", "depth.Z"),
                 "roughness": _one("specular_roughness", "specular_roughness.Y", "roughness", "roughness.Y"),
@@ -138,6 +164,7 @@ PROFILES: dict[str, AovProfile] = {
                 "specular": _one("specular_weight", "specular_weight.Y", "specular", "specular.Y"),
             },
             normal_space="world",
+            alpha_background="required",
             attribute_clues=("arnold/",),
             software_clues=("Arnold",),
             hint_channels=("diffuse_albedo.R", "specular_roughness"),
@@ -146,9 +173,9 @@ PROFILES: dict[str, AovProfile] = {
             name="renderman",
             description="RenderMan: camera-space Nn (left-handed, +Z forward), planar z",
             channels={
-                "beauty": _rgb("", "Ci"),
-                "alpha": _one("A", "a"),
-                "albedo": _rgb("albedo"),
+                "beauty": _rgb("", "Ci") + _rgb("Ci", suffixes="rgb"),
+                "alpha": _one("A", "a", "Ci.a", "Ci.A"),
+                "albedo": _rgb("albedo") + _rgb("albedo", suffixes="rgb"),
                 "normal": _xyz("Nn") + _rgb("Nn", suffixes="xyz"),
                 "depth": _one("z", "z.Z", "Z"),
                 "roughness": _one("specularRoughness", "roughness", "roughness.Y"),
@@ -157,16 +184,18 @@ PROFILES: dict[str, AovProfile] = {
             },
             camera_axes="renderman",
             software_clues=("RenderMan", "PRMan", "prman"),
-            hint_channels=("Nn.X", "Nn.R", "Nn.x", "Ci.R"),
+            hint_channels=("Nn.X", "Nn.R", "Nn.x", "Ci.R", "Ci.r"),
         ),
         AovProfile(
             name="vray",
-            description="V-Ray render elements: camera-space VRayNormals, raw planar Z, glossiness",
+            description="V-Ray elements: camera-space VRayNormals, raw planar Z, diffuse filter, glossiness",
             channels={
                 "beauty": _rgb("", suffixes="RGB"),
                 "alpha": _one("A"),
-                "albedo": _rgb("VRayDiffuseFilter", "diffuse_filter", "diffuse")
+                "diffuse_albedo": _rgb("VRayDiffuseFilter", "diffuse_filter", "diffuse")
                 + _rgb("VRayDiffuseFilter", "diffuse_filter", "diffuse", suffixes=("red", "green", "blue")),
+                "specular_colour": _rgb("VRayReflectionFilter", "reflection_filter")
+                + _rgb("VRayReflectionFilter", "reflection_filter", suffixes=("red", "green", "blue")),
                 "normal": _xyz("VRayNormals", "normals"),
                 "depth": _one("Z", "VRayZDepth.Z", "VRayZDepth.R", "zdepth.Z"),
                 "glossiness": _one(
@@ -176,18 +205,20 @@ PROFILES: dict[str, AovProfile] = {
                 "metallic": _one("VRayMtlMetalness.R", "VRayMetalness.R", "metalness.red"),
                 "specular": _one("VRayMtlReflectAmount.R", "specular.Y"),
             },
+            normalised_depth_layers=("VRayZDepth", "zdepth"),
             attribute_clues=("vrayInfo/", "vray/"),
             software_clues=("V-Ray", "VRay"),
             hint_channels=("VRayNormals.X", "VRayDiffuseFilter.R"),
         ),
         AovProfile(
             name="cycles",
-            description="Blender Cycles: world-space Normal, planar Depth (1e10 background)",
+            description="Blender Cycles: world-space Normal, planar Depth (1e10 background), DiffCol",
             channels={
                 "beauty": _rgb("*.Combined"),
                 "alpha": _one("*.Combined.A"),
                 # Blender before 5.0 abbreviates (DiffCol); 5.0 spells pass names out (Diffuse Color).
-                "albedo": _rgb("*.DiffCol", "*.Diffuse Color"),
+                "diffuse_albedo": _rgb("*.DiffCol", "*.Diffuse Color"),
+                "specular_colour": _rgb("*.GlossCol", "*.Glossy Color"),
                 "normal": _rgb("*.Normal", suffixes="XYZ"),
                 "depth": _one("*.Depth.Z", "*.Z.Z"),
                 "roughness": _one("*.Roughness.X", "*.roughness.X", "*.Roughness.Z", "*.roughness.Z"),
@@ -204,9 +235,9 @@ PROFILES: dict[str, AovProfile] = {
             channels={
                 "beauty": _rgb("C", ""),
                 "alpha": _one("C.A", "A"),
-                "albedo": _rgb("albedo", "basecolor"),
+                "albedo": _rgb("basecolor", "albedo"),
                 "normal": _xyz("N"),
-                "depth": _one("depth.Z", "Pz.Z", "Pz", "depth"),
+                "depth": _one("depth.Z", "Pz.Z", "Pz", "depth", "Pz.R", "depth.R"),
                 "roughness": _one("roughness", "roughness.Y", "roughness.X"),
                 "metallic": _one("metallic", "metallic.Y", "metallic.X"),
                 "specular": _one("reflect", "specular", "specular.Y", "specular.X"),
@@ -220,25 +251,27 @@ PROFILES: dict[str, AovProfile] = {
             name="unreal",
             description="Unreal Movie Render Queue: packed world normals (Z-up), SceneDepth in cm",
             channels={
-                "beauty": _rgb("", "FinalImage"),
-                "alpha": _one("A", "FinalImage.A"),
-                "albedo": _rgb("FinalImageBaseColor", "BaseColor"),
-                "normal": _rgb("FinalImageWorldNormal", "WorldNormal"),
-                "depth": _one("FinalImageSceneDepth.R", "SceneDepth.R"),
-                "roughness": _one("FinalImageRoughness.R", "Roughness.R"),
-                "metallic": _one("FinalImageMetallic.R", "Metallic.R"),
-                "specular": _one("FinalImageSpecular.R", "Specular.R"),
+                # MRQ names layers pass + post-process material: FinalImage + MovieRenderQueue_WorldDepth.
+                "beauty": _rgb("", "FinalImage", "FinalImageMovieRenderQueue_Beauty"),
+                "alpha": _one("A", "FinalImage.A", "FinalImageMovieRenderQueue_Beauty.A"),
+                "albedo": _rgb(*_mrq("BaseColor")),
+                "normal": _rgb(*_mrq("WorldNormal")),
+                "depth": _one(*(f"{layer}.R" for layer in _mrq("WorldDepth") + _mrq("SceneDepth"))),
+                "roughness": _one(*(f"{layer}.R" for layer in _mrq("Roughness"))),
+                "metallic": _one(*(f"{layer}.R" for layer in _mrq("Metallic"))),
+                "specular": _one(*(f"{layer}.R" for layer in _mrq("Specular"))),
             },
             normal_space="world",
             normal_encoding="packed",
             depth_scale=0.01,
             # 16-bit MRQ output saturates the sky at half's maximum (65504 cm).
             background_depth=65000.0,
+            alpha_background="ignored",  # MRQ writes alpha 0 everywhere unless told to accumulate it
             camera_metadata="unreal",
             camera_keys=(),
             fov_key="unreal/camera/FinalImage/fov",
             attribute_clues=("unreal/",),
-            hint_channels=("FinalImageBaseColor.R",),
+            hint_channels=("FinalImageBaseColor.R", "FinalImageMovieRenderQueue_WorldDepth.R"),
         ),
         AovProfile(
             name="nuke",
@@ -306,16 +339,19 @@ def detect_profile(image: ExrImage) -> Detection:
         scored.append((score, profile, "; ".join(reasons)))
     scored.sort(key=lambda entry: -entry[0])
     best_score, best, reason = scored[0]
-    if not any(best.resolve(image, buffer) for buffer in REQUIRED_BUFFERS):
+    found = [buffer for buffer in REQUIRED_BUFFERS if best.finds(image, buffer)]
+    if not found:
         raise ProfileError(
             f"{image.path}: no AOV profile recognises these channels {image.channels}; "
             "pass --profile and map the layers with --aov (see docs/AOV_PROFILES.md)"
         )
     tied = [profile.name for score, profile, _ in scored if score == best_score]
     if len(tied) > 1:
+        missing = [buffer for buffer in REQUIRED_BUFFERS if buffer not in found]
+        lacking = f"; none of them finds {', '.join(missing)}" if missing else ""
         raise ProfileError(
-            f"{image.path}: the channels fit the profiles {', '.join(map(repr, tied))} equally; "
-            "pass --profile to choose"
+            f"{image.path}: the channels fit the profiles {', '.join(map(repr, tied))} equally "
+            f"(each finds {', '.join(found)}{lacking}); pass --profile to choose"
         )
     return Detection(best, reason)
 
@@ -326,18 +362,44 @@ _OVERRIDABLE = {
     "normal_space": ("camera", "world"),
     "normal_encoding": ("signed", "packed"),
     "camera_axes": ("opengl", "renderman"),
-    "depth_kind": ("planar", "ray", "inverse"),
+    "depth_kind": ("planar", "ray", "inverse", "normalised"),
+    "alpha_background": ("used", "required", "ignored"),
 }
+_NUMBERS = ("depth_scale", "background_depth", "depth_black", "depth_white")
 
 
-def parse_aov_option(text: str) -> tuple[str, tuple[str, ...]]:
-    """`normal=myN.X,myN.Y,myN.Z` -> ('normal', ('myN.X', 'myN.Y', 'myN.Z')), checked for count."""
-    buffer, sep, names = text.partition("=")
-    buffer = buffer.strip()
-    channels = tuple(name.strip() for name in names.split(",") if name.strip())
+@dataclass(frozen=True)
+class PassFile:
+    """A buffer in its own files (one pass per file, as Blender writes them): `--aov normal=N.####.exr`.
+
+    `channels` picks the file's channels (`N.####.exr:X,Y,Z`); by default its R, G, B / X, Y, Z
+    (or Z / Y / R / its only channel for one-channel buffers).
+    """
+
+    pattern: str
+    channels: tuple[str, ...] = ()
+
+
+def parse_aov_option(text: str) -> tuple[str, tuple[str, ...] | PassFile]:
+    """`normal=myN.X,myN.Y,myN.Z` -> ('normal', ('myN.X', 'myN.Y', 'myN.Z')), checked for count;
+    `normal=passes/Normal.####.exr[:X,Y,Z]` -> ('normal', PassFile(...))."""
+    buffer, sep, value = text.partition("=")
+    buffer, value = buffer.strip(), value.strip()
+    file_part, colon, file_channels = value.rpartition(":")
+    pattern = file_part if colon and file_part.lower().endswith(".exr") else value
+    if pattern.lower().endswith(".exr"):
+        if buffer not in BUFFER_CHANNELS:
+            known = ", ".join(BUFFER_CHANNELS)
+            raise ProfileError(f"--aov {text!r}: unknown buffer {buffer!r}; known: {known}")
+        names = tuple(name.strip() for name in file_channels.split(",") if name.strip()) if colon else ()
+        if names:
+            _check_mapping(buffer, names, f"--aov {text!r}")
+        return buffer, PassFile(pattern, names)
+    channels = tuple(name.strip() for name in value.split(",") if name.strip())
     if not sep or not channels:
         raise ProfileError(
-            f"--aov {text!r}: expected BUFFER=CHANNEL[,CHANNEL...], e.g. normal=myN.X,myN.Y,myN.Z"
+            f"--aov {text!r}: expected BUFFER=CHANNEL[,CHANNEL...] (normal=myN.X,myN.Y,myN.Z) or "
+            "BUFFER=FILE.####.exr[:CHANNELS] for a pass in its own files"
         )
     return buffer, _check_mapping(buffer, channels, f"--aov {text!r}")
 
@@ -385,14 +447,15 @@ def load_profile_file(path: Path) -> AovProfile:
             if value not in _OVERRIDABLE[key]:
                 raise ProfileError(f"{path}: {key} = {value!r}; expected one of {_OVERRIDABLE[key]}")
             changes[key] = value
-        elif key in ("depth_scale", "background_depth"):
-            if not isinstance(value, int | float) or value <= 0:
+        elif key in _NUMBERS:
+            positive = key in ("depth_scale", "background_depth")
+            if not isinstance(value, int | float) or (positive and value <= 0):
                 raise ProfileError(f"{path}: {key} must be a positive number, got {value!r}")
             changes[key] = float(value)
         else:
             raise ProfileError(
-                f"{path}: unknown key {key!r}; expected base, channels, depth_scale, background_depth "
-                f"or {', '.join(_OVERRIDABLE)}"
+                f"{path}: unknown key {key!r}; expected base, channels, "
+                f"{', '.join(_NUMBERS)} or {', '.join(_OVERRIDABLE)}"
             )
     checked = {
         buffer: _check_mapping(buffer, tuple(str(name) for name in names), f"{path} [channels]")

@@ -8,11 +8,8 @@ elements 12-14).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -71,7 +68,9 @@ def ray_length_factor(height: int, width: int, vertical_fov_degrees: float) -> n
 
 @dataclass(frozen=True)
 class CameraTrack:
-    """A clip's cameras (ARCHITECTURE §2 `camera.json`): per frame camera-to-world and vertical fov."""
+    """A shot's cameras: per frame camera-to-world and vertical fov (NaN where the file gave none).
+
+    Read from camera.json, .chan or USD by `camera_files`."""
 
     frames: list[int]
     camera_to_world: np.ndarray  # [F, 4, 4], column vectors
@@ -79,34 +78,3 @@ class CameraTrack:
 
     def world_to_camera_rotation(self, index: int) -> np.ndarray:
         return self.camera_to_world[index, :3, :3].T
-
-
-def write_camera_json(path: Path, track: CameraTrack) -> None:
-    rows = zip(track.frames, track.camera_to_world, track.vertical_fov_degrees, strict=True)
-    entries = [
-        {"frame": frame, "camera_to_world": matrix.tolist(), "vertical_fov_degrees": fov}
-        for frame, matrix, fov in rows
-    ]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"frames": entries}, indent=1))
-    os.replace(tmp, path)
-
-
-def read_camera_json(path: Path) -> CameraTrack:
-    try:
-        entries = json.loads(Path(path).read_text())["frames"]
-        matrices = np.array([entry["camera_to_world"] for entry in entries], dtype=np.float64)
-        track = CameraTrack(
-            [int(entry["frame"]) for entry in entries],
-            matrices,
-            [float(entry["vertical_fov_degrees"]) for entry in entries],
-        )
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{path}: not a camera.json ({error}); expected {{'frames': [{{'frame', 'camera_to_world' "
-            "(4x4, column vectors), 'vertical_fov_degrees'}}]}}"
-        ) from error
-    if matrices.ndim != 3 or matrices.shape[1:] != (4, 4):
-        raise ValueError(f"{path}: camera_to_world must be 4x4 per frame, got shape {matrices.shape}")
-    return track

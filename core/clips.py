@@ -12,7 +12,8 @@ import fileseq
 import numpy as np
 
 from renderflow.core.buffers import GBuffers
-from renderflow.core.cameras import from_imath, read_camera_json
+from renderflow.core.camera_files import read_camera_json
+from renderflow.core.cameras import from_imath
 from renderflow.core.envmap import camera_view_envmaps, read_envmap
 from renderflow.core.exr import read_exr
 from renderflow.core.gbuffer_io import read_sequence

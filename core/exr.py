@@ -5,13 +5,15 @@ that name the file. Channels are always selected by name (OIIO reorders them on 
 to a temporary name in the same folder and are renamed, so that a reader never sees half a file.
 
 Multi-part files are read as one set of channels: a part's channels keep their names when they
-carry a layer prefix (`diffuse.R`) or belong to the first part; bare names in later parts get the
-part's name as prefix (`R` in part `diffuse` becomes `diffuse.R`), which is how Nuke and most
-renderers name layers in single-part files.
+carry a layer prefix (`diffuse.R`) or the part is the beauty (`rgba`, unnamed); bare names in
+other parts get the part's name as prefix (`R` in part `diffuse` becomes `diffuse.R`, Karma's part
+`C` gives `C.R`), which is how Nuke and most renderers name layers in single-part files.
+Files are written without a time stamp, so the same pixels give the same bytes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+
+logger = logging.getLogger(__name__)
 
 COMPRESSIONS = ("zip", "piz", "none")
 
@@ -98,7 +102,7 @@ def write_layers(
 ) -> None:
     """Write layers as one multi-layer part, or one part per layer (`multipart`).
 
-    Attributes are strings, ints, floats or 4x4 numpy matrices (stored as EXR `m44f`).
+    Attributes are strings, ints, floats, 4x4 numpy matrices (EXR `m44f`) or 1-D float arrays.
     """
     path = Path(path)
     if not layers:
@@ -139,32 +143,45 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
 def read_exr(path: Path) -> ExrImage:
     """Read every channel of every part as float32 `[H, W, C]` with names and attributes.
 
-    Also reads any other format OpenImageIO knows (Radiance .hdr env maps); attributes come
-    from the first part.
+    The pixels cover the display window (a data window inside it is placed where it belongs, the
+    rest is zero; overscan outside it is cropped), which is the frame a compositor sees. Deep
+    files are refused. Also reads any other format OpenImageIO knows (Radiance .hdr env maps);
+    attributes come from the first part.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: no such file")
     image_input = oiio.ImageInput.open(str(path))
     if image_input is None:
-        raise ImageFileError(f"{path}: cannot open ({oiio.geterror() or 'unreadable file'})")
+        reason = _first_line(oiio.geterror())
+        if "could not find a format reader" in reason:
+            reason = "no image format recognises its first bytes: damaged, or not an image"
+        raise ImageFileError(f"{path}: not a readable image ({reason})")
     try:
         first = image_input.spec()
-        attributes = {attr.name: first.getattribute(attr.name) for attr in first.extra_attribs}
+        attributes = _attributes(first, path)
         arrays, names = [], []
         part = 0
         while True:
             spec = image_input.spec()
-            if (spec.width, spec.height) != (first.width, first.height):
+            if spec.deep:
                 raise ImageFileError(
-                    f"{path}: part {part} is {spec.width}x{spec.height}, "
-                    f"part 0 is {first.width}x{first.height}"
+                    f"{path}: part {part} holds deep data; RenderFlow reads flat images: flatten it first "
+                    "(Nuke DeepToImage, oiiotool --flatten)"
+                )
+            if _display_window(spec) != _display_window(first):
+                raise ImageFileError(
+                    f"{path}: part {part} has the display window {_display_window(spec)}, "
+                    f"part 0 has {_display_window(first)}"
                 )
             pixels = image_input.read_image(part, 0, 0, spec.nchannels, "float")
             if pixels is None:
-                reason = image_input.geterror() or "truncated file"
-                raise ImageFileError(f"{path}: cannot read pixels ({reason})")
-            arrays.append(np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1))
+                reason = _first_line(image_input.geterror()) or "truncated file"
+                raise ImageFileError(f"{path}: cannot read the pixels of part {part} ({reason})")
+            data = np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1)
+            arrays.append(_in_display_window(data, spec))
             part_name = str(spec.getattribute("oiio:subimagename") or "")
-            names += [_full_channel_name(name, part, part_name) for name in spec.channelnames]
+            names += [_full_channel_name(name, part_name) for name in spec.channelnames]
             part += 1
             if not image_input.seek_subimage(part, 0):
                 break
@@ -176,8 +193,58 @@ def read_exr(path: Path) -> ExrImage:
     return ExrImage(np.concatenate(arrays, axis=-1), names, attributes, path)
 
 
-def _full_channel_name(name: str, part: int, part_name: str) -> str:
-    if part == 0 or "." in name or not part_name:
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image's display window, from its header alone."""
+    image_input = oiio.ImageInput.open(str(path))
+    if image_input is None:
+        raise ImageFileError(f"{path}: not a readable image ({_first_line(oiio.geterror())})")
+    spec = image_input.spec()
+    image_input.close()
+    return spec.full_width, spec.full_height
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _attributes(spec: oiio.ImageSpec, path: Path) -> dict[str, object]:
+    """The header's attributes; names that are not valid UTF-8 cannot be looked up and are skipped."""
+    attributes: dict[str, object] = {}
+    for attr in spec.extra_attribs:
+        try:
+            attributes[attr.name] = spec.getattribute(attr.name)
+        except (TypeError, UnicodeError):
+            logger.warning("%s: skipping header attribute %r (its name is not UTF-8)", path, attr.name)
+    return attributes
+
+
+def _display_window(spec: oiio.ImageSpec) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the display window."""
+    return spec.full_x, spec.full_y, spec.full_width, spec.full_height
+
+
+def _in_display_window(data: np.ndarray, spec: oiio.ImageSpec) -> np.ndarray:
+    """Data-window pixels `[h, w, C]` placed in the display window `[H, W, C]`, zero elsewhere."""
+    full_x, full_y, full_width, full_height = _display_window(spec)
+    if (spec.x, spec.y, spec.width, spec.height) == (full_x, full_y, full_width, full_height):
+        return data
+    canvas = np.zeros((full_height, full_width, data.shape[-1]), np.float32)
+    left, top = spec.x - full_x, spec.y - full_y
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + spec.width, full_width), min(top + spec.height, full_height)
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = data[y0 - top : y1 - top, x0 - left : x1 - left]
+    return canvas
+
+
+# Parts whose bare channels are the image itself (Nuke and OIIO name the first part `rgba`).
+BEAUTY_PART_NAMES = ("", "rgba", "rgb", "beauty", "default")
+
+
+def _full_channel_name(name: str, part_name: str) -> str:
+    """A part's channel with its layer: bare names take the part's name (`R` in part `albedo`), except
+    a channel named like its part (Karma's `Pz` in part `Pz`)."""
+    if "." in name or name == part_name or part_name.lower() in BEAUTY_PART_NAMES:
         return name
     return f"{part_name}.{name}"
 
@@ -190,11 +257,15 @@ def _spec(layers: Sequence[Layer], attributes: dict[str, object] | None, compres
     spec.channelnames = tuple(names)
     spec.channelformats = tuple(formats)
     spec.attribute("compression", compression)
+    spec.attribute("DateTime", "")  # OpenImageIO stamps the time unless told: bytes must not change
     for name, value in (attributes or {}).items():
         if isinstance(value, np.ndarray):
-            if value.shape != (4, 4):
-                raise ValueError(f"attribute {name!r}: only 4x4 matrices are supported, got {value.shape}")
-            spec.attribute(name, oiio.TypeDesc("matrix"), tuple(float(v) for v in value.ravel()))
+            if value.shape == (4, 4):
+                spec.attribute(name, oiio.TypeDesc("matrix"), tuple(float(v) for v in value.ravel()))
+            elif value.ndim == 1:  # e.g. chromaticities, float[8]
+                spec.attribute(name, oiio.TypeDesc(f"float[{value.size}]"), tuple(float(v) for v in value))
+            else:
+                raise ValueError(f"attribute {name!r}: 4x4 matrices and 1-D arrays only, got {value.shape}")
         else:
             spec.attribute(name, value)
     return spec

@@ -10,7 +10,7 @@ that for a frame range and stacks the frames into `GBuffers`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +22,19 @@ from renderflow.core.aov_profiles import (
     DEFAULT_MATERIAL,
     REQUIRED_BUFFERS,
     AovProfile,
+    PassFile,
     detect_profile,
     get_profile,
+    with_mapping,
 )
 from renderflow.core.buffers import GBuffers
 from renderflow.core.cameras import CAMERA_AXES, from_imath, ray_length_factor, unreal_world_to_camera
 from renderflow.core.exr import ExrImage, Layer, read_exr, write_layers
-from renderflow.core.sequences import sequence_files
+from renderflow.core.sequences import frame_path, sequence_files
 
 logger = logging.getLogger(__name__)
 
-COLOUR_BUFFERS = ("beauty", "albedo")
+COLOUR_BUFFERS = ("albedo", "diffuse_albedo", "specular_colour")  # the beauty is only warned about
 UNIT_RANGE_BUFFERS = ("roughness", "metallic", "specular", "glossiness")
 UNIT_RANGE_TOLERANCE = 1e-3  # half-float rounding; values beyond this are an error
 
@@ -49,6 +51,7 @@ class CanonicalFrame:
     sources: dict[str, str]
     profile: AovProfile
     world_to_camera: np.ndarray | None  # [3, 3], world -> our camera frame, when the file has one
+    camera_position: np.ndarray | None = None  # [3], in world units, when the header's matrix has it
 
     @property
     def size(self) -> tuple[int, int]:
@@ -92,7 +95,7 @@ def convert_frame(
         if channels is not None:
             raw[buffer] = image.select(channels)
             sources[buffer] = ",".join(channels)
-    missing = [buffer for buffer in REQUIRED_BUFFERS if buffer not in raw]
+    missing = [buffer for buffer in REQUIRED_BUFFERS if not chosen.finds(image, buffer)]
     if missing:
         tried = {buffer: [",".join(alias) for alias in chosen.channels.get(buffer, ())] for buffer in missing}
         raise GBufferError(
@@ -102,16 +105,66 @@ def convert_frame(
         )
     _check_values(image, raw, sources)
 
+    camera_position = None
     if world_to_camera is None:
         world_to_camera = header_world_to_camera(image, chosen)
+        camera_position = header_camera_position(image, chosen)
     depth = planar_depth(image, chosen, raw["depth"], sources["depth"], vertical_fov_degrees)
-    mask = (raw["mask"] > 0.5).astype(np.float32) if "mask" in raw else np.isfinite(depth).astype(np.float32)
+    mask = geometry_mask(image, chosen, raw, sources, depth)
+    materials = material_buffers(image, chosen, raw, sources, depth)
     buffers: dict[str, np.ndarray] = {
-        "albedo": colour.to_model(raw["albedo"], colour_space) * mask,
-        "normal": camera_normals(image, chosen, raw["normal"], world_to_camera) * mask,
+        "albedo": colour.to_model(base_colour(image, raw, sources, materials, mask), colour_space) * mask,
+        "normal": camera_normals(image, chosen, raw["normal"], world_to_camera, sources["normal"]) * mask,
         "depth": np.where(mask > 0, depth, np.inf).astype(np.float32),
         "mask": mask,
+        **materials,
     }
+    if "beauty" in raw:
+        beauty = raw["beauty"]
+        bad = int((~np.isfinite(beauty)).any(axis=-1).sum())
+        if bad:  # the beauty only serves evaluation and keyframes: a NaN there never fails a render
+            logger.warning("%s: layer %s (beauty) has %d NaN/inf pixels", image.path, sources["beauty"], bad)
+        buffers["beauty"] = colour.to_model(beauty, colour_space)
+    if "alpha" in raw:
+        buffers["alpha"] = raw["alpha"]
+    return CanonicalFrame(buffers, sources, chosen, world_to_camera, camera_position)
+
+
+def geometry_mask(
+    image: ExrImage,
+    profile: AovProfile,
+    raw: dict[str, np.ndarray],
+    sources: dict[str, str],
+    depth: np.ndarray,
+) -> np.ndarray:
+    """`[H, W, 1]` 1 on geometry: a mapped mask, else valid depth where alpha (when used) covers."""
+    if "mask" in raw:
+        return (raw["mask"] > 0.5).astype(np.float32)
+    geometry = np.isfinite(depth)
+    if profile.alpha_background != "ignored" and "alpha" in raw:
+        alpha = raw["alpha"]
+        if profile.alpha_background == "required" or alpha.max() > 0:
+            geometry &= alpha >= 0.5
+        else:
+            logger.warning("%s: layer %s (alpha) is 0 everywhere: not the mask", image.path, sources["alpha"])
+    elif profile.alpha_background == "required":
+        raise GBufferError(
+            f"{image.path}: profile {profile.name!r} needs the alpha channel to tell the background: "
+            f"its depth ({sources['depth']}) holds the camera's far clip there; the file has layers "
+            f"{_layer_list(image)}. Write A, or map a coverage channel with --aov mask=CHANNEL."
+        )
+    return geometry.astype(np.float32)
+
+
+def material_buffers(
+    image: ExrImage,
+    profile: AovProfile,
+    raw: dict[str, np.ndarray],
+    sources: dict[str, str],
+    depth: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Roughness, metallic, specular `[H, W, 1]`: read, from glossiness, or the Disney defaults."""
+    buffers = {}
     for name, default in DEFAULT_MATERIAL.items():
         if name in raw:
             buffers[name] = np.clip(raw[name], 0.0, 1.0)
@@ -121,12 +174,48 @@ def convert_frame(
         else:
             buffers[name] = np.full_like(depth, default)
             sources[name] = f"default {default} (no layer)"
-            logger.debug("%s: no %s layer in profile %r; using %s", image.path, name, chosen.name, default)
-    if "beauty" in raw:
-        buffers["beauty"] = colour.to_model(raw["beauty"], colour_space)
-    if "alpha" in raw:
-        buffers["alpha"] = raw["alpha"]
-    return CanonicalFrame(buffers, sources, chosen, world_to_camera)
+            logger.debug("%s: no %s layer in profile %r; using %s", image.path, name, profile.name, default)
+    return buffers
+
+
+DIELECTRIC_F0 = 0.08  # F0 = 0.08 · specular for dielectrics (Disney, Unreal, the Principled BSDF)
+METAL_DIVISION_LIMIT = 0.95  # (1 - metallic) below 0.05 leaves no base colour in a diffuse albedo
+
+
+def base_colour(
+    image: ExrImage,
+    raw: dict[str, np.ndarray],
+    sources: dict[str, str],
+    materials: dict[str, np.ndarray],
+    mask: np.ndarray,
+) -> np.ndarray:
+    """The base colour `[H, W, 3]`: read as is, or undone from a diffuse albedo = (1 - metallic) · base.
+
+    On metals a diffuse albedo is black; the renderer's specular colour (Arnold specular_albedo,
+    Cycles GlossCol, V-Ray ReflectionFilter), the metallic workflow's F0 = lerp(0.08 · specular, base,
+    metallic), gives it back: base = diffuse + F0 - (1 - metallic) · 0.08 · specular wherever metallic > 0
+    (exact for that workflow; dielectric pixels keep the diffuse albedo whatever the AOV holds).
+    Without one, a metal's base colour is unknown and the file is refused.
+    """
+    if "albedo" in raw:
+        return raw["albedo"]
+    diffuse = raw["diffuse_albedo"]
+    metallic, specular = materials["metallic"], materials["specular"]
+    sources["albedo"] = f"{sources['diffuse_albedo']} (diffuse albedo)"
+    if "specular_colour" in raw:
+        sources["albedo"] += f" + metal F0 from {sources['specular_colour']}"
+        from_f0 = diffuse + raw["specular_colour"] - (1.0 - metallic) * DIELECTRIC_F0 * specular
+        return np.where(metallic > 0, from_f0, diffuse).astype(np.float32)
+    metal = (metallic > METAL_DIVISION_LIMIT) & (mask > 0)
+    if metal.any():
+        raise GBufferError(
+            f"{image.path}: layer {sources['diffuse_albedo']} is a diffuse albedo, black on the "
+            f"{int(metal.sum())} metal pixels (metallic > {METAL_DIVISION_LIMIT}) whose base colour it "
+            "cannot give; write the renderer's specular colour AOV (specular_albedo, GlossCol, "
+            "VRayReflectionFilter), map it with --aov specular_colour=CHANNELS, or a base-colour AOV with "
+            "--aov albedo=CHANNELS"
+        )
+    return np.asarray(diffuse / np.maximum(1.0 - metallic, 1.0 - METAL_DIVISION_LIMIT), np.float32)
 
 
 def _layer_list(image: ExrImage) -> str:
@@ -180,23 +269,44 @@ def header_world_to_camera(image: ExrImage, profile: AovProfile) -> np.ndarray |
     return None
 
 
+def header_camera_position(image: ExrImage, profile: AovProfile) -> np.ndarray | None:
+    """The camera's world position `[3]` from an Imath header matrix (scaled to scene units), or None."""
+    if profile.camera_metadata != "imath":
+        return None
+    for key in profile.camera_keys:
+        stored = image.matrix(key)
+        if stored is not None:
+            matrix = from_imath(stored)
+            camera_to_world = np.linalg.inv(matrix) if key == "worldToCamera" else matrix
+            return np.asarray(camera_to_world[:3, 3] * profile.depth_scale, dtype=np.float64)
+    return None
+
+
 def _orthonormal(rotation: np.ndarray) -> np.ndarray:
     """Drop scale from a camera matrix (some hosts bake it in) without changing handedness."""
     u, _, vt = np.linalg.svd(rotation)
     return np.asarray(u @ vt)
 
 
+NORMAL_LENGTH_TOLERANCE = 0.1  # median |length - 1| of signed normals; packed 0-1 normals are far off
+
+
 def camera_normals(
-    image: ExrImage, profile: AovProfile, normal: np.ndarray, world_to_camera: np.ndarray | None
+    image: ExrImage,
+    profile: AovProfile,
+    normal: np.ndarray,
+    world_to_camera: np.ndarray | None,
+    source: str = "normal",
 ) -> np.ndarray:
-    """Unit normals in our camera frame (zero where the file has none)."""
+    """Unit normals in our camera frame (zero where the file has none); a wrong encoding is an error."""
+    check_normal_encoding(image, profile, normal, source)
     vectors = normal * 2.0 - 1.0 if profile.normal_encoding == "packed" else normal.astype(np.float64)
     if profile.normal_space == "world":
         if world_to_camera is None:
             raise GBufferError(
                 f"{image.path}: profile {profile.name!r} stores world-space normals but the header has no "
                 f"camera ({', '.join(profile.camera_keys) or 'unreal/camera/curRot/*'}); give the camera "
-                "with --camera camera.json"
+                "with --camera (camera.json, .chan or USD)"
             )
         vectors = vectors @ np.asarray(world_to_camera).T
     else:
@@ -204,6 +314,26 @@ def camera_normals(
     length = np.linalg.norm(vectors, axis=-1, keepdims=True)
     valid = length > 0.5  # background and packed zero vectors (0.5 grey) have no direction
     return np.where(valid, vectors / np.maximum(length, 1e-12), 0.0).astype(np.float32)
+
+
+def check_normal_encoding(image: ExrImage, profile: AovProfile, normal: np.ndarray, source: str) -> None:
+    """Signed normals read as packed (negative values) or packed as signed (not unit length) are errors."""
+    if profile.normal_encoding == "packed":
+        if normal.min() < -UNIT_RANGE_TOLERANCE:
+            raise GBufferError(
+                f"{image.path}: layer {source} (normal) has negative values ({normal.min():.3g}) but profile "
+                f"{profile.name!r} expects packed 0-1 normals; these are signed: set normal_encoding = "
+                '"signed" in an --aov-file profile'
+            )
+        return
+    length = np.linalg.norm(normal, axis=-1)
+    lengths = length[length > 0.05]  # the background has no normal
+    if lengths.size and np.median(np.abs(lengths - 1.0)) > NORMAL_LENGTH_TOLERANCE:
+        packed = " (values in 0-1: packed?" + ' set normal_encoding = "packed")' if normal.min() >= 0 else ""
+        raise GBufferError(
+            f"{image.path}: layer {source} (normal) is not unit length (median length "
+            f"{np.median(lengths):.3g}){packed}; normals must be unit vectors"
+        )
 
 
 def planar_depth(
@@ -215,10 +345,15 @@ def planar_depth(
 ) -> np.ndarray:
     """`[H, W, 1]` planar depth in scene units with inf for background."""
     values = depth.astype(np.float64)
+    check_not_normalised(image, profile, values, source)
     with np.errstate(divide="ignore", invalid="ignore"):
         if profile.depth_kind == "inverse":
             background = ~np.isfinite(values) | (values <= 0)
             values = 1.0 / values
+        elif profile.depth_kind == "normalised":
+            background = ~np.isfinite(values)
+            values = profile.depth_black + values * (profile.depth_white - profile.depth_black)
+            background |= values <= 0
         else:
             background = ~np.isfinite(values) | (values <= 0) | (values >= profile.background_depth)
     if profile.depth_kind == "ray":
@@ -226,11 +361,30 @@ def planar_depth(
         if fov is None:
             raise GBufferError(
                 f"{image.path}: layer {source} holds ray distance; converting it to planar depth needs the "
-                "camera's field of view (none in the header): give --fov"
+                "camera's field of view (none in the header): give --fov or --camera"
             )
         values = values / ray_length_factor(*values.shape[:2], fov)
     values = values * profile.depth_scale
     return np.where(background, np.inf, values).astype(np.float32)
+
+
+def check_not_normalised(image: ExrImage, profile: AovProfile, depth: np.ndarray, source: str) -> None:
+    """A depth layer that renderers normalise by default, holding only 0-1 values, is not scene depth."""
+    if profile.depth_kind == "normalised":
+        if profile.depth_white == profile.depth_black:
+            raise GBufferError(
+                f"{image.path}: normalised depth needs depth_black and depth_white (the scene depths "
+                "written as 0 and 1) in the --aov-file profile"
+            )
+        return
+    layer = source.rpartition(".")[0] or source
+    finite = depth[np.isfinite(depth)]
+    if layer in profile.normalised_depth_layers and finite.size and finite.min() >= 0 and finite.max() <= 1:
+        raise GBufferError(
+            f"{image.path}: layer {source} holds depth normalised to 0-1 (the renderer's default), not scene "
+            'depth: render it unclamped (raw) or say how it was normalised: depth_kind = "normalised", '
+            "depth_black = DEPTH AT 0, depth_white = DEPTH AT 1 in an --aov-file profile"
+        )
 
 
 def _header_fov(image: ExrImage, profile: AovProfile) -> float | None:
@@ -252,6 +406,7 @@ class GBufferSequence:
     beauty: np.ndarray | None  # [F, H, W, 3] when every frame has one
     world_to_camera: list[np.ndarray | None]
     profile: AovProfile
+    camera_positions: list[np.ndarray | None]
 
 
 def read_sequence(
@@ -261,26 +416,34 @@ def read_sequence(
     colour_space: str = colour.MODEL_COLOUR_SPACE,
     world_to_camera: Sequence[np.ndarray] | None = None,
     vertical_fov_degrees: float | None = None,
+    pass_files: Mapping[str, PassFile] | None = None,
 ) -> GBufferSequence:
     """Read `pattern` (`shot.####.exr`) over `frames` (`1001-1100x2`) into canonical G-buffers.
 
     The profile is detected once, on the first frame, and kept for the whole range; every
-    frame must have the first frame's size.
+    frame must have the first frame's size. `pass_files` adds buffers kept in their own sequences.
     """
     files = sequence_files(pattern, frames)
     if world_to_camera is not None and len(world_to_camera) != len(files):
         raise GBufferError(f"{pattern}: {len(world_to_camera)} cameras given for {len(files)} frames")
+    if pass_files and isinstance(profile, str) and profile == "auto":
+        raise GBufferError(f"{pattern}: buffers in their own files need an explicit --profile (their base)")
     read: list[CanonicalFrame] = []
-    chosen: AovProfile | str = profile
-    for index, (_, path) in enumerate(files):
-        frame = read_frame(
-            path,
+    base: AovProfile | str = profile
+    for index, (number, path) in enumerate(files):
+        image = read_exr(path)
+        chosen, _ = resolve_profile(image, base)
+        base = chosen
+        if pass_files:
+            image, mapping = with_pass_files(image, pass_files, number)
+            chosen = with_mapping(chosen, mapping)
+        frame = convert_frame(
+            image,
             chosen,
             colour_space,
             None if world_to_camera is None else world_to_camera[index],
             vertical_fov_degrees,
         )
-        chosen = frame.profile
         if read and frame.size != read[0].size:
             raise GBufferError(
                 f"{path}: frame is {frame.size[1]}x{frame.size[0]}, but {files[0][1]} is "
@@ -305,6 +468,53 @@ def read_sequence(
         stack("beauty") if has_beauty else None,
         [frame.world_to_camera for frame in read],
         read[0].profile,
+        [frame.camera_position for frame in read],
+    )
+
+
+PASS_CHANNEL_CHOICES = {
+    3: (("R", "G", "B"), ("X", "Y", "Z"), ("r", "g", "b"), ("x", "y", "z")),
+    1: (("Z",), ("Y",), ("R",), ("V",), ("z",), ("r",)),
+}
+
+
+def with_pass_files(
+    image: ExrImage, pass_files: Mapping[str, PassFile], frame: int | None
+) -> tuple[ExrImage, dict[str, tuple[str, ...]]]:
+    """`image` with each pass file's channels added as `FILE:CHANNEL`, and the mapping to them."""
+    pixels, names = [image.pixels], list(image.channels)
+    mapping = {}
+    for buffer, pass_file in pass_files.items():
+        path = frame_path(pass_file.pattern, frame) if frame is not None else Path(pass_file.pattern)
+        extra = read_exr(path)
+        channels = pass_file.channels or _pass_channels(extra, buffer)
+        if extra.pixels.shape[:2] != image.pixels.shape[:2]:
+            raise GBufferError(
+                f"{path}: {extra.pixels.shape[1]}x{extra.pixels.shape[0]} differs from {image.path} "
+                f"({image.pixels.shape[1]}x{image.pixels.shape[0]})"
+            )
+        try:
+            pixels.append(extra.select(channels))
+        except KeyError as error:
+            raise GBufferError(str(error.args[0])) from error
+        mapping[buffer] = tuple(f"{Path(pass_file.pattern).name}:{name}" for name in channels)
+        names += mapping[buffer]
+    return ExrImage(np.concatenate(pixels, axis=-1), names, image.attributes, image.path), mapping
+
+
+def _pass_channels(image: ExrImage, buffer: str) -> tuple[str, ...]:
+    """The channels of a one-pass file that hold `buffer`: R, G, B or X, Y, Z (any one layer), Z, Y, ..."""
+    count = BUFFER_CHANNELS[buffer]
+    if len(image.channels) == count:
+        return tuple(image.channels)
+    for layer in sorted(image.layers()):
+        for suffixes in PASS_CHANNEL_CHOICES.get(count, ()):
+            names = tuple(f"{layer}.{suffix}" if layer else suffix for suffix in suffixes)
+            if all(name in image.channels for name in names):
+                return names
+    raise GBufferError(
+        f"{image.path}: which channels hold {buffer}? the file has {image.channels}; "
+        f"name them: --aov {buffer}=FILE.####.exr:CHANNEL[,CHANNEL...]"
     )
 
 

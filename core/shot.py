@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from renderflow.core import colour
-from renderflow.core.aov_profiles import AovProfile
+from renderflow.core.aov_profiles import AovProfile, PassFile
 from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
-from renderflow.core.cameras import read_camera_json
+from renderflow.core.camera_files import read_camera
 from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
-from renderflow.core.exr import read_exr
+from renderflow.core.exr import image_size, read_exr
 from renderflow.core.gbuffer_io import GBufferError, GBufferSequence, read_sequence
 from renderflow.core.sequences import sequence_files
 
@@ -22,56 +24,82 @@ logger = logging.getLogger(__name__)
 SHOT_ENV_HEIGHT = 64  # camera-view env maps of 64x128 (the model resizes them to the frame)
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a shot's G-buffer EXRs: rf-render's profile options, the daemon's params."""
+
+    profile: AovProfile | str = "auto"
+    pass_files: Mapping[str, PassFile] = field(default_factory=dict)
+    colour_space: str = colour.MODEL_COLOUR_SPACE
+    camera: Path | None = None  # camera.json, .chan or USD (docs/CAMERAS.md)
+    camera_prim: str | None = None  # which USD camera, when the stage has several
+    vertical_fov_degrees: float | None = None
+
+
 @dataclass
 class Shot:
     sequence: GBufferSequence
     camera_to_world: np.ndarray  # [F, 3, 3] rotations, for re-projecting any env map into each frame
     vertical_fov_degrees: float
-    cameras: np.ndarray | None = None  # [F, 4, 4] camera-to-world with positions, from camera.json
+    cameras: np.ndarray | None = None  # [F, 4, 4] camera-to-world with positions, when known
+
+    @property
+    def frames(self) -> list[int]:
+        """Frame numbers; a single file without a frame number in its name is frame 1."""
+        return [1 if number is None else number for number in self.sequence.frames]
 
 
-def read_shot(
-    pattern: str,
-    frames: str | None = None,
-    profile: AovProfile | str = "auto",
-    colour_space: str = colour.MODEL_COLOUR_SPACE,
-    camera_json: Path | None = None,
-    vertical_fov_degrees: float | None = None,
-) -> Shot:
+def read_shot(pattern: str, frames: str | None = None, options: ReadOptions | None = None) -> Shot:
     """Read G-buffers over `frames` with each frame's camera; the env map is left to `shot_envmaps`.
 
-    Cameras come from `camera_json` (matched by frame number) or else from the EXR headers; the
-    field of view from the argument, else camera.json, else DEFAULT_VERTICAL_FOV_DEGREES (logged).
+    Cameras come from `options.camera` (matched by frame number) or else from the EXR headers; the
+    field of view from `options.vertical_fov_degrees`, else the camera file, else
+    DEFAULT_VERTICAL_FOV_DEGREES (logged).
     """
-    track = read_camera_json(camera_json) if camera_json is not None else None
+    options = options or ReadOptions()
+    fov = options.vertical_fov_degrees
     cameras_world_to_camera = None
     cameras = None
-    if track is not None:
-        numbers = [number for number, _ in sequence_files(pattern, frames)]
+    if options.camera is not None:
+        files = sequence_files(pattern, frames)
+        numbers = [1 if number is None else number for number, _ in files]
+        width, height = image_size(files[0][1])
+        track = read_camera(options.camera, numbers, width / height, options.camera_prim)
         missing = [number for number in numbers if number not in track.frames]
         if missing:
-            raise GBufferError(f"{camera_json}: no camera for frames {missing[:5]} of {pattern}")
-        cameras_world_to_camera = [track.world_to_camera_rotation(track.frames.index(n)) for n in numbers]
-        cameras = np.stack([track.camera_to_world[track.frames.index(n)] for n in numbers])
-        if vertical_fov_degrees is None:
-            vertical_fov_degrees = track.vertical_fov_degrees[track.frames.index(numbers[0])]
+            raise GBufferError(f"{options.camera}: no camera for frames {missing[:5]} of {pattern}")
+        indices = [track.frames.index(number) for number in numbers]
+        cameras_world_to_camera = [track.world_to_camera_rotation(index) for index in indices]
+        cameras = np.stack([track.camera_to_world[index] for index in indices])
+        if fov is None and math.isfinite(track.vertical_fov_degrees[indices[0]]):
+            fov = track.vertical_fov_degrees[indices[0]]
     sequence = read_sequence(
-        pattern, frames, profile, colour_space, cameras_world_to_camera, vertical_fov_degrees
+        pattern,
+        frames,
+        options.profile,
+        options.colour_space,
+        cameras_world_to_camera,
+        fov,
+        options.pass_files,
     )
     rotations = []
     for number, world_to_camera in zip(sequence.frames, sequence.world_to_camera, strict=True):
         if world_to_camera is None:
             raise GBufferError(
                 f"{pattern}: frame {number} has no camera in its header; the env map cannot be turned into "
-                "the camera's view: give --camera camera.json"
+                "the camera's view: give --camera (camera.json, .chan or USD)"
             )
         rotations.append(np.asarray(world_to_camera).T)  # camera-to-world rotation
-    if vertical_fov_degrees is None:
+    if cameras is None and all(position is not None for position in sequence.camera_positions):
+        cameras = np.tile(np.eye(4), (len(rotations), 1, 1))
+        cameras[:, :3, :3] = rotations
+        cameras[:, :3, 3] = np.stack([np.asarray(position) for position in sequence.camera_positions])
+    if fov is None:
         logger.warning(
             "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_VERTICAL_FOV_DEGREES
         )
-        vertical_fov_degrees = DEFAULT_VERTICAL_FOV_DEGREES
-    return Shot(sequence, np.stack(rotations), vertical_fov_degrees, cameras)
+        fov = DEFAULT_VERTICAL_FOV_DEGREES
+    return Shot(sequence, np.stack(rotations), fov, cameras)
 
 
 def shot_envmaps(

@@ -23,6 +23,7 @@ from renderflow.core.pipeline import RenderFlowPipeline
 
 COVERAGE_THRESHOLD = 0.5  # alpha at or above this is the object's pixel (G-buffers cannot be blended)
 RATIO_FLOOR = 1e-4  # below this the render without the object is black: the ratio is 1 there
+RATIO_NOISE = 0.01  # relative changes below this are the network's, not the object's (shading_ratio)
 MATERIAL_CHANNELS = {"roughness": 0, "metallic": 1, "specular": 2}
 
 
@@ -79,11 +80,19 @@ def merge_gbuffers(
 
 
 def shading_ratio(with_object: np.ndarray, without_object: np.ndarray) -> np.ndarray:
-    """with / without per channel: the object's effect on the plate's light (exactly 1 where it has none)."""
+    """with / without per channel: the object's effect on the plate's light, exactly 1 where it has none.
+
+    The network sees the whole frame, so adding an object moves every pixel a little; changes
+    below RATIO_NOISE are that, not shadow or bounce light, and are dropped (faded in up to twice
+    that, so a soft shadow's edge stays soft).
+    """
     if with_object.shape != without_object.shape:
         raise ValueError(f"renders differ in shape: {with_object.shape} and {without_object.shape}")
     lit = without_object > RATIO_FLOOR
-    return np.where(lit, with_object / np.where(lit, without_object, 1.0), 1.0).astype(np.float32)
+    ratio = np.where(lit, with_object / np.where(lit, without_object, 1.0), 1.0)
+    change = np.abs(ratio - 1.0).max(axis=-1, keepdims=True)
+    fade = np.clip((change - RATIO_NOISE) / RATIO_NOISE, 0.0, 1.0)
+    return (1.0 + (ratio - 1.0) * fade * fade * (3.0 - 2.0 * fade)).astype(np.float32)
 
 
 def composite_insert(

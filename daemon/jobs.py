@@ -16,7 +16,6 @@ import re
 import resource
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,17 @@ from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile, get_profile, load_profile_file, with_mapping
 from renderflow.core.buffers import GBuffers
 from renderflow.core.envmap import EnvTransform
-from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.outputs import write_frame
 from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
 from renderflow.core.sequences import frame_path
-from renderflow.core.shot import Shot, read_plate, read_shot, shot_envmaps
+from renderflow.core.shot import ReadOptions, Shot, read_plate, read_shot
+from renderflow.core.shot_render import (
+    OutputFrame,
+    RenderSettings,
+    decompose_plate,
+    read_keyframes,
+    render_shot,
+)
 from renderflow.daemon import protocol as wire
 
 logger = logging.getLogger(__name__)
@@ -54,8 +60,7 @@ class CachedGBuffers:
 
     gbuffers: GBuffers  # at rest, for the AOV layers of the result
     latents: GBufferLatents  # on the pipeline's device
-    frames: list[int] | None  # frame numbers (EXR form) or None (raw form)
-    shot: Shot | None  # cameras and fov (EXR form), for re-projecting each new env map
+    shot: Shot | None = None  # frames, cameras, fov and mask (EXR form); None for raw arrays
 
     @property
     def nbytes(self) -> int:
@@ -195,42 +200,37 @@ class Renderer:
         if cached is None:
             cached = self._read_gbuffers(pipeline, message, workdir)
             self.cache.put(key, cached)
+        steps = int(params.get("steps", 1))
+        shot = cached.shot
+        if shot is None:  # raw form: arrays in, arrays out
+            beauty = pipeline.render(
+                cached.latents,
+                _float_array(message.named("envmap_cam")[0]),
+                self._raw_keyframes(message) or None,
+                steps,
+                progress=progress,
+                vertical_fov_degrees=params.get("fov"),
+            )
+            return {"frames": None, "cached_gbuffers": cache_hit}, [wire.Payload.from_array("beauty", beauty)]
         colour_space = str(params.get("colour_space", colour.MODEL_COLOUR_SPACE))
-        if cached.shot is not None:
-            envmap_path = _write_payload(workdir / "envmap.exr", message.named("envmap")[0])
-            transform = EnvTransform(
+        settings = RenderSettings(
+            steps,
+            [str(name) for name in params.get("aovs", [])],
+            EnvTransform(
                 float(params.get("env_rotate", 0.0)),
                 bool(params.get("env_flip", False)),
                 float(params.get("exposure", 0.0)),
-            )
-            envmap_cam = shot_envmaps(cached.shot, envmap_path, colour_space, transform)
-        else:
-            envmap_cam = _float_array(message.named("envmap_cam")[0])
-        keyframes = self._keyframes(message, cached, workdir, colour_space)
-        steps = int(params.get("steps", 1))
-        shot = cached.shot
-        beauty = pipeline.render(
-            cached.latents,
-            envmap_cam,
-            keyframes or None,
-            steps,
-            progress=progress,
-            vertical_fov_degrees=shot.vertical_fov_degrees if shot is not None else params.get("fov"),
-            camera_to_world=shot.cameras if shot is not None else None,
+            ),
         )
-        fields = {"frames": cached.frames, "cached_gbuffers": cache_hit}
-        if cached.frames is None:
-            return fields, [wire.Payload.from_array("beauty", beauty)]
-        aovs = list(params.get("aovs", []))
-        payloads = []
-        for index, (frame, image) in enumerate(zip(cached.frames, beauty, strict=True)):
-            buffers = {"beauty": colour.from_model(image, colour_space)} | _aov_buffers(
-                cached.gbuffers, index, aovs, colour_space
-            )
-            path = workdir / OUTPUT_PATTERN.format(name="beauty", frame=frame)
-            write_canonical_frame(path, buffers, {"renderflow/steps": steps})
-            payloads.append(wire.Payload.exr("beauty", path.read_bytes(), frame))
-        return fields, payloads
+        envmap_path = _write_payload(workdir / "envmap.exr", message.named("envmap")[0])
+        keyframes = {}
+        if message.named("keyframe"):
+            pattern, _ = _write_sequence(workdir, "keyframe", message.named("keyframe"))
+            keyframes = read_keyframes(shot, pattern, colour_space)
+        frames = render_shot(
+            pipeline, shot, envmap_path, settings, colour_space, keyframes, cached.latents, progress
+        )
+        return {"frames": shot.frames, "cached_gbuffers": cache_hit}, _exr_payloads("beauty", frames, workdir)
 
     def _read_gbuffers(
         self, pipeline: RenderFlowPipeline, message: wire.Message, workdir: Path
@@ -239,46 +239,34 @@ class Renderer:
         gbuffer_payloads = message.named("gbuffers")
         if not gbuffer_payloads:  # raw form: canonical arrays
             gbuffers = GBuffers(*(_float_array(message.named(name)[0]) for name in wire.RENDER_RAW_GBUFFERS))
-            return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None, None)
+            return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None)
         pattern, frames = _write_sequence(workdir, "gbuffers", gbuffer_payloads)
-        camera_json = None
+        camera = None
         if "camera" in params:
-            camera_json = workdir / "camera.json"
-            camera_json.write_text(json.dumps(params["camera"]))
-        fov = float(params["fov"]) if "fov" in params else None
-        shot = read_shot(
-            pattern,
-            _frame_list(frames),
+            camera = workdir / "camera.json"
+            camera.write_text(json.dumps(params["camera"]))
+        options = ReadOptions(
             _profile(params, workdir),
-            str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
-            camera_json,
-            fov,
+            colour_space=str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
+            camera=camera,
+            vertical_fov_degrees=float(params["fov"]) if "fov" in params else None,
         )
+        shot = read_shot(pattern, _frame_list(frames), options)
         gbuffers = shot.sequence.gbuffers
-        return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), frames, shot)
+        return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), shot)
 
-    def _keyframes(
-        self, message: wire.Message, cached: CachedGBuffers, workdir: Path, colour_space: str
-    ) -> dict[int, np.ndarray]:
-        if cached.frames is None:
-            raw = message.named("keyframes")
-            if not raw:
-                return {}
-            images = _float_array(raw[0])
-            indices = message.params.get("keyframe_frames", [])
-            if images.ndim != 4 or len(indices) != images.shape[0]:
-                raise JobInputError(
-                    f"keyframes: {list(images.shape)} images for keyframe_frames {indices}; "
-                    "expected [K, H, W, 3] and K indices"
-                )
-            return {int(index): image for index, image in zip(indices, images, strict=True)}
-        payloads = message.named("keyframe")
-        if not payloads:
+    def _raw_keyframes(self, message: wire.Message) -> dict[int, np.ndarray]:
+        raw = message.named("keyframes")
+        if not raw:
             return {}
-        pattern, frames = _write_sequence(workdir, "keyframe", payloads)
-        _, images = read_plate(pattern, _frame_list(frames), "", colour_space)
-        keyframes = {cached.frames.index(frame): image for frame, image in zip(frames, images, strict=True)}
-        return keyframes
+        images = _float_array(raw[0])
+        indices = message.params.get("keyframe_frames", [])
+        if images.ndim != 4 or len(indices) != images.shape[0]:
+            raise JobInputError(
+                f"keyframes: {list(images.shape)} images for keyframe_frames {indices}; "
+                "expected [K, H, W, 3] and K indices"
+            )
+        return {int(index): image for index, image in zip(indices, images, strict=True)}
 
     def _decompose(
         self, message: wire.Message, workdir: Path, progress: ProgressFn
@@ -293,17 +281,22 @@ class Renderer:
             buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
             return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
         pattern, frames = _write_sequence(workdir, "image", payloads)
-        _, images = read_plate(pattern, _frame_list(frames), str(params.get("layer", "")), colour_space)
-        buffers = pipeline.decompose(images, targets, steps, progress)
-        results = []
-        for index, payload in enumerate(payloads):
-            frame_buffers = {name: buffers[name][index] for name in targets}
-            if "albedo" in frame_buffers:
-                frame_buffers["albedo"] = colour.from_model(frame_buffers["albedo"], colour_space)
-            path = workdir / OUTPUT_PATTERN.format(name="intrinsics", frame=payload.frame)
-            write_canonical_frame(path, frame_buffers, {"renderflow/steps": steps})
-            results.append(wire.Payload.exr("intrinsics", path.read_bytes(), payload.frame))
-        return {"frames": [payload.frame for payload in payloads]}, results
+        numbers, images = read_plate(pattern, _frame_list(frames), str(params.get("layer", "")), colour_space)
+        outputs = decompose_plate(
+            pipeline, [int(n or 0) for n in numbers], images, targets, steps, colour_space, progress
+        )
+        return {"frames": frames}, _exr_payloads("intrinsics", outputs, workdir)
+
+
+def _exr_payloads(name: str, frames: list[OutputFrame], workdir: Path) -> list[wire.Payload]:
+    """Output frames as EXR payloads (written to the job's folder, as rf-render writes them)."""
+    payloads = []
+    for frame in frames:
+        path = write_frame(
+            workdir / OUTPUT_PATTERN.format(name=name, frame=frame.frame), frame.layers, frame.attributes
+        )
+        payloads.append(wire.Payload.exr(name, path.read_bytes(), frame.frame))
+    return payloads
 
 
 def memory_report(device: str) -> dict[str, int]:
@@ -318,21 +311,6 @@ def memory_report(device: str) -> dict[str, int]:
             "device_total": total,
         }
     return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-
-
-def _aov_buffers(gbuffers: GBuffers, index: int, aovs: list[str], colour_space: str) -> dict[str, np.ndarray]:
-    """The G-buffer layers a render was asked to return beside the beauty, for frame `index`."""
-    material = gbuffers.material[index]
-    available: dict[str, Callable[[], np.ndarray]] = {
-        "alpha": lambda: np.isfinite(gbuffers.depth[index]).astype(np.float32),
-        "albedo": lambda: colour.from_model(gbuffers.albedo[index], colour_space),
-        "normal": lambda: gbuffers.normal[index],
-        "depth": lambda: gbuffers.depth[index],
-        "roughness": lambda: material[..., 0:1],
-        "metallic": lambda: material[..., 1:2],
-        "specular": lambda: material[..., 2:3],
-    }
-    return {name: available[name]() for name in aovs}
 
 
 def _profile(params: dict[str, Any], workdir: Path) -> AovProfile | str:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from renderflow.core.aov_profiles import AovProfile
     from renderflow.core.exr import Layer
     from renderflow.core.pipeline import RenderFlowPipeline
+    from renderflow.core.shot import ReadOptions
+    from renderflow.core.shot_render import OutputFrame
     from renderflow.daemon.farm import Runner
     from renderflow.daemon.protocol import Payload
 
@@ -125,7 +127,8 @@ def import_wan_command(wan_folder: Path, out: Path, v2: bool) -> None:
 
 
 def _profile_options(function: Callable[..., None]) -> Callable[..., None]:
-    """--profile, --aov, --aov-file, --colour-space, --camera, --fov: how to read G-buffer EXRs."""
+    """--profile, --aov, --aov-file, --colour-space, --camera, --camera-prim, --fov: how to read
+    G-buffer EXRs (gathered into ReadOptions by `_read_options`)."""
     options = [
         click.option(
             "--profile",
@@ -138,7 +141,8 @@ def _profile_options(function: Callable[..., None]) -> Callable[..., None]:
             "aov_mappings",
             multiple=True,
             metavar="BUFFER=CHANNELS",
-            help="Map a buffer to your channels, e.g. --aov normal=myN.X,myN.Y,myN.Z (repeatable).",
+            help="Map a buffer to your channels, e.g. --aov normal=myN.X,myN.Y,myN.Z, or to its own files, "
+            "--aov normal=passes/Normal.####.exr (repeatable; needs --profile).",
         ),
         click.option(
             "--aov-file",
@@ -153,12 +157,12 @@ def _profile_options(function: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--camera",
-            "camera_json",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="camera.json with per-frame camera-to-world matrices, for world-space normals without one "
-            "in the header.",
+            help="The shot's cameras: camera.json, a Nuke .chan or a USD file (docs/CAMERAS.md); default: "
+            "the EXR headers.",
         ),
-        click.option("--fov", type=float, help="Vertical field of view in degrees, for ray-distance depth."),
+        click.option("--camera-prim", help="The USD camera's prim path, when the stage has several."),
+        click.option("--fov", type=float, help="Vertical field of view in degrees (overrides the camera's)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -188,17 +192,38 @@ def _env_options(function: Callable[..., None]) -> Callable[..., None]:
     return function
 
 
-def _build_profile(profile: str, aov_mappings: tuple[str, ...], aov_file: Path | None) -> AovProfile | str:
-    from renderflow.core.aov_profiles import get_profile, load_profile_file, parse_aov_option, with_mapping
+def _read_options(
+    profile: str,
+    aov_mappings: tuple[str, ...],
+    aov_file: Path | None,
+    colour_space: str,
+    camera: Path | None,
+    camera_prim: str | None,
+    fov: float | None,
+) -> ReadOptions:
+    """The profile options as core's ReadOptions: a built-in or studio profile, channel mappings and
+    per-pass files, colour space, camera file, fov."""
+    from renderflow.core.aov_profiles import (
+        PassFile,
+        get_profile,
+        load_profile_file,
+        parse_aov_option,
+        with_mapping,
+    )
+    from renderflow.core.shot import ReadOptions
 
     base: AovProfile | str = load_profile_file(aov_file) if aov_file is not None else profile
-    if not aov_mappings:
-        return base
-    if isinstance(base, str):
-        if base == "auto":
-            raise click.UsageError("--aov needs an explicit --profile (the base the mapping extends)")
-        base = get_profile(base)
-    return with_mapping(base, dict(parse_aov_option(text) for text in aov_mappings))
+    mapping, pass_files = {}, {}
+    for buffer, target in map(parse_aov_option, aov_mappings):
+        if isinstance(target, PassFile):
+            pass_files[buffer] = target
+        else:
+            mapping[buffer] = target
+    if aov_mappings and base == "auto":
+        raise click.UsageError("--aov needs an explicit --profile (the base the mapping extends)")
+    if mapping:
+        base = with_mapping(get_profile(base) if isinstance(base, str) else base, mapping)
+    return ReadOptions(base, pass_files, colour_space, camera, camera_prim, fov)
 
 
 @main.command()
@@ -207,29 +232,23 @@ def _build_profile(profile: str, aov_mappings: tuple[str, ...], aov_file: Path |
     "--frame", type=int, help="Frame to inspect when FILE is a sequence pattern (default: the first)."
 )
 @_profile_options
-def inspect(
-    file: str,
-    frame: int | None,
-    profile: str,
-    aov_mappings: tuple[str, ...],
-    aov_file: Path | None,
-    colour_space: str,
-    camera_json: Path | None,
-    fov: float | None,
-) -> None:
+def inspect(file: str, frame: int | None, **reading: Any) -> None:
     """Show an EXR's layers, the AOV profile and mapping RenderFlow would use, and value ranges.
 
-    FILE is an EXR or a sequence pattern (shot.####.exr, shot.%04d.exr, shot.$F4.exr).
+    FILE is an EXR or a sequence pattern (shot.####.exr, shot.%04d.exr, shot.$F4.exr). Any damaged,
+    deep or unusable file ends with a one-line error (exit code 1).
     """
     import numpy as np
 
-    from renderflow.core.cameras import read_camera_json
+    from renderflow.core.aov_profiles import with_mapping
+    from renderflow.core.camera_files import read_camera
     from renderflow.core.exr import read_exr
-    from renderflow.core.gbuffer_io import convert_frame
+    from renderflow.core.gbuffer_io import convert_frame, with_pass_files
     from renderflow.core.inspect_report import describe_file, describe_frame, describe_profile
     from renderflow.core.sequences import frame_path, sequence_files
 
     try:
+        options = _read_options(**reading)
         if frame is not None:
             number, path = frame, frame_path(file, frame)
         else:
@@ -237,20 +256,31 @@ def inspect(
         image = read_exr(path)
         for line in describe_file(image):
             click.echo(line)
-        chosen, lines = describe_profile(image, _build_profile(profile, aov_mappings, aov_file))
+        chosen, lines = describe_profile(image, options.profile)
         for line in lines:
             click.echo(line)
         world_to_camera, camera_source = None, "from the header"
-        if camera_json is not None:
-            track = read_camera_json(camera_json)
-            index = track.frames.index(number) if number in track.frames else 0
-            world_to_camera, camera_source = track.world_to_camera_rotation(index), f"from {camera_json}"
-        canonical = convert_frame(image, chosen, colour_space, world_to_camera, fov)
+        if options.pass_files:
+            image, mapping = with_pass_files(image, options.pass_files, number)
+            chosen = with_mapping(chosen, mapping)
+        if options.camera is not None:
+            height, width = image.pixels.shape[:2]
+            numbers = [1 if number is None else number]
+            track = read_camera(options.camera, numbers, width / height, options.camera_prim)
+            index = track.frames.index(numbers[0]) if numbers[0] in track.frames else 0
+            world_to_camera, camera_source = track.world_to_camera_rotation(index), f"from {options.camera}"
+        canonical = convert_frame(
+            image, chosen, options.colour_space, world_to_camera, options.vertical_fov_degrees
+        )
         with np.errstate(invalid="ignore"):
             for line in describe_frame(canonical, camera_source):
                 click.echo(line)
     except (OSError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(_one_line(error)) from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 @main.command()
@@ -275,45 +305,43 @@ def preview(
     env_rotate: float,
     env_flip: bool,
     exposure: float,
-    profile: str,
-    aov_mappings: tuple[str, ...],
-    aov_file: Path | None,
-    colour_space: str,
-    camera_json: Path | None,
-    fov: float | None,
+    **reading: Any,
 ) -> None:
     """Fast preview without the network: the Deferred or IBL baseline from the same inputs.
 
-    GBUFFERS is a sequence pattern (shot.####.exr); the beauty is written per frame to OUT, in the
-    G-buffers' colour space, scene-linear HDR. No shadows: a look-dev check, not a render.
+    GBUFFERS is a sequence pattern (shot.####.exr); the beauty is written per frame to OUT like a
+    render (docs/OUTPUTS.md), scene-linear HDR. No shadows: a look-dev check, not a render.
     """
-    from renderflow.core import colour
     from renderflow.core.baselines import render_baseline
     from renderflow.core.envmap import EnvTransform
-    from renderflow.core.exr import write_exr
-    from renderflow.core.sequences import frame_path, has_frame_token
+    from renderflow.core.outputs import check_output_pattern
     from renderflow.core.shot import read_shot, shot_envmaps
+    from renderflow.core.shot_render import RenderSettings, render_frames
 
     try:
-        shot = read_shot(
-            gbuffers, frames, _build_profile(profile, aov_mappings, aov_file), colour_space, camera_json, fov
-        )
-        envmap_cam = shot_envmaps(
-            shot, envmap_path, colour_space, EnvTransform(env_rotate, env_flip, exposure)
-        )
-        if len(shot.sequence.frames) > 1 and not has_frame_token(out):
-            raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
+        options = _read_options(**reading)
+        shot = read_shot(gbuffers, frames, options)
+        check_output_pattern(out, len(shot.frames))
+        settings = RenderSettings(env_transform=EnvTransform(env_rotate, env_flip, exposure))
+        envmap_cam = shot_envmaps(shot, envmap_path, options.colour_space, settings.env_transform)
         beauty = render_baseline(method, shot.sequence.gbuffers, envmap_cam, shot.vertical_fov_degrees)
-        for number, image in tqdm(
-            list(zip(shot.sequence.frames, beauty, strict=True)), desc="frames", disable=None
-        ):
-            path = Path(frame_path(out, number) if number is not None else out)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pixels = colour.from_model(image, colour_space)
-            write_exr(path, pixels, ["R", "G", "B"], attributes={"renderflow/preview": method})
-            click.echo(str(path))
+        outputs = render_frames(shot, beauty, settings, options.colour_space)
+        for frame in outputs:
+            frame.attributes["renderflow/preview"] = method
+        _write_outputs(out, outputs)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+
+
+def _write_outputs(out: str, frames: list[OutputFrame], done: int = 0, total: int | None = None) -> None:
+    """Write each frame atomically and say so, one line per frame (what farm logs show)."""
+    from renderflow.core.outputs import output_path, write_frame
+
+    total = total or len(frames)
+    for count, frame in enumerate(frames, done + 1):
+        path = write_frame(output_path(out, frame.frame), frame.layers, frame.attributes)
+        logger.info("frame %d written: %s (%d/%d)", frame.frame, path, count, total)
+        click.echo(str(path))
 
 
 def _runner_options(function: Callable[..., None]) -> Callable[..., None]:
@@ -375,21 +403,11 @@ def _runner_options(function: Callable[..., None]) -> Callable[..., None]:
     return function
 
 
-def _runners(
-    daemons: tuple[str, ...],
-    curve_server_key: Path | None,
-    curve_client_key: Path | None,
-    timeout: float,
-    checkpoint: Path | None,
-    device: str,
+def _daemon_runners(
+    daemons: tuple[str, ...], curve_server_key: Path | None, curve_client_key: Path | None, timeout: float
 ) -> list[Runner]:
     from renderflow.daemon.client import CurveKeys, DaemonClient
 
-    if not daemons:
-        from renderflow.core.demo import BUNDLED_MODEL
-        from renderflow.daemon.farm import LocalRunner
-
-        return [LocalRunner(checkpoint or BUNDLED_MODEL, device)]
     if (curve_server_key is None) != (curve_client_key is None):
         raise click.UsageError("--curve-server-key and --curve-client-key go together")
     curve = None
@@ -398,61 +416,101 @@ def _runners(
     return [DaemonClient(address, timeout_s=timeout, curve=curve) for address in daemons]
 
 
-def _run_frames(
+def _run_on_daemons(
     op: str,
     params: dict[str, object],
-    files: list[tuple[int, Path]],
+    frames: list[int],
     out: str,
-    runners: list[Runner],
+    runner: dict[str, Any],
     payloads_for: Callable[[list[int]], list[Payload]],
-    skip_existing: bool,
-    batch_frames: int | None,
 ) -> None:
-    """Batch the frames, run them, report; a ClickException (exit 1) if any frame failed."""
-    from renderflow.core.sequences import frame_path, has_frame_token
+    """Batch the frames over the daemons, write what comes back; a ClickException (exit 1) if any failed."""
+    from renderflow.core.outputs import output_path
     from renderflow.daemon.farm import plan_batches, run_batches
     from renderflow.daemon.protocol import Limits
 
-    if len(files) > 1 and not has_frame_token(out):
-        raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
+    daemons = _daemon_runners(
+        *(runner[key] for key in ("daemons", "curve_server_key", "curve_client_key", "timeout"))
+    )
+    per_job = runner["batch_frames"] or min(-(-len(frames) // len(daemons)), Limits().max_frames)
+    done = [0]
 
-    def output_for(frame: int) -> Path:
-        return frame_path(out, frame) if has_frame_token(out) else Path(out)
+    def frames_done(count: int) -> None:
+        done[0] += count
+        bar.update(count)
+        logger.info("%d/%d frames done", done[0], len(frames))
 
-    frames = [frame for frame, _ in files if not (skip_existing and output_for(frame).exists())]
-    if len(frames) < len(files):
-        click.echo(f"skipping {len(files) - len(frames)} frame(s) whose output exists")
-    if not frames:
-        return
-    per_job = batch_frames or min(-(-len(frames) // len(runners)), Limits().max_frames)
     with tqdm(total=len(frames), desc=op, unit="frame", disable=None) as bar:
         outcome = run_batches(
-            runners, op, params, plan_batches(frames, per_job), payloads_for, output_for, bar.update
+            daemons,
+            op,
+            params,
+            plan_batches(frames, per_job),
+            payloads_for,
+            lambda f: output_path(out, f),
+            frames_done,
         )
     for path in sorted(outcome.written):
         click.echo(str(path))
-    if outcome.failed:
-        reasons = sorted(set(outcome.failed.values()))
+    _fail_if(outcome.failed, len(frames))
+
+
+def _fail_if(failed: dict[int, str], total: int) -> None:
+    if failed:
+        reasons = sorted(set(failed.values()))
         raise click.ClickException(
-            f"{len(outcome.failed)} of {len(frames)} frame(s) failed "
-            f"({min(outcome.failed)}-{max(outcome.failed)}): {'; '.join(reasons)}"
+            f"{len(failed)} of {total} frame(s) failed ({min(failed)}-{max(failed)}): {'; '.join(reasons)}"
         )
 
 
-def _numbered(files: list[tuple[int | None, Path]]) -> list[tuple[int, Path]]:
-    """Frame numbers of a sequence; a single file without a frame token is frame 1."""
-    return [(1 if frame is None else frame, path) for frame, path in files]
+def _frames_to_do(files: list[tuple[int | None, Path]], out: str, skip_existing: bool) -> list[int]:
+    """The frames to render (a file without a frame number is frame 1), less those already written."""
+    from renderflow.core.outputs import check_output_pattern, output_path
+
+    numbers = [1 if frame is None else frame for frame, _ in files]
+    check_output_pattern(out, len(numbers))
+    todo = [frame for frame in numbers if not (skip_existing and output_path(out, frame).exists())]
+    if len(todo) < len(numbers):
+        click.echo(f"skipping {len(numbers) - len(todo)} frame(s) whose output exists")
+    return todo
+
+
+def _in_process(
+    op: str,
+    frames: list[int],
+    runner: dict[str, Any],
+    out: str,
+    work: Callable[[RenderFlowPipeline, str], list[OutputFrame]],
+) -> None:
+    """Run `work(pipeline, frame list)` batch by batch (bounded memory) and write each batch's frames.
+
+    A batch that fails is reported and the others go on; exit code 1 if any failed.
+    """
+    pipeline = _pipeline(runner["checkpoint"], runner["device"])
+    per_batch = runner["batch_frames"] or len(frames)
+    failed: dict[int, str] = {}
+    with tqdm(total=len(frames), desc=op, unit="frame", disable=None) as bar:
+        for start in range(0, len(frames), per_batch):
+            batch = frames[start : start + per_batch]
+            try:
+                outputs = work(pipeline, ",".join(map(str, batch)))
+                _write_outputs(out, outputs, start, len(frames))
+            except (OSError, ValueError) as error:
+                logger.error("frames %d-%d failed: %s", batch[0], batch[-1], error)
+                failed |= {frame: str(error) for frame in batch}
+            bar.update(len(batch))
+    _fail_if(failed, len(frames))
 
 
 @main.command()
 @click.argument("gbuffers")
 @_env_options
-@click.option("--out", required=True, help="Output pattern, e.g. render/beauty.####.exr.")
+@click.option("--out", required=True, help="Output pattern, e.g. render/beauty.####.exr (OpenEXR).")
 @click.option("--keyframes", help="Path-traced beauty EXRs (pattern) to guide the render where they exist.")
 @click.option(
     "--aovs",
     multiple=True,
-    type=click.Choice(["alpha", "albedo", "normal", "depth", "roughness", "metallic", "specular"]),
+    type=click.Choice(["albedo", "normal", "depth", "roughness", "metallic", "specular"]),
     help="G-buffer layers to write beside the beauty (repeatable).",
 )
 @_profile_options
@@ -470,41 +528,70 @@ def render(
     aov_mappings: tuple[str, ...],
     aov_file: Path | None,
     colour_space: str,
-    camera_json: Path | None,
+    camera: Path | None,
+    camera_prim: str | None,
     fov: float | None,
     **runner: Any,
 ) -> None:
     """Render G-buffer EXRs (any AOV profile) under an env map to scene-linear beauty EXRs.
 
-    GBUFFERS is a sequence pattern (shot.####.exr). Runs in process, or on one or more rf-daemons
-    with --daemon. Exit code 1 if any frame failed; the frames that rendered are kept.
+    GBUFFERS is a sequence pattern (shot.####.exr). Writes premultiplied RGBA (A = the geometry)
+    and the --aovs layers per frame (docs/OUTPUTS.md). Runs in process, or on one or more
+    rf-daemons with --daemon. Exit code 1 if any frame failed; the frames that rendered are kept.
     """
-    import json
-
-    from renderflow.core.aov_profiles import parse_aov_option
+    from renderflow.core.envmap import EnvTransform
     from renderflow.core.sequences import frame_path, has_frame_token, sequence_files
-    from renderflow.daemon.client import render_payloads
+    from renderflow.core.shot import read_shot
+    from renderflow.core.shot_render import RenderSettings, read_keyframes, render_shot
 
-    params: dict[str, object] = {
-        "profile": profile,
-        "colour_space": colour_space,
-        "env_rotate": env_rotate,
-        "env_flip": env_flip,
-        "exposure": exposure,
-        "steps": runner["steps"],
-        "aovs": list(aovs),
-    }
-    if aov_mappings:
-        params["aov"] = {buffer: list(names) for buffer, names in map(parse_aov_option, aov_mappings)}
-    if aov_file is not None:
-        params["aov_profile_toml"] = aov_file.read_text()
-    if camera_json is not None:
-        params["camera"] = json.loads(camera_json.read_text())
-    if fov is not None:
-        params["fov"] = fov
     try:
-        files = _numbered(sequence_files(gbuffers, runner["frames"]))
-        by_frame = dict(files)
+        options = _read_options(profile, aov_mappings, aov_file, colour_space, camera, camera_prim, fov)
+        files = sequence_files(gbuffers, runner["frames"])
+        frames = _frames_to_do(files, out, runner["skip_existing"])
+        if not frames:
+            return
+        if not runner["daemons"]:
+            settings = RenderSettings(runner["steps"], aovs, EnvTransform(env_rotate, env_flip, exposure))
+
+            def work(pipeline: RenderFlowPipeline, batch: str) -> list[OutputFrame]:
+                shot = read_shot(gbuffers, batch if has_frame_token(gbuffers) else None, options)
+                keys = read_keyframes(shot, keyframes, options.colour_space)
+                return render_shot(pipeline, shot, envmap_path, settings, options.colour_space, keys)
+
+            _in_process("render", frames, runner, out, work)
+            return
+        if options.pass_files:
+            raise click.UsageError(
+                "passes in their own files (--aov BUFFER=FILE) are combined in process; with --daemon, "
+                "write them into one EXR per frame first"
+            )
+        import json
+
+        from renderflow.daemon.client import render_payloads
+
+        params: dict[str, object] = {
+            "profile": profile,
+            "colour_space": colour_space,
+            "env_rotate": env_rotate,
+            "env_flip": env_flip,
+            "exposure": exposure,
+            "steps": runner["steps"],
+            "aovs": list(aovs),
+        }
+        mapping = {buffer: list(names) for buffer, names in _channel_mappings(aov_mappings).items()}
+        if mapping:
+            params["aov"] = mapping
+        if aov_file is not None:
+            params["aov_profile_toml"] = aov_file.read_text()
+        if camera is not None:
+            if camera.suffix.lower() != ".json":
+                raise click.UsageError(
+                    "with --daemon, --camera takes a camera.json (convert .chan/USD in process)"
+                )
+            params["camera"] = json.loads(camera.read_text())
+        if fov is not None:
+            params["fov"] = fov
+        by_frame = {1 if frame is None else frame: path for frame, path in files}
 
         def payloads_for(batch: list[int]) -> list[Payload]:
             keys = []
@@ -513,19 +600,19 @@ def render(
                 keys = [(frame, path) for frame, path in keys if path.is_file()]
             return render_payloads([(frame, by_frame[frame]) for frame in batch], envmap_path, keys)
 
-        runners = _runners(*(runner[key] for key in _RUNNER_KEYS))
-        _run_frames(
-            "render",
-            params,
-            files,
-            out,
-            runners,
-            payloads_for,
-            runner["skip_existing"],
-            runner["batch_frames"],
-        )
+        _run_on_daemons("render", params, frames, out, runner, payloads_for)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+
+
+def _channel_mappings(aov_mappings: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    from renderflow.core.aov_profiles import PassFile, parse_aov_option
+
+    return {
+        buffer: target
+        for buffer, target in map(parse_aov_option, aov_mappings)
+        if not isinstance(target, PassFile)
+    }
 
 
 @main.command()
@@ -556,33 +643,45 @@ def decompose(
     relative (nearest 1). Runs in process or on rf-daemons (--daemon). Exit code 1 if any frame failed.
     """
     from renderflow.core.sequences import sequence_files
+    from renderflow.core.shot import read_plate
+    from renderflow.core.shot_render import decompose_plate
     from renderflow.daemon.client import decompose_payloads
 
-    params: dict[str, object] = {"colour_space": colour_space, "layer": layer, "steps": runner["steps"]}
-    if targets:
-        params["targets"] = list(targets)
+    chosen = list(targets) or ["albedo", "normal", "depth", "roughness", "metallic"]
     try:
-        files = _numbered(sequence_files(plate, runner["frames"]))
-        by_frame = dict(files)
-        runners = _runners(*(runner[key] for key in _RUNNER_KEYS))
-        _run_frames(
+        files = sequence_files(plate, runner["frames"])
+        frames = _frames_to_do(files, out, runner["skip_existing"])
+        if not frames:
+            return
+        if not runner["daemons"]:
+            single = files[0][0] is None
+
+            def work(pipeline: RenderFlowPipeline, batch: str) -> list[OutputFrame]:
+                numbers, images = read_plate(plate, None if single else batch, layer, colour_space)
+                numbers = [1 if number is None else number for number in numbers]
+                return decompose_plate(pipeline, numbers, images, chosen, runner["steps"], colour_space)
+
+            _in_process("decompose", frames, runner, out, work)
+            return
+        params: dict[str, object] = {
+            "colour_space": colour_space,
+            "layer": layer,
+            "steps": runner["steps"],
+            "targets": chosen,
+        }
+        by_frame = {1 if frame is None else frame: path for frame, path in files}
+        _run_on_daemons(
             "decompose",
             params,
-            files,
+            frames,
             out,
-            runners,
+            runner,
             lambda batch: decompose_payloads([(frame, by_frame[frame]) for frame in batch]),
-            runner["skip_existing"],
-            runner["batch_frames"],
         )
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 
 
-_RUNNER_KEYS = ("daemons", "curve_server_key", "curve_client_key", "timeout", "checkpoint", "device")
-
-
-# -- workflows (issue #9): in process, on the model given by --checkpoint ------------------------------
 def _workflow_options(function: Callable[..., None]) -> Callable[..., None]:
     """--checkpoint, --device, --frames, --steps, --colour-space for the workflow commands."""
     options = [
@@ -615,19 +714,31 @@ def _pipeline(checkpoint: Path | None, device: str) -> RenderFlowPipeline:
     return RenderFlowPipeline.from_pretrained(checkpoint or BUNDLED_MODEL, device=device)
 
 
-def _write_frames(
-    out: str, numbers: list[int | None], layers_per_frame: list[list[Layer]], colour_space: str
-) -> None:
-    from renderflow.core.exr import write_layers
-    from renderflow.core.sequences import frame_path, has_frame_token
+def _plate_frames(
+    numbers: list[int | None], layers_per_frame: list[list[Layer]], colour_space: str
+) -> list[OutputFrame]:
+    """Plate-sized results (relight, insert, edit) as output frames with the colour-space header."""
+    from renderflow.core.outputs import colour_attributes
+    from renderflow.core.shot_render import OutputFrame
 
-    if len(numbers) > 1 and not has_frame_token(out):
-        raise click.UsageError(f"--out {out!r} needs a frame token (####) for a sequence")
-    for number, layers in zip(numbers, layers_per_frame, strict=True):
-        path = frame_path(out, number) if number is not None else Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_layers(path, layers, {"renderflow/colour_space": colour_space})
-        click.echo(str(path))
+    attributes = colour_attributes(colour_space)
+    return [
+        OutputFrame(1 if number is None else number, layers, dict(attributes))
+        for number, layers in zip(numbers, layers_per_frame, strict=True)
+    ]
+
+
+def env_names(envmaps: tuple[Path, ...]) -> list[str]:
+    """What {env} becomes for each env map: its file name, with its folder where names collide."""
+    names = [path.stem for path in envmaps]
+    if len(set(names)) < len(names):
+        names = [f"{path.parent.name}_{path.stem}" for path in envmaps]
+    if len(set(names)) < len(names):
+        raise click.UsageError(
+            f"--env maps {', '.join(map(str, envmaps))}: {{env}} cannot tell them apart (same folder and "
+            "file names); rename them"
+        )
+    return names
 
 
 @main.command()
@@ -659,13 +770,17 @@ def relight(
     """Relight a plate: decompose it into G-buffers once, render them under each new env map."""
     from renderflow.core.envmap import EnvTransform
     from renderflow.core.exr import Layer
+    from renderflow.core.outputs import check_output_pattern
     from renderflow.core.shot import plate_envmaps, read_plate
     from renderflow.core.workflows import relight as relight_plate
 
     if len(envmaps) > 1 and "{env}" not in out:
         raise click.UsageError("several --env maps need {env} in --out, e.g. relit/{env}.####.exr")
+    names = env_names(envmaps)
     try:
         numbers, plate_linear = read_plate(plate, options["frames"], layer, options["colour_space"])
+        for name in names:
+            check_output_pattern(out.replace("{env}", name), len(numbers))
         transform = EnvTransform(env_rotate, False, exposure)
         height = plate_linear.shape[1]
         envs = [
@@ -673,11 +788,14 @@ def relight(
         ]
         pipeline = _pipeline(options["checkpoint"], options["device"])
         _, renders = relight_plate(pipeline, plate_linear, envs, options["steps"])
-        for path, beauty in zip(envmaps, renders, strict=True):
+        for name, beauty in zip(names, renders, strict=True):
             layers = [
-                [Layer("", colour.from_model(frame, options["colour_space"]), "RGB")] for frame in beauty
+                [Layer("", colour.from_model(frame, options["colour_space"]), "RGB", half=False)]
+                for frame in beauty
             ]
-            _write_frames(out.replace("{env}", path.stem), numbers, layers, options["colour_space"])
+            _write_outputs(
+                out.replace("{env}", name), _plate_frames(numbers, layers, options["colour_space"])
+            )
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 
@@ -721,12 +839,14 @@ def insert(
     from renderflow.core.envmap import EnvTransform
     from renderflow.core.exr import Layer
     from renderflow.core.gbuffer_io import read_sequence
+    from renderflow.core.outputs import check_output_pattern
     from renderflow.core.shot import plate_envmaps, read_channel, read_plate
     from renderflow.core.workflows import gbuffers_from_intrinsics, insert_object
 
     space = options["colour_space"]
     try:
         numbers, plate_linear = read_plate(plate, options["frames"], "", space)
+        check_output_pattern(out, len(numbers))
         obj = read_sequence(object_gbuffers, options["frames"], profile, space).gbuffers
         alpha = read_channel(object_gbuffers, options["frames"], alpha_channel)
         pipeline = _pipeline(options["checkpoint"], options["device"])
@@ -743,15 +863,16 @@ def insert(
         )
         layers = [
             [
-                Layer("", np.concatenate([colour.from_model(comp, space), coverage], axis=-1), "RGBA"),
-                Layer("render", colour.from_model(render, space), "RGB"),
+                Layer("", colour.from_model(comp, space), "RGB", half=False),
+                Layer("mask", coverage, "Y", half=False),
+                Layer("render", colour.from_model(render, space), "RGB", half=False),
                 Layer("ratio", ratio, "RGB", half=False),
             ]
             for comp, coverage, render, ratio in zip(
                 result.comp, result.coverage, result.with_object, result.ratio, strict=True
             )
         ]
-        _write_frames(out, numbers, layers, space)
+        _write_outputs(out, _plate_frames(numbers, layers, space))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 
@@ -786,9 +907,8 @@ def _value_or_sweep(text: str | None, channels: int) -> Any:
 @click.option("--profile", default="auto", show_default=True, help="AOV profile of the G-buffer EXRs.")
 @click.option(
     "--camera",
-    "camera_json",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="camera.json.",
+    help="The shot's cameras: camera.json, .chan or USD (default: the EXR headers).",
 )
 @_workflow_options
 def edit(
@@ -806,12 +926,11 @@ def edit(
     albedo: str | None,
     out: str,
     profile: str,
-    camera_json: Path | None,
+    camera: Path | None,
     **options: Any,
 ) -> None:
     """Edit materials inside a mask and re-render: constant values or sweeps over the frames (appendix C)."""
     from renderflow.core.envmap import EnvTransform
-    from renderflow.core.exr import Layer
     from renderflow.core.shot import read_channel, read_shot, shot_envmaps
     from renderflow.core.workflows import MaterialEdit, edit_materials
 
@@ -823,18 +942,23 @@ def edit(
     )
     if change == MaterialEdit():
         raise click.UsageError("nothing to edit: give --roughness, --metallic, --specular or --albedo")
+    from renderflow.core.outputs import check_output_pattern
+    from renderflow.core.shot import ReadOptions
+    from renderflow.core.shot_render import RenderSettings, render_frames
+
     space = options["colour_space"]
     try:
-        shot = read_shot(gbuffers, options["frames"], profile, space, camera_json)
+        shot = read_shot(gbuffers, options["frames"], ReadOptions(profile, colour_space=space, camera=camera))
+        check_output_pattern(out, len(shot.frames))
         mask = read_channel(mask_pattern, options["frames"], mask_channel)
         if mask_id is not None:
             mask = (mask == mask_id).astype(np.float32)
         edited = edit_materials(shot.sequence.gbuffers, mask, change)
-        env = shot_envmaps(shot, envmap_path, space, EnvTransform(env_rotate, env_flip, exposure))
+        settings = RenderSettings(options["steps"], (), EnvTransform(env_rotate, env_flip, exposure))
+        env = shot_envmaps(shot, envmap_path, space, settings.env_transform)
         beauty = _pipeline(options["checkpoint"], options["device"]).render(
             edited, env, steps=options["steps"], vertical_fov_degrees=shot.vertical_fov_degrees
         )
-        layers = [[Layer("", colour.from_model(frame, space), "RGB")] for frame in beauty]
-        _write_frames(out, list(shot.sequence.frames), layers, space)
+        _write_outputs(out, render_frames(shot, beauty, settings, space))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from renderflow.core.buffers import GBuffers
-from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
+from renderflow.core.camera_files import write_camera_json
+from renderflow.core.cameras import CameraTrack, to_imath
 from renderflow.core.configs import V2_LIGHTING, build_tiny_pipeline
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import write_exr

@@ -9,6 +9,7 @@ under test.
 import math
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 
 from renderflow.core.aov_profiles import PROFILES, detect_profile, get_profile
@@ -55,6 +56,43 @@ def _background(depth, value):
     return np.where(np.isfinite(depth), depth, value).astype(np.float32)
 
 
+def _diffuse_albedo(truth):
+    """What renderers' albedo AOVs hold: the diffuse lobe's colour, (1 - metallic) · base colour."""
+    return ((1.0 - truth["metallic"]) * truth["albedo"]).astype(np.float32)
+
+
+def _specular_colour(truth):
+    """The metallic workflow's specular colour F0 = lerp(0.08 · specular, base colour, metallic)."""
+    metallic = truth["metallic"]
+    return ((1.0 - metallic) * 0.08 * truth["specular"] + metallic * truth["albedo"]).astype(np.float32)
+
+
+ARNOLD_FAR_CLIP = 9704.0  # Arnold writes the camera's far clip as the background Z
+
+
+def write_parts(path, parts, attributes):
+    """A multi-part EXR as Karma writes it: one part per AOV, named after it, bare channel names."""
+    specs, pixels = [], []
+    for name, channels, array in parts:
+        spec = oiio.ImageSpec(array.shape[1], array.shape[0], len(channels), "float")
+        spec.channelnames = tuple(channels)
+        spec.attribute("oiio:subimagename", name)
+        for key, value in attributes.items():
+            if isinstance(value, np.ndarray):  # a 4x4 camera matrix
+                spec.attribute(key, oiio.TypeDesc("matrix"), tuple(float(v) for v in value.ravel()))
+            else:
+                spec.attribute(key, value)
+        specs.append(spec)
+        pixels.append(np.ascontiguousarray(array, np.float32))
+    output = oiio.ImageOutput.create(str(path))
+    assert output.open(str(path), specs)
+    for index, (spec, array) in enumerate(zip(specs, pixels, strict=True)):
+        if index:
+            assert output.open(str(path), spec, "AppendSubimage")
+        assert output.write_image(array)
+    output.close()
+
+
 def _encode_canonical(truth):
     buffers = {
         k: truth[k] for k in ("beauty", "albedo", "normal", "depth", "roughness", "metallic", "specular")
@@ -65,9 +103,10 @@ def _encode_canonical(truth):
 def _encode_arnold(truth):
     return [
         Layer("", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
-        Layer("diffuse_albedo", truth["albedo"], "RGB"),
+        Layer("diffuse_albedo", _diffuse_albedo(truth), "RGB"),
+        Layer("specular_albedo", _specular_colour(truth), "RGB"),
         Layer("N", _world_normals(truth), "XYZ", half=False),
-        Layer("", _background(truth["depth"], 1e30), ["Z"], half=False),
+        Layer("", _background(truth["depth"], ARNOLD_FAR_CLIP), ["Z"], half=False),
         Layer("", truth["roughness"], ["specular_roughness"], half=False),
         Layer("", truth["metallic"], ["metalness"], half=False),
         Layer("", truth["specular"], ["specular_weight"], half=False),
@@ -75,11 +114,12 @@ def _encode_arnold(truth):
 
 
 def _encode_renderman(truth):
+    """RenderMan's display driver names channels in lower case: Ci.r, albedo.g, Nn.x, z."""
     left_handed = truth["normal"] * np.array([1, 1, -1], np.float32)  # RenderMan camera: +Z forward
     return [
-        Layer("", truth["beauty"], "RGB"),
-        Layer("albedo", truth["albedo"], "RGB"),
-        Layer("Nn", left_handed, "XYZ", half=False),
+        Layer("Ci", np.concatenate([truth["beauty"], truth["mask"]], -1), "rgba"),
+        Layer("albedo", truth["albedo"], "rgb"),
+        Layer("Nn", left_handed, "xyz", half=False),
         Layer("", _background(truth["depth"], 1e30), ["z"], half=False),
         Layer("", truth["roughness"], ["specularRoughness"], half=False),
         Layer("", truth["metallic"], ["metallic"], half=False),
@@ -90,7 +130,8 @@ def _encode_renderman(truth):
 def _encode_vray(truth):
     return [
         Layer("", truth["beauty"], "RGB"),
-        Layer("VRayDiffuseFilter", truth["albedo"], "RGB"),
+        Layer("VRayDiffuseFilter", _diffuse_albedo(truth), "RGB"),
+        Layer("VRayReflectionFilter", _specular_colour(truth), "RGB"),
         Layer("VRayNormals", truth["normal"], "XYZ", half=False),
         Layer("", _background(truth["depth"], 1e30), ["Z"], half=False),
         Layer("VRayMtlReflectGlossiness", 1.0 - truth["roughness"], ["R"], half=False),
@@ -107,7 +148,12 @@ def _encode_cycles(truth, albedo_pass="DiffCol"):
     view = "ViewLayer"
     return [
         Layer(f"{view}.Combined", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
-        Layer(f"{view}.{albedo_pass}", truth["albedo"], "RGB"),
+        Layer(f"{view}.{albedo_pass}", _diffuse_albedo(truth), "RGB"),
+        Layer(
+            f"{view}.{'GlossCol' if albedo_pass == 'DiffCol' else 'Glossy Color'}",
+            _specular_colour(truth),
+            "RGB",
+        ),
         Layer(f"{view}.Normal", _world_normals(truth, BLENDER_FROM_OURS), "XYZ", half=False),
         Layer(f"{view}.Depth", _background(truth["depth"], 1e10), "Z", half=False),
         Layer(f"{view}.Roughness", truth["roughness"], "X", half=False),
@@ -117,14 +163,15 @@ def _encode_cycles(truth, albedo_pass="DiffCol"):
 
 
 def _encode_karma(truth):
+    """Karma's multi-part EXR: a part per AOV named after it (C, basecolor, N, Pz, ...), bare channels."""
     return [
-        Layer("C", np.concatenate([truth["beauty"], truth["mask"]], -1), "RGBA"),
-        Layer("albedo", truth["albedo"], "RGB"),
-        Layer("N", _world_normals(truth), "XYZ", half=False),
-        Layer("depth", truth["depth"], "Z", half=False),
-        Layer("", truth["roughness"], ["roughness"], half=False),
-        Layer("", truth["metallic"], ["metallic"], half=False),
-        Layer("", truth["specular"], ["reflect"], half=False),
+        ("C", "RGBA", np.concatenate([truth["beauty"], truth["mask"]], -1)),
+        ("basecolor", "RGB", truth["albedo"]),
+        ("N", "RGB", _world_normals(truth)),
+        ("Pz", ["Pz"], _background(truth["depth"], np.inf)),
+        ("roughness", ["roughness"], truth["roughness"]),
+        ("metallic", ["metallic"], truth["metallic"]),
+        ("reflect", ["reflect"], truth["specular"]),
     ], {"worldToCamera": _world_to_camera_imath(truth), "Software": "Houdini Karma 20.5"}
 
 
@@ -142,14 +189,17 @@ def _encode_unreal(truth):
     pitch, yaw = _unreal_rotator(truth)
     packed = np.where(truth["mask"] > 0, _world_normals(truth, UNREAL_FROM_OURS) * 0.5 + 0.5, 0.0)
     depth_cm = _background(truth["depth"] * 100.0, 65504.0)  # 16-bit output saturates the sky
+    # MRQ's layers: the pass name + the post-process material's (FinalImageMovieRenderQueue_WorldDepth);
+    # alpha is 0 everywhere unless the accumulator is told to keep it.
+    mrq = "FinalImageMovieRenderQueue_"
     return [
-        Layer("", truth["beauty"], "RGB"),
-        Layer("FinalImageBaseColor", truth["albedo"], "RGB"),
-        Layer("FinalImageWorldNormal", packed.astype(np.float32), "RGB"),
-        Layer("FinalImageSceneDepth", np.repeat(depth_cm, 3, -1), "RGB"),
-        Layer("FinalImageRoughness", np.repeat(truth["roughness"], 3, -1), "RGB"),
-        Layer("FinalImageMetallic", np.repeat(truth["metallic"], 3, -1), "RGB"),
-        Layer("FinalImageSpecular", np.repeat(truth["specular"], 3, -1), "RGB"),
+        Layer("FinalImage", np.concatenate([truth["beauty"], np.zeros_like(truth["mask"])], -1), "RGBA"),
+        Layer(f"{mrq}BaseColor", truth["albedo"], "RGB"),
+        Layer(f"{mrq}WorldNormal", packed.astype(np.float32), "RGB"),
+        Layer(f"{mrq}WorldDepth", np.repeat(depth_cm, 3, -1), "RGB"),
+        Layer(f"{mrq}Roughness", np.repeat(truth["roughness"], 3, -1), "RGB"),
+        Layer(f"{mrq}Metallic", np.repeat(truth["metallic"], 3, -1), "RGB"),
+        Layer(f"{mrq}Specular", np.repeat(truth["specular"], 3, -1), "RGB"),
     ], {
         "unreal/camera/curPos/x": "100.0",
         "unreal/camera/curRot/pitch": f"{pitch:.6f}",
@@ -189,6 +239,8 @@ def _write(tmp_path, name, truth):
     encoded, attributes = ENCODERS[name](truth)
     if name == "canonical":
         write_canonical_frame(path, encoded, attributes)
+    elif name == "karma":
+        write_parts(path, encoded, attributes)
     else:
         write_layers(path, encoded, attributes)
     return path
@@ -228,9 +280,8 @@ def test_new_blender_pass_names_read_like_the_old_ones(tmp_path, truth):
     path = tmp_path / "blender5.exr"
     write_layers(path, *_encode_cycles(truth, albedo_pass="Diffuse Color"))
     frame = read_frame(path, "auto", world_to_camera=_camera_override("cycles", truth))
-    assert (
-        frame.sources["albedo"]
-        == "ViewLayer.Diffuse Color.R,ViewLayer.Diffuse Color.G,ViewLayer.Diffuse Color.B"
+    assert frame.sources["albedo"].startswith(
+        "ViewLayer.Diffuse Color.R,ViewLayer.Diffuse Color.G,ViewLayer.Diffuse Color.B (diffuse albedo)"
     )
     np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=2e-3)
 

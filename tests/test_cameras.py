@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 
 from renderflow.core.aov_profiles import get_profile
+from renderflow.core.camera_files import read_camera_json, write_camera_json
 from renderflow.core.cameras import (
     CameraTrack,
     from_imath,
     ray_length_factor,
-    read_camera_json,
     to_imath,
     unreal_world_to_camera,
-    write_camera_json,
 )
 from renderflow.core.exr import Layer, write_layers
 from renderflow.core.gbuffer_io import GBufferError, read_frame
@@ -39,6 +38,7 @@ def _turned_camera_to_world():
 
 def _write_three_pixels(path, normal_layer, normals, attributes, depth_layer="depth.Z"):
     layers = [
+        Layer("", np.ones((1, 3, 1), np.float32), "A"),  # covered: Arnold tells the background by A
         Layer("albedo", np.full((1, 3, 3), 0.5, np.float32), "RGB"),
         Layer(normal_layer, normals.reshape(1, 3, 3).astype(np.float32), "XYZ", half=False),
         Layer("", np.array([2.0, 3.0, 4.0], np.float32).reshape(1, 3, 1), [depth_layer], half=False),
@@ -109,6 +109,7 @@ def test_ray_distance_depth_becomes_planar_with_the_fov(tmp_path):
     ray = planar * ray_length_factor(1, 3, 30.0)
     path = tmp_path / "ray.exr"
     layers = [
+        Layer("", np.ones((1, 3, 1), np.float32), "A"),  # covered: Arnold tells the background by A
         Layer("albedo", np.full((1, 3, 3), 0.5, np.float32), "RGB"),
         Layer("N", np.tile([0.0, 0.0, 1.0], (1, 3, 1)).astype(np.float32), "XYZ", half=False),
         Layer("depth", ray.astype(np.float32), "Z", half=False),
@@ -127,5 +128,7 @@ def test_camera_json_round_trip_and_errors(tmp_path):
     assert read.frames == [1001, 1002] and read.vertical_fov_degrees == [40.0, 41.0]
     np.testing.assert_allclose(read.camera_to_world, track.camera_to_world)
     (tmp_path / "bad.json").write_text('{"frames": [{"frame": 1}]}')
-    with pytest.raises(ValueError, match=r"bad\.json: not a camera\.json"):
+    with pytest.raises(
+        ValueError, match=r"bad\.json: frames\[0\]: expected one of .camera_to_world. or .world_to_camera."
+    ):
         read_camera_json(tmp_path / "bad.json")

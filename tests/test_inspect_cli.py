@@ -6,7 +6,8 @@ import sys
 import numpy as np
 from click.testing import CliRunner
 
-from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
+from renderflow.core.camera_files import write_camera_json
+from renderflow.core.cameras import CameraTrack, to_imath
 from renderflow.core.contact_sheet import display_error
 from renderflow.core.demo import DEMO_CLIP
 from renderflow.core.exr import Layer, write_layers

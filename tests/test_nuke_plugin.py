@@ -170,10 +170,12 @@ def test_layer_guesses_follow_the_profile_and_hand_picks_become_a_mapping(daemon
         "myrough.red",
     ]
     guesses = session.guess_layers(channels, arnold)
-    assert guesses["albedo"] == "diffuse_albedo" and guesses["normal"] == "N" and guesses["depth"] == "Z"
+    # Arnold's albedo AOV is a diffuse albedo (the daemon undoes (1 - metallic) from it)
+    assert guesses["diffuse_albedo"] == "diffuse_albedo" and guesses["albedo"] == session.LAYER_FROM_PROFILE
+    assert guesses["normal"] == "N" and guesses["depth"] == "Z"
     assert guesses["roughness"] == session.LAYER_FROM_PROFILE
     mapping = session.layer_mapping({**guesses, "roughness": "myrough"}, channels)
-    assert mapping["albedo"] == ["diffuse_albedo.R", "diffuse_albedo.G", "diffuse_albedo.B"]
+    assert mapping["diffuse_albedo"] == ["diffuse_albedo.R", "diffuse_albedo.G", "diffuse_albedo.B"]
     assert mapping["roughness"] == ["myrough.R"] and "metallic" not in mapping
     with pytest.raises(session.NodeError, match="normal needs 3 channels; layer 'myrough' has 1"):
         session.layer_mapping({"normal": "myrough"}, channels)

@@ -56,13 +56,17 @@ def test_render_in_process_writes_every_frame_of_the_range(clip, random_checkpoi
     result = CliRunner().invoke(
         rf_render,
         render_args(
-            clip, out, "--checkpoint", str(random_checkpoint), "--frames", "1002-1005", "--aovs", "alpha"
+            clip, out, "--checkpoint", str(random_checkpoint), "--frames", "1002-1005", "--aovs", "depth"
         ),
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"beauty.{n}.exr" for n in range(1002, 1006)]
     image = read_exr(tmp_path / "beauty.1003.exr")
-    assert set(image.channels) == {"R", "G", "B", "A"} and np.isfinite(image.pixels).all()
+    assert set(image.channels) == {"R", "G", "B", "A", "depth.Z"} and np.isfinite(image.pixels).all()
+    # premultiplied over a transparent background, depth finite there (docs/OUTPUTS.md)
+    background = image.select(["A"])[..., 0] == 0
+    assert background.any() and (image.select(["R", "G", "B"])[background] == 0).all()
+    assert (image.select(["depth.Z"])[background] == 1e10).all()
 
 
 def test_render_on_two_daemons_shares_the_frames_and_matches_in_process(

@@ -49,6 +49,16 @@ def test_merge_takes_the_object_where_it_covers_and_is_nearer():
     assert everywhere.sum() == 2 * 4 * 8
 
 
+def test_ratio_drops_the_networks_small_global_changes_and_keeps_soft_shadow_edges():
+    without = np.full((1, 1, 5, 3), 2.0, np.float32)
+    # the network moves every pixel a little (0.5 %, 0.9 %); a shadow's edge (1.5 %) and core (25 %)
+    change = np.array([1.005, 0.991, 0.985, 0.97, 0.75], np.float32)[None, None, :, None]
+    ratio = shading_ratio(without * change, without)[0, 0, :, 0]
+    assert ratio[0] == 1.0 and ratio[1] == 1.0
+    assert 0.985 < ratio[2] < 1.0  # faded in, so the shadow's edge stays soft
+    np.testing.assert_allclose(ratio[3:], [0.97, 0.75], rtol=1e-6)
+
+
 def test_ratio_is_exactly_one_where_the_object_changes_nothing_and_darkens_its_shadow():
     without = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32) + 0.1
     with_object = without.copy()
@@ -175,7 +185,7 @@ def test_rf_render_insert_writes_comp_render_and_ratio_layers(scene, random_chec
         "R",
         "G",
         "B",
-        "A",
+        "mask.Y",
         "render.R",
         "render.G",
         "render.B",
@@ -183,7 +193,13 @@ def test_rf_render_insert_writes_comp_render_and_ratio_layers(scene, random_chec
         "ratio.G",
         "ratio.B",
     }
-    assert image.select(["A"])[12:20, 12:20].min() == 1.0 and image.select(["A"]).sum() == 64
+    mask = image.select(["mask.Y"])
+    assert mask[12:20, 12:20].min() == 1.0 and mask.sum() == 64
+    # where the object changes nothing, the comp is the plate, bit for bit (as --help says)
+    untouched = (image.select(["ratio.R", "ratio.G", "ratio.B"]) == 1.0).all(axis=-1) & (mask[..., 0] == 0)
+    plate = read_exr(root / "plate.1001.exr").select(["R", "G", "B"])
+    assert untouched.mean() > 0.5
+    np.testing.assert_array_equal(image.select(["R", "G", "B"])[untouched], plate[untouched])
 
 
 def test_rf_render_insert_rejects_an_object_of_another_size(scene, random_checkpoint, tmp_path):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.cameras import CameraTrack, to_imath, write_camera_json
+from renderflow.core.camera_files import write_camera_json
+from renderflow.core.cameras import CameraTrack, to_imath
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
 from renderflow.training.mitsuba_render import render_frame, write_meshes

@@ -27,7 +27,17 @@ from renderflow.daemon.client import (
 MODE_RENDER = "render"
 MODE_DECOMPOSE = "decompose"
 LAYER_FROM_PROFILE = "(profile)"  # the layer picker's first entry: let the AOV profile find it
-BUFFER_CHANNELS = {"albedo": 3, "normal": 3, "depth": 1, "roughness": 1, "metallic": 1, "specular": 1}
+# albedo is the base colour; renderers' albedo AOVs are diffuse albedos (docs/AOV_PROFILES.md).
+BUFFER_CHANNELS = {
+    "albedo": 3,
+    "diffuse_albedo": 3,
+    "specular_colour": 3,
+    "normal": 3,
+    "depth": 1,
+    "roughness": 1,
+    "metallic": 1,
+    "specular": 1,
+}
 NUKE_SUFFIX_TO_EXR = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}  # what Nuke's Write writes
 VERSION_PATTERN = re.compile(r"^v(\d{3,})$")
 ProgressFn = Callable[[float, str], None]  # (fraction done, message)
@@ -132,7 +142,7 @@ def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[
         "env_flip": settings.env_flip,
         "exposure": settings.exposure,
         "steps": settings.steps,
-        "aovs": ["alpha"],
+        "aovs": [],  # A (the geometry's coverage) is always in the result
     }
     if mapping:
         params["aov"] = mapping

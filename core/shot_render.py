@@ -1,0 +1,134 @@
+"""One home for a shot render: parsed inputs -> the pipeline -> the layers and headers of each output frame.
+
+rf-render (in process), the daemon and the workflows all come through here; they differ only
+in where the inputs come from (the user's files, a request's payloads) and where frames go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from renderflow.core import colour
+from renderflow.core.envmap import EnvTransform
+from renderflow.core.exr import Layer
+from renderflow.core.outputs import camera_attributes, colour_attributes, data_layers, rgba_layer
+from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
+from renderflow.core.shot import Shot, read_plate, shot_envmaps
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What a render is asked for beside its inputs."""
+
+    steps: int = 1
+    aovs: Sequence[str] = ()  # G-buffer layers written beside the beauty (outputs.AOV_NAMES)
+    env_transform: EnvTransform = field(default_factory=EnvTransform)
+
+
+@dataclass
+class OutputFrame:
+    """One frame to write: its number, layers and header attributes."""
+
+    frame: int
+    layers: list[Layer]
+    attributes: dict[str, object]
+
+
+def read_keyframes(shot: Shot, pattern: str | None, colour_space: str) -> dict[int, np.ndarray]:
+    """Path-traced keyframes `{frame index: [H, W, 3] model space}` for the shot's frames that have one."""
+    if pattern is None:
+        return {}
+    from renderflow.core.sequences import frame_path, has_frame_token
+
+    if not has_frame_token(pattern):
+        raise ValueError(f"--keyframes {pattern!r}: needs a frame token (####)")
+    numbers = [number for number in shot.frames if frame_path(pattern, number).is_file()]
+    if not numbers:
+        return {}
+    _, images = read_plate(pattern, ",".join(map(str, numbers)), "", colour_space)
+    return {shot.frames.index(number): image for number, image in zip(numbers, images, strict=True)}
+
+
+def render_shot(
+    pipeline: RenderFlowPipeline,
+    shot: Shot,
+    envmap_path: Path,
+    settings: RenderSettings,
+    colour_space: str,
+    keyframes: Mapping[int, np.ndarray] | None = None,
+    latents: GBufferLatents | None = None,
+    progress: ProgressFn | None = None,
+) -> list[OutputFrame]:
+    """Render `shot` under the env map and lay out each frame (docs/OUTPUTS.md).
+
+    `latents` are the shot's encoded G-buffers when a caller keeps them (the daemon's cache).
+    """
+    envmap_cam = shot_envmaps(shot, envmap_path, colour_space, settings.env_transform)
+    beauty = pipeline.render(
+        latents if latents is not None else shot.sequence.gbuffers,
+        envmap_cam,
+        dict(keyframes) if keyframes else None,
+        settings.steps,
+        progress=progress,
+        vertical_fov_degrees=shot.vertical_fov_degrees,
+        camera_to_world=shot.cameras,
+    )
+    return render_frames(shot, beauty, settings, colour_space)
+
+
+def render_frames(
+    shot: Shot, beauty_model: np.ndarray, settings: RenderSettings, colour_space: str
+) -> list[OutputFrame]:
+    """Each rendered frame `[F, H, W, 3]` (model space) as premultiplied RGBA plus the asked-for layers."""
+    gbuffers, mask = shot.sequence.gbuffers, shot.sequence.mask
+    base = colour_attributes(colour_space) | {"renderflow/steps": settings.steps}
+    frames = []
+    for index, number in enumerate(shot.frames):
+        buffers: dict[str, np.ndarray] = {}
+        for name in settings.aovs:
+            if name == "alpha":  # protocol 1's name for A, which every render now has
+                continue
+            if name == "albedo":
+                buffers[name] = colour.from_model(gbuffers.albedo[index], colour_space)
+            elif name in ("roughness", "metallic", "specular"):
+                channel = ("roughness", "metallic", "specular").index(name)
+                buffers[name] = gbuffers.material[index][..., channel : channel + 1]
+            else:
+                buffers[name] = getattr(gbuffers, name)[index]
+        camera = shot.cameras[index] if shot.cameras is not None else shot.camera_to_world[index]
+        frames.append(
+            OutputFrame(
+                number,
+                [
+                    rgba_layer(colour.from_model(beauty_model[index], colour_space), mask[index]),
+                    *data_layers(buffers),
+                ],
+                base | camera_attributes(camera, shot.vertical_fov_degrees),
+            )
+        )
+    return frames
+
+
+def decompose_plate(
+    pipeline: RenderFlowPipeline,
+    numbers: Sequence[int],
+    plate_model: np.ndarray,
+    targets: Sequence[str],
+    steps: int,
+    colour_space: str,
+    progress: ProgressFn | None = None,
+) -> list[OutputFrame]:
+    """Intrinsic layers of a scene-linear plate `[F, H, W, 3]` (model space), one output frame each."""
+    buffers = pipeline.decompose(plate_model, list(targets), steps, progress)
+    base = colour_attributes(colour_space) | {"renderflow/steps": steps}
+    frames = []
+    for index, number in enumerate(numbers):
+        frame_buffers = {name: buffers[name][index] for name in targets}
+        if "albedo" in frame_buffers:
+            frame_buffers["albedo"] = colour.from_model(frame_buffers["albedo"], colour_space)
+        frames.append(OutputFrame(number, data_layers(frame_buffers), dict(base)))
+    return frames
