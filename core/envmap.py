@@ -7,6 +7,7 @@ camera frame turned 180° about Y, so its centre shows what the camera looks at 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ import numpy as np
 
 from renderflow.core.exr import ExrImage, read_exr
 
+logger = logging.getLogger(__name__)
+
+NEGATIVE_ENERGY_TOLERANCE = 0.01  # negative radiance up to 1 % of the positive is ringing: clamped
 ASPECT_TOLERANCE = 0.02  # lat-long maps are 2:1; a few pixels off is tolerated (odd sizes)
 
 
@@ -58,7 +62,20 @@ def envmap_pixels(image: ExrImage) -> np.ndarray:
     if bad:
         raise EnvMapError(f"{image.path}: {bad} env-map pixels are NaN or inf")
     if pixels.min() < 0:
-        raise EnvMapError(f"{image.path}: env-map radiance must be >= 0, found {pixels.min():.4g}")
+        negative = -pixels[pixels < 0].sum()
+        if negative > NEGATIVE_ENERGY_TOLERANCE * pixels[pixels > 0].sum():
+            raise EnvMapError(
+                f"{image.path}: env-map radiance must be >= 0; {int((pixels < 0).sum())} values are negative "
+                f"(down to {pixels.min():.4g}), too many to be a resize filter's ringing: clamp them at 0 "
+                "(Nuke: Clamp, oiiotool --clamp:min=0) or check the map's colour conversion"
+            )
+        logger.warning(
+            "%s: %d negative values (down to %.3g, a resize filter's ringing?) clamped to 0",
+            image.path,
+            int((pixels < 0).sum()),
+            pixels.min(),
+        )
+        pixels = np.maximum(pixels, 0.0)
     return pixels
 
 

@@ -6,10 +6,15 @@ Patterns: `beauty.####.exr` (one `#` per digit, as in Nuke), `beauty.%04d.exr`,
 
 from __future__ import annotations
 
+import itertools
+import logging
+import math
 import re
 from pathlib import Path
 
 import fileseq
+
+logger = logging.getLogger(__name__)
 
 # fileseq's default makes `#` stand for 4 digits; artists mean one digit per `#` (Nuke, Houdini).
 PAD_STYLE = fileseq.PAD_STYLE_HASH1
@@ -46,23 +51,51 @@ def frame_path(pattern: str, frame: int) -> Path:
     return Path(fileseq.FileSequence(pattern, pad_style=PAD_STYLE).frame(frame))
 
 
-def sequence_files(pattern: str, frames: str | None = None) -> list[tuple[int | None, Path]]:
-    """(frame, path) for every frame of a sequence; a plain file name is one frame (`None`).
+_FRAME_NUMBER = re.compile(r"[._](-?\d+)\.[A-Za-z0-9]+$")
 
-    Without `frames`, the frames are the ones found on disk; with them, every listed frame must exist.
+
+def file_frame_number(path: str) -> int | None:
+    """The frame number in a single file's name (`shot.0003.exr` -> 3), or None (`shot.exr`)."""
+    match = _FRAME_NUMBER.search(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def _holes(numbers: list[int]) -> list[int]:
+    """Frames missing between the first and last, at the sequence's step."""
+    if len(numbers) < 2:
+        return []
+    step = math.gcd(*(b - a for a, b in itertools.pairwise(numbers)))
+    return sorted(set(range(numbers[0], numbers[-1] + 1, step or 1)) - set(numbers))
+
+
+def sequence_files(pattern: str, frames: str | None = None) -> list[tuple[int | None, Path]]:
+    """(frame, path) for every frame of a sequence; a plain file name is one frame, numbered as its
+    name says (`shot.0003.exr` is 3) or `None`.
+
+    Without `frames`, the frames are the ones found on disk (holes are logged); with them, every
+    listed frame must exist.
     """
     if not has_frame_token(pattern):
         if frames is not None:
             raise FrameRangeError(f"{pattern}: a frame range was given but the name has no frame placeholder")
         if not Path(pattern).is_file():
             raise FileNotFoundError(f"{pattern}: no such file")
-        return [(None, Path(pattern))]
+        return [(file_frame_number(pattern), Path(pattern))]
     if frames is None:
         try:
             found = fileseq.findSequenceOnDisk(pattern, pad_style=PAD_STYLE)
         except fileseq.FileSeqException as error:
             raise FileNotFoundError(f"{pattern}: no frames of this sequence on disk") from error
         numbers = [int(frame) for frame in found.frameSet() or []]
+        holes = _holes(numbers)
+        if holes:
+            logger.warning(
+                "%s: frames %s are missing from the sequence on disk (%d of %d); rendering the others",
+                pattern,
+                fileseq.FrameSet(holes),
+                len(holes),
+                len(numbers) + len(holes),
+            )
     else:
         numbers = parse_frames(frames)
     missing = [frame for frame in numbers if not frame_path(pattern, frame).is_file()]

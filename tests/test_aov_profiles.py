@@ -12,11 +12,19 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from renderflow.core.aov_profiles import PROFILES, detect_profile, get_profile
+from renderflow.core.aov_profiles import (
+    PROFILES,
+    PassFile,
+    ProfileError,
+    detect_profile,
+    get_profile,
+    load_profile_file,
+    parse_aov_option,
+)
 from renderflow.core.cameras import to_imath
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import Layer, read_exr, write_layers
-from renderflow.core.gbuffer_io import GBufferError, read_frame, write_canonical_frame
+from renderflow.core.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
 
 SIZE = 32
 FOV = 40.0
@@ -306,3 +314,150 @@ def test_detection_explains_itself_and_an_explicit_profile_overrides_it(tmp_path
         GBufferError, match=r"no layer for albedo, depth in profile 'nuke'.*diffuse_albedo \[R G B\]"
     ):
         read_frame(path, get_profile("nuke"))
+
+
+# -- conventions that were read silently wrong (issue #18) --------------------------------------------
+def _write_encoded(path, layers, attributes):
+    write_layers(path, layers, attributes)
+    return path
+
+
+def test_arnold_far_clip_background_needs_alpha(tmp_path, truth):
+    layers, attributes = _encode_arnold(truth)
+    without_alpha = [Layer("", truth["beauty"], "RGB"), *layers[1:]]
+    path = _write_encoded(tmp_path / "arnold_rgb.exr", without_alpha, attributes)
+    with pytest.raises(GBufferError, match=r"arnold_rgb\.exr: profile 'arnold' needs the alpha.*far clip"):
+        read_frame(path, "arnold")
+    # with A, the far clip is background even though it is a finite, plausible depth
+    frame = read_frame(_write(tmp_path, "arnold", truth), "arnold")
+    assert np.isinf(frame.buffers["depth"][truth["mask"] == 0]).all()
+
+
+def test_diffuse_albedo_on_metals_needs_the_specular_colour(tmp_path, truth):
+    layers, attributes = _encode_arnold(truth)
+    no_specular = [layer for layer in layers if layer.name != "specular_albedo"]
+    path = _write_encoded(tmp_path / "metal.exr", no_specular, attributes)
+    with pytest.raises(
+        GBufferError, match=r"metal\.exr: layer diffuse_albedo.*metal pixels.*specular_colour"
+    ):
+        read_frame(path, "arnold")
+    # read as base colour, the metals would be black: the error the issue measured (0.27-0.31)
+    metal = (truth["metallic"][..., 0] > 0.9) & (truth["mask"][..., 0] > 0)
+    assert np.abs(_diffuse_albedo(truth) - truth["albedo"])[metal].mean() > 0.2
+
+
+def test_diffuse_albedo_without_metals_is_divided_back(tmp_path, truth):
+    dielectric = dict(truth, metallic=truth["metallic"] * 0.5)  # nothing above 0.5: invertible
+    layers, attributes = _encode_arnold(dielectric)
+    no_specular = [layer for layer in layers if layer.name != "specular_albedo"]
+    frame = read_frame(_write_encoded(tmp_path / "half.exr", no_specular, attributes), "arnold")
+    np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=4e-3)
+
+
+def test_normalised_vray_zdepth_is_refused_then_read_with_its_range(tmp_path, truth):
+    near, far = 2.0, 12.0  # V-Ray's ZDepth element: black at near, white at far, clamped to 0-1
+    normalised = np.clip((truth["depth"] - near) / (far - near), 0.0, 1.0)
+    normalised = np.where(np.isfinite(truth["depth"]), normalised, 1.0).astype(np.float32)
+    layers, attributes = _encode_vray(truth)
+    layers = [layer for layer in layers if layer.channels != ["Z"]] + [
+        Layer("VRayZDepth", normalised, "R", half=False),
+        Layer("", truth["mask"], "A"),
+    ]
+    path = _write_encoded(tmp_path / "vray.exr", layers, attributes)
+    with pytest.raises(GBufferError, match=r"vray\.exr: layer VRayZDepth\.R holds depth normalised to 0-1"):
+        read_frame(path, "vray")
+    toml = tmp_path / "vray_zdepth.toml"
+    toml.write_text(f'base = "vray"\ndepth_kind = "normalised"\ndepth_black = {near}\ndepth_white = {far}\n')
+    frame = read_frame(path, load_profile_file(toml))
+    mask = truth["mask"] > 0
+    np.testing.assert_allclose(frame.buffers["depth"][mask], truth["depth"][mask], rtol=1e-4)
+
+
+def test_signed_normals_under_a_packed_profile_are_refused(tmp_path, truth):
+    layers, attributes = _encode_unreal(truth)
+    signed = _world_normals(truth, UNREAL_FROM_OURS)
+    layers = [
+        Layer(layer.name, signed, "RGB") if layer.name.endswith("WorldNormal") else layer for layer in layers
+    ]
+    path = _write_encoded(tmp_path / "unreal.exr", layers, attributes)
+    with pytest.raises(GBufferError, match=r"unreal\.exr: layer .*WorldNormal.*negative values.*signed"):
+        read_frame(path, "unreal")
+
+
+def test_display_window_is_the_frame(tmp_path, truth):
+    """A data window inside the display window (a renderer's crop): read at the display size."""
+    encoded, attributes = _encode_nuke(truth)
+    path = tmp_path / "crop.exr"
+    full = 48
+    names = [name for layer in encoded for name in layer.channel_names()]
+    pixels = np.concatenate([layer.pixels for layer in encoded], axis=-1)
+    specs = oiio.ImageSpec(SIZE, SIZE, len(names), "float")
+    specs.channelnames = tuple(names)
+    specs.x, specs.y, specs.full_x, specs.full_y, specs.full_width, specs.full_height = (
+        10,
+        6,
+        0,
+        0,
+        full,
+        full,
+    )
+    specs.attribute("worldToCamera", oiio.TypeDesc("matrix"), tuple(attributes["worldToCamera"].ravel()))
+    output = oiio.ImageOutput.create(str(path))
+    assert output.open(str(path), specs) and output.write_image(np.ascontiguousarray(pixels))
+    output.close()
+    frame = read_frame(path, "nuke")
+    assert frame.size == (full, full)
+    depth = frame.buffers["depth"]
+    mask = truth["mask"] > 0
+    np.testing.assert_allclose(depth[6 : 6 + SIZE, 10 : 10 + SIZE][mask], truth["depth"][mask], rtol=1e-5)
+    assert np.isinf(depth[:6]).all() and np.isinf(depth[:, :10]).all()  # outside the data: background
+
+
+def test_blender_passes_in_their_own_files(tmp_path, truth):
+    """Blender's File Output node writes one pass per file: Image, Normal, Depth, DiffCol, GlossCol."""
+    layers, _ = _encode_cycles(truth)
+    names = {
+        "Combined": "Image",
+        "Normal": "Normal",
+        "Depth": "Depth",
+        "DiffCol": "DiffCol",
+        "GlossCol": "GlossCol",
+    }
+    for layer in layers:
+        pass_name = layer.name.split(".", 1)[1]
+        if pass_name in names:
+            suffixes = "RGBA" if pass_name == "Combined" else ("Z",) if pass_name == "Depth" else "RGB"
+            write_layers(tmp_path / f"{names[pass_name]}.1001.exr", [Layer("", layer.pixels, suffixes)])
+    passes = {
+        "normal": PassFile(str(tmp_path / "Normal.####.exr")),
+        "depth": PassFile(str(tmp_path / "Depth.####.exr")),
+        "diffuse_albedo": PassFile(str(tmp_path / "DiffCol.####.exr")),
+        "specular_colour": PassFile(str(tmp_path / "GlossCol.####.exr")),
+    }
+    sequence = read_sequence(
+        str(tmp_path / "Image.####.exr"),
+        profile="cycles",
+        world_to_camera=[_camera_override("cycles", truth)],
+        pass_files=passes,
+    )
+    mask = truth["mask"] > 0
+    np.testing.assert_allclose(sequence.gbuffers.depth[0][mask], truth["depth"][mask], rtol=1e-5)
+    np.testing.assert_allclose(sequence.gbuffers.normal[0], truth["normal"], atol=1e-3)
+    # no Metallic pass given: the default 0 means the diffuse colour is the base colour
+    dielectric = truth["metallic"][..., 0] == 0
+    np.testing.assert_allclose(
+        sequence.gbuffers.albedo[0][dielectric], truth["albedo"][dielectric], atol=2e-3
+    )
+    assert parse_aov_option("normal=passes/Normal.####.exr:X,Y,Z") == (
+        "normal",
+        PassFile("passes/Normal.####.exr", ("X", "Y", "Z")),
+    )
+
+
+def test_a_plate_is_not_mistaken_for_a_tie_between_profiles(tmp_path):
+    path = tmp_path / "plate.exr"
+    write_layers(path, [Layer("", np.ones((4, 4, 5), np.float32), "RGBAZ")])
+    with pytest.raises(
+        ProfileError, match=r"plate\.exr: the channels fit .* none of them finds albedo, normal"
+    ):
+        detect_profile(read_exr(path))

@@ -6,6 +6,7 @@ right-hand side is forward x up = (-1, 0, 0) x (0, 1, 0) = (0, 0, -1). So, in ou
 floor (world +Y) has (0, 1, 0), and a wall whose normal is world -Z points right: (1, 0, 0).
 """
 
+import json
 import math
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from renderflow.core.aov_profiles import get_profile
-from renderflow.core.camera_files import read_camera_json, write_camera_json
+from renderflow.core.camera_files import CameraFileError, read_camera, read_camera_json, write_camera_json
 from renderflow.core.cameras import (
     CameraTrack,
     from_imath,
@@ -132,3 +133,119 @@ def test_camera_json_round_trip_and_errors(tmp_path):
         ValueError, match=r"bad\.json: frames\[0\]: expected one of .camera_to_world. or .world_to_camera."
     ):
         read_camera_json(tmp_path / "bad.json")
+
+
+# -- cameras from the files a shot comes with (docs/CAMERAS.md) ---------------------------------------
+ASPECT = 16 / 9
+
+
+def _vertical(horizontal_degrees, aspect=ASPECT):
+    return math.degrees(2 * math.atan(math.tan(math.radians(horizontal_degrees) / 2) / aspect))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"camera_to_world": "nested"},
+        {"camera_to_world": "flat"},
+        {"world_to_camera": "nested"},
+        {"camera_to_world": "row", "layout": "row"},
+    ],
+    ids=["camera_to_world", "flat-16", "world_to_camera", "row-layout"],
+)
+@pytest.mark.parametrize(
+    "fov", ["vertical", "horizontal", "focal"], ids=["vertical_fov", "horizontal_fov", "focal_aperture"]
+)
+def test_camera_json_written_by_other_tools(tmp_path, entry, fov):
+    """Matrices in either direction and layout, fovs in any of the three forms, extra keys ignored."""
+    camera = _turned_camera_to_world()
+    key = next(iter(entry))
+    matrix = np.linalg.inv(camera) if key == "world_to_camera" else camera
+    value = {"nested": matrix.tolist(), "flat": matrix.ravel().tolist(), "row": matrix.T.tolist()}[entry[key]]
+    fov_fields = {
+        "vertical": {"vertical_fov_degrees": 30.0},
+        "horizontal": {"horizontal_fov_degrees": 50.0},
+        "focal": {"focal_length": 35.0, "horizontal_aperture": 36.0},
+    }[fov]
+    data = {"frames": [{"frame": 7, key: value, **fov_fields, "lens_serial": "A-113"}]}
+    if "layout" in entry:
+        data["layout"] = entry["layout"]
+    (tmp_path / "cam.json").write_text(json.dumps(data))
+    track = read_camera(tmp_path / "cam.json", [7], ASPECT)
+    np.testing.assert_allclose(track.camera_to_world[0], camera, atol=1e-12)
+    expected = {
+        "vertical": 30.0,
+        "horizontal": _vertical(50.0),
+        "focal": _vertical(2 * math.degrees(math.atan(18 / 35))),
+    }
+    assert track.vertical_fov_degrees[0] == pytest.approx(expected[fov])
+
+
+def test_camera_json_mistakes_name_the_entry(tmp_path):
+    row_layout = _turned_camera_to_world().T.tolist()  # translation in the last row, layout not said
+    (tmp_path / "row.json").write_text(json.dumps({"frames": [{"frame": 1, "camera_to_world": row_layout}]}))
+    with pytest.raises(CameraFileError, match=r'row\.json: frames\[0\]: .* "layout": "row"'):
+        read_camera(tmp_path / "row.json", [1])
+    (tmp_path / "fov.json").write_text(
+        json.dumps({"camera_to_world": np.eye(4).tolist(), "horizontal_fov_degrees": 200})
+    )
+    with pytest.raises(CameraFileError, match=r"fov\.json: a field of view must be between 0 and 180"):
+        read_camera(tmp_path / "fov.json", [1], ASPECT)
+
+
+def test_a_static_camera_serves_every_frame(tmp_path):
+    (tmp_path / "static.json").write_text(
+        json.dumps({"camera_to_world": _turned_camera_to_world().tolist(), "vertical_fov_degrees": 35})
+    )
+    track = read_camera(tmp_path / "static.json", [1001, 1002, 1003])
+    assert track.frames == [1001, 1002, 1003] and track.vertical_fov_degrees == [35.0] * 3
+
+
+def test_nuke_chan_rotation_order_and_fov(tmp_path):
+    """Nuke's default rotation order ZXY applies Z first: R = Ry · Rx · Rz."""
+    (tmp_path / "cam.chan").write_text("1001 1 2 3 10 20 30 40\n1002\t1 2 3 0 90 0 41.5\n")
+    track = read_camera(tmp_path / "cam.chan")
+    assert track.frames == [1001, 1002] and track.vertical_fov_degrees == [40.0, 41.5]
+    x, y, z = np.radians([10.0, 20.0, 30.0])
+    rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rz = np.array([[np.cos(z), -np.sin(z), 0], [np.sin(z), np.cos(z), 0], [0, 0, 1]])
+    np.testing.assert_allclose(track.camera_to_world[0, :3, :3], ry @ rx @ rz, atol=1e-12)
+    np.testing.assert_allclose(track.camera_to_world[0, :3, 3], [1, 2, 3])
+    # 90° about Y is the turned camera of this file's geometry
+    np.testing.assert_allclose(
+        track.camera_to_world[1, :3, :3], _turned_camera_to_world()[:3, :3], atol=1e-12
+    )
+    (tmp_path / "bad.chan").write_text("1001 1 2 3 10 20\n")
+    with pytest.raises(CameraFileError, match=r"bad\.chan:1: expected 7 or 8 finite columns"):
+        read_camera(tmp_path / "bad.chan")
+
+
+@pytest.mark.parametrize("up_axis", ["Y", "Z"])
+def test_usd_camera_sampled_at_the_shot_frames(tmp_path, up_axis):
+    from pxr import Gf, Usd, UsdGeom
+
+    path = tmp_path / "shot.usda"
+    stage = Usd.Stage.CreateNew(str(path))
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y if up_axis == "Y" else UsdGeom.Tokens.z)
+    camera = UsdGeom.Camera.Define(stage, "/World/shotCam")
+    camera.GetFocalLengthAttr().Set(35.0)
+    camera.GetHorizontalApertureAttr().Set(36.0)
+    translate = camera.AddTranslateOp()
+    rotate = camera.AddRotateYOp()
+    for frame, (x, angle) in {1001: (0.0, 0.0), 1002: (2.0, 90.0)}.items():
+        translate.Set(Gf.Vec3d(x, 1.0, 5.0), frame)
+        rotate.Set(angle, frame)
+    stage.GetRootLayer().Save()
+    track = read_camera(path, [1001, 1002], ASPECT)
+    assert track.vertical_fov_degrees[0] == pytest.approx(_vertical(2 * math.degrees(math.atan(18 / 35))))
+    expected = _turned_camera_to_world()
+    expected[:3, 3] = [2.0, 1.0, 5.0]
+    if up_axis == "Z":  # a Z-up stage's world turned into our Y-up one: (x, y, z) -> (x, z, -y)
+        expected = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]]) @ expected
+    np.testing.assert_allclose(track.camera_to_world[1], expected, atol=1e-9)
+    UsdGeom.Camera.Define(stage, "/World/witnessCam")
+    stage.GetRootLayer().Save()
+    with pytest.raises(CameraFileError, match=r"shot\.usda: expected one camera.*witnessCam.*--camera-prim"):
+        read_camera(path, [1001], ASPECT)
+    assert read_camera(path, [1001], ASPECT, prim="/World/shotCam").frames == [1001]
