@@ -434,9 +434,18 @@ def load_profile_file(path: Path) -> AovProfile:
         normal = ["myN.X", "myN.Y", "myN.Z"]
     """
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        text = Path(path).read_text()
+    except OSError as error:
         raise ProfileError(f"{path}: cannot read the AOV profile file ({error})") from error
+    return profile_from_toml(text, str(path), Path(path).stem)
+
+
+def profile_from_toml(text: str, path: str, stem: str) -> AovProfile:
+    """A studio profile from TOML text (a daemon request's `aov_profile_toml`); `path` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: cannot read the AOV profile ({error})") from error
     profile = get_profile(str(data.pop("base", "canonical")))
     mapping = data.pop("channels", {})
     if not isinstance(mapping, dict):
@@ -461,5 +470,5 @@ def load_profile_file(path: Path) -> AovProfile:
         buffer: _check_mapping(buffer, tuple(str(name) for name in names), f"{path} [channels]")
         for buffer, names in mapping.items()
     }
-    named = dataclasses.replace(with_mapping(profile, checked), name=f"{profile.name}+{Path(path).stem}")
+    named = dataclasses.replace(with_mapping(profile, checked), name=f"{profile.name}+{stem}")
     return dataclasses.replace(named, **changes)  # keys and values checked above

@@ -65,6 +65,13 @@ def read_camera_json(
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CameraFileError(f"{path}: not readable JSON ({error})") from error
+    return camera_json_track(data, str(path), frames, aspect)
+
+
+def camera_json_track(
+    data: object, path: str, frames: Sequence[int] | None = None, aspect: float | None = None
+) -> CameraTrack:
+    """A camera.json object already parsed (a daemon request's `params.camera`); `path` names it in errors."""
     if not isinstance(data, dict):
         raise CameraFileError(f"{path}: expected a JSON object with 'frames' or one camera")
     layout = str(data.get("layout", "column"))

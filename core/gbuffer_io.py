@@ -411,7 +411,7 @@ class GBufferSequence:
 
 def read_sequence(
     pattern: str,
-    frames: str | None = None,
+    frames: str | Sequence[int] | None = None,
     profile: AovProfile | str = "auto",
     colour_space: str = colour.MODEL_COLOUR_SPACE,
     world_to_camera: Sequence[np.ndarray] | None = None,

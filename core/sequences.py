@@ -10,6 +10,7 @@ import itertools
 import logging
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import fileseq
@@ -68,7 +69,7 @@ def _holes(numbers: list[int]) -> list[int]:
     return sorted(set(range(numbers[0], numbers[-1] + 1, step or 1)) - set(numbers))
 
 
-def sequence_files(pattern: str, frames: str | None = None) -> list[tuple[int | None, Path]]:
+def sequence_files(pattern: str, frames: str | Sequence[int] | None = None) -> list[tuple[int | None, Path]]:
     """(frame, path) for every frame of a sequence; a plain file name is one frame, numbered as its
     name says (`shot.0003.exr` is 3) or `None`.
 
@@ -97,7 +98,7 @@ def sequence_files(pattern: str, frames: str | None = None) -> list[tuple[int | 
                 len(numbers) + len(holes),
             )
     else:
-        numbers = parse_frames(frames)
+        numbers = parse_frames(frames) if isinstance(frames, str) else [int(frame) for frame in frames]
     missing = [frame for frame in numbers if not frame_path(pattern, frame).is_file()]
     if missing:
         raise FileNotFoundError(

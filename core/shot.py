@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from renderflow.core import colour
 from renderflow.core.aov_profiles import AovProfile, PassFile
 from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
-from renderflow.core.camera_files import read_camera
+from renderflow.core.camera_files import camera_json_track, read_camera
 from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
 from renderflow.core.exr import image_size, read_exr
 from renderflow.core.gbuffer_io import GBufferError, GBufferSequence, read_sequence
@@ -31,7 +32,7 @@ class ReadOptions:
     profile: AovProfile | str = "auto"
     pass_files: Mapping[str, PassFile] = field(default_factory=dict)
     colour_space: str = colour.MODEL_COLOUR_SPACE
-    camera: Path | None = None  # camera.json, .chan or USD (docs/CAMERAS.md)
+    camera: Path | Mapping[str, Any] | None = None  # camera.json, .chan or USD; or a camera.json object
     camera_prim: str | None = None  # which USD camera, when the stage has several
     vertical_fov_degrees: float | None = None
 
@@ -49,7 +50,9 @@ class Shot:
         return [1 if number is None else number for number in self.sequence.frames]
 
 
-def read_shot(pattern: str, frames: str | None = None, options: ReadOptions | None = None) -> Shot:
+def read_shot(
+    pattern: str, frames: str | Sequence[int] | None = None, options: ReadOptions | None = None
+) -> Shot:
     """Read G-buffers over `frames` with each frame's camera; the env map is left to `shot_envmaps`.
 
     Cameras come from `options.camera` (matched by frame number) or else from the EXR headers; the
@@ -64,10 +67,14 @@ def read_shot(pattern: str, frames: str | None = None, options: ReadOptions | No
         files = sequence_files(pattern, frames)
         numbers = [1 if number is None else number for number, _ in files]
         width, height = image_size(files[0][1])
-        track = read_camera(options.camera, numbers, width / height, options.camera_prim)
+        if isinstance(options.camera, Path):
+            track = read_camera(options.camera, numbers, width / height, options.camera_prim)
+        else:
+            track = camera_json_track(options.camera, "params.camera", numbers, width / height)
         missing = [number for number in numbers if number not in track.frames]
         if missing:
-            raise GBufferError(f"{options.camera}: no camera for frames {missing[:5]} of {pattern}")
+            where = options.camera if isinstance(options.camera, Path) else "params.camera"
+            raise GBufferError(f"{where}: no camera for frames {missing[:5]} of {pattern}")
         indices = [track.frames.index(number) for number in numbers]
         cameras_world_to_camera = [track.world_to_camera_rotation(index) for index in indices]
         cameras = np.stack([track.camera_to_world[index] for index in indices])
@@ -117,7 +124,10 @@ def shot_envmaps(
 
 
 def read_plate(
-    pattern: str, frames: str | None = None, layer: str = "", colour_space: str = colour.MODEL_COLOUR_SPACE
+    pattern: str,
+    frames: str | Sequence[int] | None = None,
+    layer: str = "",
+    colour_space: str = colour.MODEL_COLOUR_SPACE,
 ) -> tuple[list[int | None], np.ndarray]:
     """A plate's frame numbers and its scene-linear RGB `[F, H, W, 3]` (the layer's R, G, B)."""
     names = [f"{layer}.{channel}" if layer else channel for channel in "RGB"]
@@ -138,7 +148,7 @@ def read_plate(
     return numbers, np.stack(images)
 
 
-def read_channel(pattern: str, frames: str | None, channel: str) -> np.ndarray:
+def read_channel(pattern: str, frames: str | Sequence[int] | None, channel: str) -> np.ndarray:
     """One channel of a sequence (a mask, an alpha, an object id) as `[F, H, W, 1]`."""
     arrays = []
     for _, path in sequence_files(pattern, frames):

@@ -49,7 +49,7 @@ def read_keyframes(shot: Shot, pattern: str | None, colour_space: str) -> dict[i
     numbers = [number for number in shot.frames if frame_path(pattern, number).is_file()]
     if not numbers:
         return {}
-    _, images = read_plate(pattern, ",".join(map(str, numbers)), "", colour_space)
+    _, images = read_plate(pattern, numbers, "", colour_space)
     return {shot.frames.index(number): image for number, image in zip(numbers, images, strict=True)}
 
 

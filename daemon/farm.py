@@ -1,7 +1,7 @@
-"""rf-render's batch work: a frame range split into jobs, run in process or on several daemons.
+"""rf-render's work on daemons: a frame range split into jobs over several daemons.
 
-The same request (header + EXR payloads) goes to a daemon or to an in-process Renderer, so a
-frame rendered either way is the same file. Each daemon gets its own thread and client (one
+A daemon renders through the same core.shot_render as rf-render in process, so a frame rendered
+either way is the same file, byte for byte. Each daemon gets its own thread and client (one
 socket per thread); a daemon that stops answering hands its batch back to the others. Results are
 written to a temporary name and renamed, so a farm never sees half a frame.
 """
@@ -17,42 +17,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from renderflow.daemon import protocol as wire
-from renderflow.daemon.client import DaemonError, DaemonUnavailable, write_atomically
+from renderflow.daemon.client import DaemonUnavailable, write_atomically
 
 logger = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
-    """Something that answers a request: a DaemonClient, or LocalRunner in this process."""
+    """Something that answers a request: a DaemonClient."""
 
     def call(
         self, op: str, params: dict[str, Any] | None = None, payloads: Sequence[wire.Payload] = ()
     ) -> wire.Message: ...
-
-
-class LocalRunner:
-    """Runs requests on a Renderer in this process, with the daemon's checks and error codes."""
-
-    def __init__(self, weights: Path, device: str) -> None:
-        from renderflow.daemon.jobs import Renderer
-
-        self.renderer = Renderer(weights, device, cache_bytes=0)
-        self.limits = wire.Limits(max_frames=1 << 20, max_message_bytes=1 << 62)
-
-    def call(
-        self, op: str, params: dict[str, Any] | None = None, payloads: Sequence[wire.Payload] = ()
-    ) -> wire.Message:
-        message = wire.Message(
-            {"v": wire.PROTOCOL_VERSION, "id": "local", "op": op, "params": params or {}}, list(payloads)
-        )
-        try:
-            wire.check_request(message, self.limits)
-            fields, results = self.renderer.run(message, lambda done, total: None)
-        except wire.ProtocolError as error:
-            raise DaemonError(error.code, str(error)) from error
-        except (ValueError, OSError, KeyError) as error:
-            raise DaemonError(wire.E_BAD_INPUT, str(error)) from error
-        return wire.Message({"kind": wire.KIND_RESULT, **fields}, results)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from renderflow.core import colour
-from renderflow.core.aov_profiles import AovProfile, get_profile, load_profile_file, with_mapping
+from renderflow.core.aov_profiles import AovProfile, get_profile, profile_from_toml, with_mapping
 from renderflow.core.buffers import GBuffers
 from renderflow.core.envmap import EnvTransform
 from renderflow.core.outputs import write_frame
@@ -241,17 +241,13 @@ class Renderer:
             gbuffers = GBuffers(*(_float_array(message.named(name)[0]) for name in wire.RENDER_RAW_GBUFFERS))
             return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None)
         pattern, frames = _write_sequence(workdir, "gbuffers", gbuffer_payloads)
-        camera = None
-        if "camera" in params:
-            camera = workdir / "camera.json"
-            camera.write_text(json.dumps(params["camera"]))
         options = ReadOptions(
-            _profile(params, workdir),
+            _profile(params),
             colour_space=str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
-            camera=camera,
+            camera=params.get("camera"),
             vertical_fov_degrees=float(params["fov"]) if "fov" in params else None,
         )
-        shot = read_shot(pattern, _frame_list(frames), options)
+        shot = read_shot(pattern, frames, options)
         gbuffers = shot.sequence.gbuffers
         return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), shot)
 
@@ -281,7 +277,7 @@ class Renderer:
             buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
             return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
         pattern, frames = _write_sequence(workdir, "image", payloads)
-        numbers, images = read_plate(pattern, _frame_list(frames), str(params.get("layer", "")), colour_space)
+        numbers, images = read_plate(pattern, frames, str(params.get("layer", "")), colour_space)
         outputs = decompose_plate(
             pipeline, [int(n or 0) for n in numbers], images, targets, steps, colour_space, progress
         )
@@ -313,13 +309,11 @@ def memory_report(device: str) -> dict[str, int]:
     return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def _profile(params: dict[str, Any], workdir: Path) -> AovProfile | str:
+def _profile(params: dict[str, Any]) -> AovProfile | str:
     """The AOV profile a request names: a built-in or auto, a studio TOML, plus any channel mapping."""
     base: AovProfile | str = str(params.get("profile", "auto"))
     if "aov_profile_toml" in params:
-        path = workdir / "profile.toml"
-        path.write_text(str(params["aov_profile_toml"]))
-        base = load_profile_file(path)
+        base = profile_from_toml(str(params["aov_profile_toml"]), "params.aov_profile_toml", "request")
     mapping = params.get("aov", {})
     if not mapping:
         return base
@@ -353,10 +347,6 @@ def _write_sequence(workdir: Path, name: str, payloads: list[wire.Payload]) -> t
     for payload, frame in zip(payloads, frames, strict=True):
         _write_payload(frame_path(pattern, frame), payload)
     return pattern, frames
-
-
-def _frame_list(frames: list[int]) -> str:
-    return ",".join(str(frame) for frame in frames)
 
 
 def _write_payload(path: Path, payload: wire.Payload) -> Path:

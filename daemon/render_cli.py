@@ -480,7 +480,7 @@ def _in_process(
     frames: list[int],
     runner: dict[str, Any],
     out: str,
-    work: Callable[[RenderFlowPipeline, str], list[OutputFrame]],
+    work: Callable[[RenderFlowPipeline, list[int]], list[OutputFrame]],
 ) -> None:
     """Run `work(pipeline, frame list)` batch by batch (bounded memory) and write each batch's frames.
 
@@ -493,7 +493,7 @@ def _in_process(
         for start in range(0, len(frames), per_batch):
             batch = frames[start : start + per_batch]
             try:
-                outputs = work(pipeline, ",".join(map(str, batch)))
+                outputs = work(pipeline, batch)
                 _write_outputs(out, outputs, start, len(frames))
             except (OSError, ValueError) as error:
                 logger.error("frames %d-%d failed: %s", batch[0], batch[-1], error)
@@ -553,7 +553,7 @@ def render(
         if not runner["daemons"]:
             settings = RenderSettings(runner["steps"], aovs, EnvTransform(env_rotate, env_flip, exposure))
 
-            def work(pipeline: RenderFlowPipeline, batch: str) -> list[OutputFrame]:
+            def work(pipeline: RenderFlowPipeline, batch: list[int]) -> list[OutputFrame]:
                 shot = read_shot(gbuffers, batch if has_frame_token(gbuffers) else None, options)
                 keys = read_keyframes(shot, keyframes, options.colour_space)
                 return render_shot(pipeline, shot, envmap_path, settings, options.colour_space, keys)
@@ -656,7 +656,7 @@ def decompose(
         if not runner["daemons"]:
             single = files[0][0] is None
 
-            def work(pipeline: RenderFlowPipeline, batch: str) -> list[OutputFrame]:
+            def work(pipeline: RenderFlowPipeline, batch: list[int]) -> list[OutputFrame]:
                 numbers, images = read_plate(plate, None if single else batch, layer, colour_space)
                 numbers = [1 if number is None else number for number in numbers]
                 return decompose_plate(pipeline, numbers, images, chosen, runner["steps"], colour_space)

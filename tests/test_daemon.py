@@ -16,6 +16,7 @@ import pytest
 import torch
 import zmq
 import zmq.auth
+from click.testing import CliRunner
 from conftest import make_envmap, make_gbuffers, write_clip
 
 from renderflow.core.exr import read_exr
@@ -30,7 +31,7 @@ from renderflow.daemon.client import (
     render_array_payloads,
     render_payloads,
 )
-from renderflow.daemon.farm import LocalRunner
+from renderflow.daemon.render_cli import main as rf_render
 from renderflow.daemon.server import Server, ServerConfig
 
 WAIT_S = 30.0
@@ -118,18 +119,24 @@ def test_hello_reports_model_limits_and_capabilities(server):
     assert hello["limits"]["max_frames"] == 60 and "render" in hello["capabilities"]["ops"]
 
 
-def test_render_over_the_wire_equals_the_same_request_in_process(server, clip, random_checkpoint):
+def rf_render_in_process(clip, checkpoint, out, *extra):
+    """The same render by rf-render in this process (core.shot_render on the user's files)."""
+    args = ["render", str(clip / "frame.####.exr"), "--env", str(clip / "envmap.exr"), "--out", str(out)]
+    result = CliRunner().invoke(rf_render, [*args, "--checkpoint", str(checkpoint), "--fov", "40", *extra])
+    assert result.exit_code == 0, result.output
+
+
+def test_render_over_the_wire_is_the_file_rf_render_writes(server, clip, random_checkpoint, tmp_path):
     payloads = render_payloads(clip_files(clip), clip / "envmap.exr")
-    params = {"aovs": ["alpha", "depth"], "fov": 40.0}
+    params = {"aovs": ["alpha", "depth"], "fov": 40.0}  # protocol 1's "alpha": A is always written
     with DaemonClient(server.endpoint, timeout_s=5) as client:
         remote = client.render(params, payloads)
-    local = LocalRunner(random_checkpoint, "cpu").call("render", params, payloads)
+    rf_render_in_process(clip, random_checkpoint, tmp_path / "b.####.exr", "--aovs", "depth")
     assert [p.frame for p in remote.payloads] == [1001, 1002, 1003, 1004, 1005]
-    for sent, expected in zip(remote.payloads, local.payloads, strict=True):
-        image = read_exr_bytes(sent.data)
-        assert image.channels == ["R", "G", "B", "A", "depth.Z"]
-        np.testing.assert_array_equal(image.pixels, read_exr_bytes(expected.data).pixels)
-    assert np.isfinite(image.select(["R", "G", "B"])).all()
+    for sent in remote.payloads:
+        assert sent.data == (tmp_path / f"b.{sent.frame}.exr").read_bytes()  # byte for byte
+    image = read_exr_bytes(remote.payloads[-1].data)
+    assert image.channels == ["R", "G", "B", "A", "depth.Z"] and np.isfinite(image.pixels).all()
 
 
 def read_exr_bytes(data, _folder=[]):  # noqa: B006  # one temp folder for the module's reads
@@ -152,7 +159,9 @@ def test_raw_arrays_render_bit_identical_to_the_pipeline(server, random_checkpoi
     np.testing.assert_array_equal(reply.named("beauty")[0].array(), expected)
 
 
-def test_relight_reuses_cached_gbuffer_latents_and_matches_a_cold_render(server, clip, random_checkpoint):
+def test_relight_reuses_cached_gbuffer_latents_and_matches_a_cold_render(
+    server, clip, random_checkpoint, tmp_path
+):
     files = clip_files(clip, 3)
     with DaemonClient(server.endpoint, timeout_s=5) as client:
         client.free()  # an empty cache
@@ -161,11 +170,10 @@ def test_relight_reuses_cached_gbuffer_latents_and_matches_a_cold_render(server,
         status = client.status()
     assert not cold.header["cached_gbuffers"] and relit.header["cached_gbuffers"]
     assert status["cache"]["hits"] >= 1 and status["cache"]["entries"] >= 1
-    fresh = LocalRunner(random_checkpoint, "cpu").call(
-        "render", {"fov": 40.0, "exposure": 1.5}, render_payloads(files, clip / "envmap.exr")
-    )
-    for got, expected in zip(relit.payloads, fresh.payloads, strict=True):
-        np.testing.assert_array_equal(read_exr_bytes(got.data).pixels, read_exr_bytes(expected.data).pixels)
+    fresh = tmp_path / "fresh.####.exr"
+    rf_render_in_process(clip, random_checkpoint, fresh, "--exposure", "1.5", "--frames", "1001-1003")
+    for got in relit.payloads:
+        assert got.data == (tmp_path / f"fresh.{got.frame}.exr").read_bytes()
     assert not np.array_equal(
         read_exr_bytes(cold.payloads[0].data).pixels, read_exr_bytes(relit.payloads[0].data).pixels
     )
