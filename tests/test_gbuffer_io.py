@@ -225,7 +225,7 @@ def test_bad_aov_options_say_what_was_expected(text, message):
         ('depth_kind = "log"', r"depth_kind = 'log'; expected one of"),
         ("gamma = 2.2", "unknown key 'gamma'"),
         ('[channels]\ndepth = ["a.Z", "b.Z"]', r"depth needs 1 channel\(s\), got 2"),
-        ("base = ", "cannot read the AOV profile file"),
+        ("base = ", "cannot read the AOV profile"),
     ],
 )
 def test_bad_profile_files_name_the_file_and_the_key(tmp_path, content, message):
