@@ -29,6 +29,7 @@ from renderflow.core.aov_profiles import (
 )
 from renderflow.core.buffers import GBuffers
 from renderflow.core.cameras import CAMERA_AXES, from_imath, ray_length_factor, unreal_world_to_camera
+from renderflow.core.depth_check import depth_kind_errors
 from renderflow.core.exr import ExrImage, Layer, read_exr, write_layers
 from renderflow.core.sequences import frame_path, sequence_files
 
@@ -119,6 +120,8 @@ def convert_frame(
         "mask": mask,
         **materials,
     }
+    if vertical_fov_degrees is not None and chosen.depth_kind in ("planar", "ray"):
+        check_depth_kind(image, chosen, buffers, sources["depth"], vertical_fov_degrees)
     if "beauty" in raw:
         beauty = raw["beauty"]
         bad = int((~np.isfinite(beauty)).any(axis=-1).sum())
@@ -128,6 +131,25 @@ def convert_frame(
     if "alpha" in raw:
         buffers["alpha"] = raw["alpha"]
     return CanonicalFrame(buffers, sources, chosen, world_to_camera, camera_position)
+
+
+DEPTH_KIND_MIN_ERROR = 3.0  # degrees: normals this far from the depth's are worth a second look
+DEPTH_KIND_FACTOR = 3.0  # ... and the other reading must fit this many times better
+
+
+def check_depth_kind(
+    image: ExrImage, profile: AovProfile, buffers: dict[str, np.ndarray], source: str, fov: float
+) -> None:
+    """Refuse a depth layer whose kind (planar / ray distance) the normal layer contradicts."""
+    as_read, other = depth_kind_errors(buffers["depth"], buffers["normal"], fov, profile.depth_kind)
+    if as_read > DEPTH_KIND_MIN_ERROR and other < as_read / DEPTH_KIND_FACTOR:
+        kind = {"planar": "ray distance", "ray": "planar depth"}[profile.depth_kind]
+        raise GBufferError(
+            f"{image.path}: layer {source} looks like {kind}, not {profile.depth_kind} depth: the normals it "
+            f"implies are {as_read:.1f}° off the normal layer, {other:.1f}° read as {kind} (fov {fov:.1f}°). "
+            f'Set depth_kind = "{"ray" if profile.depth_kind == "planar" else "planar"}" in an --aov-file '
+            "(Blender before 2.80 wrote ray distance), or check --fov"
+        )
 
 
 def geometry_mask(

@@ -21,7 +21,7 @@ from renderflow.core.aov_profiles import (
     load_profile_file,
     parse_aov_option,
 )
-from renderflow.core.cameras import to_imath
+from renderflow.core.cameras import ray_length_factor, to_imath
 from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.core.exr import Layer, read_exr, write_layers
 from renderflow.core.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
@@ -461,3 +461,32 @@ def test_a_plate_is_not_mistaken_for_a_tie_between_profiles(tmp_path):
         ProfileError, match=r"plate\.exr: the channels fit .* none of them finds albedo, normal"
     ):
         detect_profile(read_exr(path))
+
+
+def test_ray_distance_depth_labelled_planar_is_caught_by_the_normals(tmp_path, truth):
+    """Blender before 2.80 wrote ray distance in the Depth pass; read as planar it was 13 % off."""
+    layers, attributes = _encode_cycles(truth)
+    ray = truth["depth"] * ray_length_factor(SIZE, SIZE, FOV)
+    layers = [
+        Layer(layer.name, _background(ray, 1e10), "Z", half=False) if layer.name.endswith("Depth") else layer
+        for layer in layers
+    ]
+    path = _write_encoded(tmp_path / "blender279.exr", layers, attributes)
+    camera = _camera_override("cycles", truth)
+    with pytest.raises(
+        GBufferError, match=r"blender279\.exr: layer ViewLayer\.Depth\.Z looks like ray distance"
+    ):
+        read_frame(path, "cycles", world_to_camera=camera, vertical_fov_degrees=FOV)
+    toml = tmp_path / "blender279.toml"
+    toml.write_text('base = "cycles"\ndepth_kind = "ray"\n')
+    frame = read_frame(path, load_profile_file(toml), world_to_camera=camera, vertical_fov_degrees=FOV)
+    mask = truth["mask"] > 0
+    np.testing.assert_allclose(frame.buffers["depth"][mask], truth["depth"][mask], rtol=1e-5)
+    # the right reading of every profile passes the same check
+    for name in ENCODERS:
+        read_frame(
+            _write(tmp_path, name, truth),
+            name,
+            world_to_camera=_camera_override(name, truth),
+            vertical_fov_degrees=FOV,
+        )
