@@ -192,6 +192,9 @@ def _env_options(function: Callable[..., None]) -> Callable[..., None]:
     return function
 
 
+READ_OPTION_KEYS = ("profile", "aov_mappings", "aov_file", "colour_space", "camera", "camera_prim", "fov")
+
+
 def _read_options(
     profile: str,
     aov_mappings: tuple[str, ...],
@@ -524,13 +527,6 @@ def render(
     env_rotate: float,
     env_flip: bool,
     exposure: float,
-    profile: str,
-    aov_mappings: tuple[str, ...],
-    aov_file: Path | None,
-    colour_space: str,
-    camera: Path | None,
-    camera_prim: str | None,
-    fov: float | None,
     **runner: Any,
 ) -> None:
     """Render G-buffer EXRs (any AOV profile) under an env map to scene-linear beauty EXRs.
@@ -544,8 +540,9 @@ def render(
     from renderflow.core.shot import read_shot
     from renderflow.core.shot_render import RenderSettings, read_keyframes, render_shot
 
+    reading = {key: runner.pop(key) for key in READ_OPTION_KEYS}
     try:
-        options = _read_options(profile, aov_mappings, aov_file, colour_space, camera, camera_prim, fov)
+        options = _read_options(**reading)
         files = sequence_files(gbuffers, runner["frames"])
         frames = _frames_to_do(files, out, runner["skip_existing"])
         if not frames:
@@ -570,27 +567,28 @@ def render(
         from renderflow.daemon.client import render_payloads
 
         params: dict[str, object] = {
-            "profile": profile,
-            "colour_space": colour_space,
+            "profile": reading["profile"],
+            "colour_space": options.colour_space,
             "env_rotate": env_rotate,
             "env_flip": env_flip,
             "exposure": exposure,
             "steps": runner["steps"],
             "aovs": list(aovs),
         }
-        mapping = {buffer: list(names) for buffer, names in _channel_mappings(aov_mappings).items()}
+        mapping = _channel_mappings(reading["aov_mappings"])
         if mapping:
-            params["aov"] = mapping
-        if aov_file is not None:
-            params["aov_profile_toml"] = aov_file.read_text()
-        if camera is not None:
+            params["aov"] = {buffer: list(names) for buffer, names in mapping.items()}
+        if reading["aov_file"] is not None:
+            params["aov_profile_toml"] = reading["aov_file"].read_text()
+        camera = options.camera
+        if isinstance(camera, Path):
             if camera.suffix.lower() != ".json":
                 raise click.UsageError(
                     "with --daemon, --camera takes a camera.json (convert .chan/USD in process)"
                 )
             params["camera"] = json.loads(camera.read_text())
-        if fov is not None:
-            params["fov"] = fov
+        if options.vertical_fov_degrees is not None:
+            params["fov"] = options.vertical_fov_degrees
         by_frame = {1 if frame is None else frame: path for frame, path in files}
 
         def payloads_for(batch: list[int]) -> list[Payload]:
