@@ -4,13 +4,15 @@ Like the zguide's Lazy Pirate client, a request that meets silence for `timeout_
 sends a keep-alive every second while a job is queued or running) is sent again on a fresh
 socket, up to `retries` times, for the ops that are safe to repeat; then DaemonUnavailable.
 A job is cancelled from the thread that waits on it, through `cancel_event`: sockets are never
-shared between threads.
+shared between threads. A retry keeps the job id, so the daemon answers it once (a running job is
+taken over, a finished one answered again), never renders it twice.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import zmq
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 15.0  # silence that counts as a dead daemon (keep-alives come every second)
 REQUEST_RETRIES = 2  # extra attempts for ops that are safe to repeat
 POLL_SLICE_S = 0.05  # how often a wait looks at its cancel event
+LARGE_MESSAGE_BYTES = 64 << 20  # requests above this are checked against hello's limit first
 IDEMPOTENT_OPS = (wire.OP_HELLO, wire.OP_STATUS, wire.OP_RENDER, wire.OP_DECOMPOSE, wire.OP_FREE)
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -44,6 +48,26 @@ class DaemonError(RuntimeError):
 
 class DaemonUnavailable(RuntimeError):
     """The daemon did not answer in time (not running, wrong address, wrong keys, or it died)."""
+
+
+def default_state_file(bind: str) -> Path:
+    """Where `rf-daemon start` records pid, endpoint and model state for `stop` and `status`: one
+    file per port in the temp folder (the admin token goes beside it)."""
+    port = urlsplit(bind).port or wire.DEFAULT_PORT
+    return Path(tempfile.gettempdir()) / f"rf-daemon-{port}.json"
+
+
+def admin_token_file(state_file: Path) -> Path:
+    """Where rf-daemon writes its admin token (mode 0600): beside its state file."""
+    return Path(state_file).with_suffix(".token")
+
+
+def read_admin_token(state_file: Path) -> str | None:
+    """The daemon owner's admin token, when this user may read it."""
+    try:
+        return admin_token_file(state_file).read_text().strip() or None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,11 +99,14 @@ class DaemonClient:
         timeout_s: float = REQUEST_TIMEOUT_S,
         retries: int = REQUEST_RETRIES,
         curve: CurveKeys | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
         self.retries = retries
         self.curve = curve
+        self.admin_token = admin_token  # for shutdown, free and everyone's jobs in status
+        self._max_message_bytes: int | None = None  # from hello, before the first large request
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket: zmq.Socket[bytes] | None = None
 
@@ -99,13 +126,16 @@ class DaemonClient:
         return self.call(wire.OP_HELLO).header
 
     def status(self) -> dict[str, Any]:
-        return self.call(wire.OP_STATUS).header
+        return self.call(wire.OP_STATUS, self._token()).header
 
     def free(self) -> dict[str, Any]:
-        return self.call(wire.OP_FREE).header
+        return self.call(wire.OP_FREE, self._token()).header
 
     def shutdown(self) -> dict[str, Any]:
-        return self.call(wire.OP_SHUTDOWN).header
+        return self.call(wire.OP_SHUTDOWN, self._token()).header
+
+    def _token(self) -> dict[str, Any]:
+        return {"token": self.admin_token} if self.admin_token is not None else {}
 
     def render(
         self,
@@ -137,6 +167,16 @@ class DaemonClient:
         """Send one request and wait for its final reply; raises DaemonError or DaemonUnavailable."""
         job_id = uuid.uuid4().hex
         frames = wire.request(op, job_id, params, payloads)
+        size = sum(len(frame) for frame in frames)
+        if size > LARGE_MESSAGE_BYTES:  # refused before sending: a daemon never buffers it
+            if self._max_message_bytes is None:
+                self._max_message_bytes = int(self.hello()["limits"]["max_message_bytes"])
+            if size > self._max_message_bytes:
+                raise DaemonError(
+                    wire.E_TOO_LARGE,
+                    f"the request is {size} bytes; {self.address} takes at most {self._max_message_bytes}: "
+                    "send fewer frames per job (--batch-frames)",
+                )
         attempts = 1 + (self.retries if op in IDEMPOTENT_OPS else 0)
         for attempt in range(attempts):
             reply = self._exchange(frames, job_id, progress, cancel_event)
@@ -190,6 +230,8 @@ class DaemonClient:
             problems = wire.validate_reply(reply.header)
             if problems:
                 raise DaemonError(wire.E_BAD_MESSAGE, f"malformed reply from {self.address}: {problems}")
+            if reply.job_id == "" and reply.kind == wire.KIND_ERROR:
+                return reply  # a request so broken the daemon could not read its id: ours, the only one out
             if reply.job_id != job_id:
                 continue  # the cancel's own answer, or a late reply to an earlier attempt
             deadline = time.monotonic() + self.timeout_s

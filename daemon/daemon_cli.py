@@ -5,29 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
 from renderflow.daemon import protocol as wire
+from renderflow.daemon.client import admin_token_file, default_state_file, read_admin_token
+from renderflow.daemon.processes import process_alive, process_start_time
 
 logger = logging.getLogger("renderflow.daemon")
 
 STATE_POLL_S = 0.1
-
-
-def default_state_file(bind: str) -> Path:
-    """Where `start` records pid, endpoint and model state for `stop` and `status`: one file per port."""
-    port = urlsplit(bind).port or wire.DEFAULT_PORT
-    return Path(tempfile.gettempdir()) / f"rf-daemon-{port}.json"
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
@@ -44,14 +39,35 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _running(state: dict[str, Any] | None) -> bool:
+    """Whether the daemon a state file describes still runs: its pid is alive and is the same
+    process (after a SIGKILL the pid may be reused by anything)."""
+    if state is None:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        pid = int(state.get("pid", -1))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or not process_alive(pid):
+        return False
+    started = state.get("started")
+    return started is None or process_start_time(pid) in (None, started)
+
+
+def _check_bindable(bind: str) -> None:
+    """Fail in a second, before loading anything, when the endpoint is taken or not ours."""
+    import zmq
+
+    socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+    try:
+        socket.bind(bind)
+    except zmq.ZMQError as error:
+        raise click.ClickException(
+            f"cannot listen on {bind}: {error.strerror} (another rf-daemon or program has it? "
+            "`rf-daemon status`, or choose --bind tcp://127.0.0.1:PORT)"
+        ) from error
+    finally:
+        socket.close(linger=0)
 
 
 state_file_option = click.option(
@@ -135,16 +151,23 @@ def main(verbose: bool) -> None:
 @state_file_option
 def start(**options: Any) -> None:
     """Start the daemon; with --background (the default) return once the model is warm."""
-    import torch
-
-    if options["device"] == "auto":
-        options["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     state_file = options["state_file"] or default_state_file(options["bind"])
     previous = _read_state(state_file)
-    if previous is not None and _running(int(previous.get("pid", -1))):
+    if _running(previous):
+        assert previous is not None
         raise click.ClickException(
             f"a daemon is already running for {options['bind']} (pid {previous['pid']})"
         )
+    if previous is not None:
+        logger.info(
+            "%s: removing the state of a daemon that is gone (pid %s)", state_file, previous.get("pid")
+        )
+        state_file.unlink(missing_ok=True)
+    _check_bindable(options["bind"])
+    if options["device"] == "auto":
+        import torch
+
+        options["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     if options["foreground"]:
         sys.exit(_serve(options, state_file))
     _start_background(options, state_file)
@@ -152,7 +175,7 @@ def start(**options: Any) -> None:
 
 def _serve(options: dict[str, Any], state_file: Path) -> int:
     from renderflow.core.demo import BUNDLED_MODEL
-    from renderflow.daemon.server import STATE_FAILED, Server, ServerConfig
+    from renderflow.daemon.server import STATE_FAILED, BindError, Server, ServerConfig
 
     config = ServerConfig(
         weights=options["weights"] or BUNDLED_MODEL,
@@ -164,6 +187,7 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
         shutdown_grace_s=options["grace"],
         curve_secret_key=options["curve_secret_key"],
         curve_clients=options["curve_clients"],
+        admin_token=_write_admin_token(admin_token_file(state_file)),
     )
     try:
         server = Server(config)
@@ -179,7 +203,12 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
 
     def publish() -> None:
         server.bound.wait()
-        record = {"pid": os.getpid(), "endpoint": server.endpoint, "device": config.device}
+        record = {
+            "pid": os.getpid(),
+            "started": process_start_time(os.getpid()),
+            "endpoint": server.endpoint,
+            "device": config.device,
+        }
         _write_state(state_file, record | {"state": "loading"})
         server.model_settled.wait()
         _write_state(state_file, record | {"state": server.model_state, "error": server.model_error})
@@ -189,11 +218,30 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
     threading.Thread(target=publish, daemon=True).start()
     try:
         server.serve()
+    except BindError as error:
+        raise click.ClickException(str(error)) from error
     finally:
         state = _read_state(state_file)
         if state is not None and state.get("pid") == os.getpid():
             state_file.unlink(missing_ok=True)
-    return 1 if server.model_state == STATE_FAILED else 0
+            admin_token_file(state_file).unlink(missing_ok=True)
+    code = 1 if server.model_state == STATE_FAILED else 0
+    if server.worker_stuck:
+        # A job ran past the grace period; interpreter shutdown under its running thread would abort
+        # (SIGABRT), so leave now: the replies are sent and the state file is gone.
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _write_admin_token(path: Path) -> str:
+    """A fresh admin token in a file only this user can read (0600): shutdown/free need it."""
+    token = secrets.token_urlsafe(32)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token)
+    return token
 
 
 def _start_background(options: dict[str, Any], state_file: Path) -> None:
@@ -239,14 +287,21 @@ def stop(bind: str, state_file: Path | None, wait: float) -> None:
     """Stop the daemon started for --bind: it finishes its running job and answers the queued ones."""
     state_file = state_file or default_state_file(bind)
     state = _read_state(state_file)
-    if state is None or not _running(int(state.get("pid", -1))):
-        raise click.ClickException(f"no rf-daemon is running for {bind} (no live pid in {state_file})")
+    if not _running(state):
+        if state is not None:  # a daemon killed hard (SIGKILL) left it: its pid may be anyone's now
+            state_file.unlink(missing_ok=True)
+            admin_token_file(state_file).unlink(missing_ok=True)
+            raise click.ClickException(
+                f"no rf-daemon is running for {bind}; removed the stale {state_file} (pid {state.get('pid')})"
+            )
+        raise click.ClickException(f"no rf-daemon is running for {bind} (no state in {state_file})")
+    assert state is not None
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
-    while _running(pid) and time.monotonic() < deadline:
+    while _running(state) and time.monotonic() < deadline:
         time.sleep(STATE_POLL_S)
-    if _running(pid):
+    if _running(state):
         raise click.ClickException(f"rf-daemon (pid {pid}) is still running after {wait:g} s")
     click.echo(f"rf-daemon (pid {pid}) stopped")
 
@@ -265,7 +320,8 @@ def status(
     curve = None
     if curve_server_key is not None and curve_client_key is not None:
         curve = CurveKeys.from_files(curve_server_key, curve_client_key)
-    with DaemonClient(address, timeout_s=timeout, retries=0, curve=curve) as client:
+    token = read_admin_token(default_state_file(address))  # the owner sees every client's jobs
+    with DaemonClient(address, timeout_s=timeout, retries=0, curve=curve, admin_token=token) as client:
         try:
             report = client.status()
         except DaemonUnavailable as error:

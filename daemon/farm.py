@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from renderflow.daemon import protocol as wire
-from renderflow.daemon.client import DaemonUnavailable, write_atomically
+from renderflow.daemon.client import DaemonError, DaemonUnavailable, write_atomically
 
 logger = logging.getLogger(__name__)
+
+# Errors about the request's images: a batch failing with one is retried frame by frame.
+FRAME_ERRORS = (wire.E_BAD_INPUT, wire.E_BAD_PAYLOAD)
 
 
 class Runner(Protocol):
@@ -81,8 +84,21 @@ def run_batches(
                     outcome.written += written
                 finish(batch)
                 on_frames_done(len(batch))
-            except DaemonUnavailable as error:
-                with lock:
+            except (DaemonUnavailable, DaemonError) as error:
+                stopping = isinstance(error, DaemonError) and error.code == wire.E_SHUTTING_DOWN
+                if isinstance(error, DaemonError) and not stopping:
+                    if error.code in FRAME_ERRORS and len(batch) > 1:
+                        # one bad frame fails only itself: its batch comes back one frame a job
+                        logger.warning("frames %d-%d: %s; trying them one by one", batch[0], batch[-1], error)
+                        with lock:
+                            unfinished[0] += len(batch) - 1
+                        for frame in batch:
+                            todo.put([frame])
+                        continue
+                    logger.error("frames %d-%d failed: %s", batch[0], batch[-1], error)
+                    finish(batch, str(error))
+                    continue
+                with lock:  # this daemon is gone or stopping: it takes no more work
                     alive[0] -= 1
                     others = alive[0] > 0
                 if others:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import resource
 import tempfile
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 GBUFFER_DECODE_PARAMS = ("profile", "aov", "aov_profile_toml", "colour_space", "camera", "fov")
 OUTPUT_PATTERN = "{name}.{frame:04d}.exr"
+JOB_FOLDER_PREFIX = "rf-job-"  # + the daemon's pid: folders of dead daemons are found and removed
 
 
 class JobCancelled(Exception):
@@ -180,7 +182,7 @@ class Renderer:
         """Run a checked render/decompose/free request; the result's fields and payloads."""
         if message.op == wire.OP_FREE:
             return self.free(), []
-        with tempfile.TemporaryDirectory(prefix="rf-job-") as folder:
+        with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
             workdir = Path(folder)
             try:
                 if message.op == wire.OP_RENDER:

@@ -47,6 +47,8 @@ ENCODINGS = (ENCODING_EXR, ENCODING_RAW)
 RAW_DTYPES = ("float32", "float16", "uint8", "uint16", "int32")
 EXR_MAGIC = b"\x76\x2f\x31\x01"  # the first four bytes of every OpenEXR file
 MAX_JOB_ID_CHARS = 128
+MAX_HEADER_BYTES = 1 << 20  # the JSON header frame
+MIN_ENVMAP_SIZE = (16, 8)  # width, height: smaller lat-long maps hold no usable lighting
 
 # Error codes of `error` replies.
 E_BAD_MESSAGE = "bad_message"  # frames that are not a message: no header, not JSON, not an object
@@ -62,6 +64,7 @@ E_CANCELLED = "cancelled"
 E_OUT_OF_MEMORY = "out_of_memory"
 E_MODEL_UNAVAILABLE = "model_unavailable"  # the model failed to load, or lacks the adapter asked for
 E_SHUTTING_DOWN = "shutting_down"
+E_FORBIDDEN = "forbidden"  # an admin op (shutdown, free) without the daemon owner's token
 E_INTERNAL = "internal"
 ERROR_CODES = (
     E_BAD_MESSAGE,
@@ -77,8 +80,10 @@ ERROR_CODES = (
     E_OUT_OF_MEMORY,
     E_MODEL_UNAVAILABLE,
     E_SHUTTING_DOWN,
+    E_FORBIDDEN,
     E_INTERNAL,
 )
+ADMIN_OPS = (OP_SHUTDOWN, OP_FREE)  # need params.token: the token file the daemon writes for its owner
 
 
 class ProtocolError(ValueError):
@@ -204,20 +209,21 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits | None = None) -
     """
     if not frames:
         raise ProtocolError(E_BAD_MESSAGE, "empty message: expected a JSON header frame")
+    if len(frames[0]) > MAX_HEADER_BYTES:
+        raise ProtocolError(
+            E_TOO_LARGE, f"header frame of {len(frames[0])} bytes is over the limit of {MAX_HEADER_BYTES}"
+        )
+    header = parse_header(frames[0])
+    job_id = header["id"] if isinstance(header.get("id"), str) else None
     if limits is not None:
         size = sum(len(frame) for frame in frames)
         if size > limits.max_message_bytes:
             raise ProtocolError(
-                E_TOO_LARGE, f"message of {size} bytes is over the limit of {limits.max_message_bytes}"
+                E_TOO_LARGE,
+                f"message of {size} bytes is over the limit of {limits.max_message_bytes}",
+                job_id,
             )
-    try:
-        header = json.loads(bytes(frames[0]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ProtocolError(E_BAD_MESSAGE, f"header frame is not UTF-8 JSON ({error})") from error
-    if not isinstance(header, dict):
-        raise ProtocolError(E_BAD_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
-    job_id = header["id"] if isinstance(header.get("id"), str) else None
-    if header.get("v") != PROTOCOL_VERSION:
+    if not _is_version(header.get("v")):
         raise ProtocolError(
             E_UNSUPPORTED_VERSION,
             f"protocol version {header.get('v')!r} is not supported; this daemon speaks {PROTOCOL_VERSION}",
@@ -237,10 +243,31 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits | None = None) -
     return Message(header, payloads)
 
 
+def parse_header(frame: bytes | memoryview) -> dict[str, Any]:
+    """Frame 0 as a JSON object; NaN, Infinity and nesting beyond what JSON needs are bad messages."""
+    try:
+        header = json.loads(bytes(frame).decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ProtocolError(E_BAD_MESSAGE, f"header frame is not UTF-8 JSON ({error})") from error
+    except RecursionError as error:
+        raise ProtocolError(E_BAD_MESSAGE, "header frame is nested too deeply") from error
+    if not isinstance(header, dict):
+        raise ProtocolError(E_BAD_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
+    return header
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _is_version(value: object) -> bool:
+    return type(value) is int and value == PROTOCOL_VERSION  # `true` is not 1
+
+
 def validate(header: dict[str, Any]) -> list[str]:
     """The problems of a request header, each naming the field and what was expected; [] if none."""
     problems = []
-    if header.get("v") != PROTOCOL_VERSION:
+    if not _is_version(header.get("v")):
         problems.append(f"v: expected {PROTOCOL_VERSION}, got {header.get('v')!r}")
     job_id = header.get("id")
     if not isinstance(job_id, str) or not 0 < len(job_id) <= MAX_JOB_ID_CHARS:
@@ -388,9 +415,9 @@ INTRINSIC_NAMES = ("albedo", "normal", "depth", "roughness", "metallic")
 _NUMBER = (int, float)
 PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     OP_HELLO: {},
-    OP_STATUS: {},
-    OP_FREE: {},
-    OP_SHUTDOWN: {},
+    OP_STATUS: {"token": (str,)},
+    OP_FREE: {"token": (str,)},
+    OP_SHUTDOWN: {"token": (str,)},
     OP_CANCEL: {"job": (str,)},
     OP_RENDER: {
         "steps": (int,),
@@ -409,13 +436,24 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     OP_DECOMPOSE: {"steps": (int,), "targets": (list,), "colour_space": (str,), "layer": (str,)},
 }
 MAX_STEPS = 100
+# Numbers with a range: params outside it are bad requests, never `internal` errors later.
+NUMBER_RANGES = {"fov": (1e-3, 179.999), "env_rotate": (-1e6, 1e6), "exposure": (-64.0, 64.0)}
 
 
 def check_request(message: Message, limits: Limits) -> None:
     """Everything about a request that can be checked without decoding an image, against `limits`.
 
-    Raises ProtocolError (unknown_op, bad_request, bad_payload, too_large) naming the field.
+    Raises ProtocolError (unknown_op, bad_request, bad_payload, too_large) naming the field, with
+    the request's id whenever it has one (a client waits for its own id).
     """
+    try:
+        _check_request(message, limits)
+    except ProtocolError as error:
+        error.job_id = error.job_id or message.job_id or None
+        raise
+
+
+def _check_request(message: Message, limits: Limits) -> None:
     job_id = message.job_id or None
     if message.op not in OPS:
         raise ProtocolError(
@@ -445,6 +483,10 @@ def _param_problems(op: str, params: dict[str, Any]) -> list[str]:
         elif (isinstance(value, bool) and bool not in allowed[key]) or not isinstance(value, allowed[key]):
             names = " or ".join(kind.__name__ for kind in allowed[key])
             problems.append(f"params.{key}: expected {names}, got {type(value).__name__}")
+    for key, (low, high) in NUMBER_RANGES.items():
+        value = params.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and not low <= value <= high:
+            problems.append(f"params.{key}: expected a number from {low:g} to {high:g}, got {value!r}")
     steps = params.get("steps", 1)
     if isinstance(steps, int) and not 1 <= steps <= MAX_STEPS:
         problems.append(f"params.steps: expected 1 to {MAX_STEPS}, got {steps}")
@@ -499,7 +541,15 @@ def _check_render_payloads(message: Message, limits: Limits) -> None:
     if unknown:
         raise ProtocolError(E_BAD_PAYLOAD, f"render: unknown payloads {unknown}", job_id)
     for payload in message.payloads:
-        _check_pixels(message, payload, limits)
+        width, height = _check_pixels(message, payload, limits)
+        small = width < MIN_ENVMAP_SIZE[0] or height < MIN_ENVMAP_SIZE[1]
+        if payload.name in ("envmap", "envmap_cam") and small:
+            raise ProtocolError(
+                E_BAD_PAYLOAD,
+                f"payload {payload.name!r} is {width}x{height}; a lat-long env map needs at least "
+                f"{MIN_ENVMAP_SIZE[0]}x{MIN_ENVMAP_SIZE[1]}",
+                job_id,
+            )
     gbuffers = message.named("gbuffers")
     if gbuffers:
         _expect_encoding(message, ("gbuffers", "envmap", "keyframe"), ENCODING_EXR)

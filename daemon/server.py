@@ -10,11 +10,16 @@ ever used from two threads. Every request gets exactly one final `result` or `er
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import queue
+import shutil
+import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -27,7 +32,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from renderflow.core.aov_profiles import PROFILES
 from renderflow.daemon import protocol as wire
-from renderflow.daemon.jobs import JobCancelled, Renderer, is_out_of_memory, memory_report
+from renderflow.daemon.jobs import JOB_FOLDER_PREFIX, JobCancelled, Renderer, is_out_of_memory, memory_report
+from renderflow.daemon.processes import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,8 @@ KEEPALIVE_INTERVAL_S = 1.0  # clients treat this much silence x their own margin
 HARD_STOP_AFTER_GRACE_S = 5.0  # after the grace period and a cancel, how long a stuck job gets
 WORKER_ADDRESS = "inproc://rf-worker"
 LOOPBACK_HOSTS = ("localhost", "::1")
+FINISHED_JOBS_KEPT = 64  # finished answers kept for late retries (the same id is answered once)
+FINISHED_BYTES_KEPT = 256 << 20
 FINAL = b"1"
 NOT_FINAL = b"0"
 
@@ -56,13 +64,19 @@ class ServerConfig:
     shutdown_grace_s: float = 30.0  # how long a running job may finish after SIGTERM/shutdown
     curve_secret_key: Path | None = None  # the server's secret certificate (rf-daemon keys)
     curve_clients: Path | None = None  # folder of the client public certificates allowed in
+    admin_token: str | None = None  # shutdown/free and everyone's jobs need it; None: nobody may
+
+
+class BindError(RuntimeError):
+    """The endpoint cannot be bound (in use, or not an address of this machine)."""
 
 
 @dataclass
 class Job:
-    identity: bytes
+    identity: bytes  # the socket to answer: a retry from a fresh socket takes the job over
     message: wire.Message
     size: str  # e.g. "5 frames 512x512", for the log line
+    digest: str  # what the request asks (header less its id, and payloads): tells a retry from a clash
     received: float = field(default_factory=time.monotonic)
     state: str = "queued"  # queued -> running -> done, or queued -> cancelled
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -71,8 +85,8 @@ class Job:
     started: float | None = None
 
     @property
-    def key(self) -> tuple[bytes, str]:
-        return self.identity, self.message.job_id
+    def key(self) -> str:
+        return self.message.job_id
 
 
 def is_loopback(address: str) -> bool:
@@ -107,8 +121,11 @@ class Server:
         self.counts = {"done": 0, "failed": 0, "cancelled": 0}
         self._stop = threading.Event()
         self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._active: dict[tuple[bytes, str], Job] = {}
+        self._active: dict[str, Job] = {}  # by job id: ids are global, so a retry finds its job
+        self._finished: OrderedDict[str, tuple[str, list[Any]]] = OrderedDict()  # id -> (digest, final reply)
         self._started = time.monotonic()
+        self.worker_stuck = False  # a job ran past the grace period: the process must exit hard
+        remove_stale_job_folders()
 
     def request_stop(self) -> None:
         """Finish (or, after the grace period, cancel) the running job, fail the queued ones, exit."""
@@ -133,7 +150,10 @@ class Server:
         from_worker.bind(WORKER_ADDRESS)
         worker = threading.Thread(target=self._work, args=(context,), name="rf-worker", daemon=True)
         try:
-            router.bind(self.config.bind)
+            try:
+                router.bind(self.config.bind)
+            except zmq.ZMQError as error:
+                raise BindError(f"cannot listen on {self.config.bind}: {error.strerror}") from error
             self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             worker.start()
             self.bound.set()
@@ -147,8 +167,11 @@ class Server:
             from_worker.close(linger=0)
             if authenticator is not None:
                 authenticator.stop()
-            if worker.is_alive():  # a job stuck past the grace period: its socket goes with the context
-                context.destroy(linger=0)
+            if worker.is_alive():
+                # A job stuck past the grace period: terminating the context under its socket aborts
+                # the process (SIGABRT); leave it to the process exit (rf-daemon exits at once).
+                self.worker_stuck = True
+                logger.warning("a job is still running past the grace period; exiting without it")
             else:
                 context.term()
             logger.info("stopped")
@@ -209,13 +232,15 @@ class Server:
         return False
 
     def _handle(self, router: zmq.Socket[bytes], identity: bytes, frames: list[memoryview]) -> None:
-        """One request; whatever goes wrong becomes an error reply and the loop goes on."""
+        """One request; whatever goes wrong becomes an error reply (with the request's id when it has
+        one) and the loop goes on."""
         try:
             self._answer(router, identity, frames)
         except Exception as error:
             logger.exception("request from %r failed", identity)
+            job_id = _readable_id(frames)
             router.send_multipart(
-                [identity, *wire.error_reply("", wire.E_INTERNAL, f"{type(error).__name__}: {error}")]
+                [identity, *wire.error_reply(job_id, wire.E_INTERNAL, f"{type(error).__name__}: {error}")]
             )
 
     def _answer(self, router: zmq.Socket[bytes], identity: bytes, frames: list[memoryview]) -> None:
@@ -228,10 +253,18 @@ class Server:
             router.send_multipart([identity, *wire.error_reply(error.job_id or "", error.code, str(error))])
             return
         job_id = message.job_id
-        if message.op == wire.OP_HELLO:
+        if message.op in wire.ADMIN_OPS and not self._is_admin(message):
+            logger.warning("refused %s %r: no admin token", message.op, job_id)
+            reason = (
+                f"{message.op} needs the daemon owner's admin token (params.token, from the token file "
+                "beside the daemon's state file)"
+            )
+            router.send_multipart([identity, *wire.error_reply(job_id, wire.E_FORBIDDEN, reason)])
+        elif message.op == wire.OP_HELLO:
             router.send_multipart([identity, *wire.reply(job_id, wire.KIND_RESULT, self._hello())])
         elif message.op == wire.OP_STATUS:
-            router.send_multipart([identity, *wire.reply(job_id, wire.KIND_RESULT, self._status())])
+            status = self._status(None if self._is_admin(message) else identity)
+            router.send_multipart([identity, *wire.reply(job_id, wire.KIND_RESULT, status)])
         elif message.op == wire.OP_CANCEL:
             router.send_multipart([identity, *self._cancel(router, identity, message)])
         elif message.op == wire.OP_SHUTDOWN:
@@ -243,26 +276,43 @@ class Server:
 
     def _queue_job(self, router: zmq.Socket[bytes], identity: bytes, message: wire.Message) -> None:
         job_id = message.job_id
+        digest = request_digest(message)
+        known = self._active.get(job_id)
+        if known is not None and known.digest == digest:  # a retry (Lazy Pirate: a fresh socket)
+            known.identity = identity
+            router.send_multipart([identity, *wire.reply(job_id, wire.KIND_ACCEPTED, {"queue_position": 0})])
+            logger.info("job %s: a retry takes over the running job", job_id)
+            return
+        finished = self._finished.get(job_id)
+        if finished is not None and finished[0] == digest:  # answered once already: the same answer
+            router.send_multipart([identity, *finished[1]])
+            logger.info("job %s: a retry gets the answer again, not a second render", job_id)
+            return
         refusal = None
-        if self._stop.is_set():
+        if known is not None or finished is not None:
+            refusal = (wire.E_DUPLICATE_JOB, f"job id {job_id!r} is taken by another request: use a fresh id")
+        elif self._stop.is_set():
             refusal = (wire.E_SHUTTING_DOWN, "the daemon is shutting down; send the job to another daemon")
         elif self.model_state == STATE_FAILED and message.op != wire.OP_FREE:
             refusal = (wire.E_MODEL_UNAVAILABLE, f"the model could not be loaded: {self.model_error}")
-        elif (identity, job_id) in self._active:
-            refusal = (wire.E_DUPLICATE_JOB, f"job {job_id!r} is already queued or running for this client")
         if refusal is not None:
             router.send_multipart([identity, *wire.error_reply(job_id, *refusal)])
             return
-        job = Job(identity, message, _job_size(message))
+        job = Job(identity, message, _job_size(message), digest)
         ahead = sum(1 for other in self._active.values() if other.state in ("queued", "running"))
         self._active[job.key] = job
         router.send_multipart([identity, *wire.reply(job_id, wire.KIND_ACCEPTED, {"queue_position": ahead})])
         self._queue.put(job)
 
+    def _is_admin(self, message: wire.Message) -> bool:
+        token = self.config.admin_token
+        given = message.params.get("token")
+        return token is not None and isinstance(given, str) and hmac.compare_digest(given, token)
+
     def _cancel(self, router: zmq.Socket[bytes], identity: bytes, message: wire.Message) -> list[Any]:
         target = str(message.params["job"])
-        job = self._active.get((identity, target))
-        if job is None:
+        job = self._active.get(target)
+        if job is None or job.identity != identity:
             return wire.error_reply(
                 message.job_id, wire.E_UNKNOWN_JOB, f"no queued or running job {target!r}"
             )
@@ -291,23 +341,33 @@ class Server:
 
     def _forward(self, router: zmq.Socket[bytes], frames: list[bytes]) -> None:
         """A reply from the worker: `[identity, job id, final?, *reply frames]`."""
-        identity, job_id, final, *reply_frames = frames
-        job = self._active.get((identity, job_id.decode()))
+        _, job_id, final, *reply_frames = frames
+        job = self._active.get(job_id.decode())
         if job is None:  # already answered (cancelled while queued, or stopped hard)
             return
         if final == FINAL:
             self._final(router, job, reply_frames)
+            self._remember(job, reply_frames)
             header = json.loads(reply_frames[0])
             outcome = "ok" if header["kind"] == wire.KIND_RESULT else f"{header['code']}: {header['message']}"
             self._log_job(job, outcome)
         else:
-            router.send_multipart([identity, *reply_frames])
+            router.send_multipart([job.identity, *reply_frames])
             progress = json.loads(reply_frames[0])
             job.progress = (int(progress["done"]), int(progress["total"]), str(progress.get("message", "")))
 
     def _final(self, router: zmq.Socket[bytes], job: Job, reply_frames: list[Any]) -> None:
         self._active.pop(job.key, None)
         router.send_multipart([job.identity, *reply_frames])
+
+    def _remember(self, job: Job, reply_frames: list[Any]) -> None:
+        """Keep a finished job's answer for a retry that comes late (bounded by bytes and count)."""
+        self._finished[job.key] = (job.digest, reply_frames)
+        while len(self._finished) > FINISHED_JOBS_KEPT or (
+            sum(len(frame) for _, frames in self._finished.values() for frame in frames) > FINISHED_BYTES_KEPT
+            and len(self._finished) > 1
+        ):
+            self._finished.popitem(last=False)
 
     def _send_keepalives(self, router: zmq.Socket[bytes]) -> None:
         for ahead, job in enumerate(self._active.values()):
@@ -350,7 +410,8 @@ class Server:
             },
         }
 
-    def _status(self) -> dict[str, Any]:
+    def _status(self, identity: bytes | None) -> dict[str, Any]:
+        """The daemon's state; the jobs of the asking socket only, or everyone's for the admin (None)."""
         jobs = [
             {
                 "id": job.message.job_id,
@@ -360,6 +421,7 @@ class Server:
                 "total": job.progress[1],
             }
             for job in self._active.values()
+            if identity is None or job.identity == identity
         ]
         return {
             "state": self.model_state,
@@ -438,6 +500,34 @@ class Server:
             self.cache_stats = self.renderer.cache.stats()
             self.model_info = self.renderer.describe()
             self.model_state = STATE_READY if self.renderer.loaded else STATE_FREED
+
+
+def request_digest(message: wire.Message) -> str:
+    """What a request asks, without its id: the same digest means a retry of the same job."""
+    digest = hashlib.blake2b(digest_size=16)
+    header = {key: value for key, value in message.header.items() if key != "id"}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for payload in message.payloads:
+        digest.update(payload.data)
+    return digest.hexdigest()
+
+
+def _readable_id(frames: list[memoryview]) -> str:
+    """The request's id if its header can be read, else "" (for errors the checks did not foresee)."""
+    try:
+        job_id = wire.parse_header(frames[0]).get("id") if frames else None
+    except wire.ProtocolError:
+        return ""
+    return job_id if isinstance(job_id, str) else ""
+
+
+def remove_stale_job_folders() -> None:
+    """Jobs of a daemon that died (SIGKILL, power) leave rf-job-PID-* temp folders: remove them."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{JOB_FOLDER_PREFIX}*"):
+        pid = folder.name.removeprefix(JOB_FOLDER_PREFIX).split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("removed %s, left by a daemon that died (pid %s)", folder, pid)
 
 
 def _job_size(message: wire.Message) -> str:

@@ -35,10 +35,12 @@ from renderflow.daemon.render_cli import main as rf_render
 from renderflow.daemon.server import Server, ServerConfig
 
 WAIT_S = 30.0
+ADMIN = "the-owner's-token"
 
 
 @contextlib.contextmanager
 def running_server(checkpoint, **options):
+    options.setdefault("admin_token", ADMIN)
     server = Server(ServerConfig(weights=checkpoint, bind="tcp://127.0.0.1:*", **options))
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
@@ -163,7 +165,7 @@ def test_relight_reuses_cached_gbuffer_latents_and_matches_a_cold_render(
     server, clip, random_checkpoint, tmp_path
 ):
     files = clip_files(clip, 3)
-    with DaemonClient(server.endpoint, timeout_s=5) as client:
+    with DaemonClient(server.endpoint, timeout_s=5, admin_token=ADMIN) as client:
         client.free()  # an empty cache
         cold = client.render({"fov": 40.0}, render_payloads(files, clip / "envmap.exr"))
         relit = client.render({"fov": 40.0, "exposure": 1.5}, render_payloads(files, clip / "envmap.exr"))
@@ -347,7 +349,7 @@ def test_out_of_memory_is_an_error_with_advice_and_the_daemon_lives_on(server, c
 
 
 def test_free_drops_the_model_and_the_next_job_loads_it_again(server, clip):
-    with DaemonClient(server.endpoint, timeout_s=10) as client:
+    with DaemonClient(server.endpoint, timeout_s=10, admin_token=ADMIN) as client:
         client.free()
         assert client.status()["state"] == "freed" and not client.hello()["model"]["loaded"]
         client.render({"fov": 40.0}, render_payloads(clip_files(clip, 2), clip / "envmap.exr"))
@@ -361,7 +363,7 @@ def test_shutdown_lets_the_running_job_finish_and_fails_the_queued(tiny_checkpoi
         socket.send_multipart(wire.request("render", "running", {"fov": 40.0}, payloads))
         started = wait_until_running(socket, "running")
         socket.send_multipart(wire.request("render", "queued", {"fov": 40.0}, payloads))
-        socket.send_multipart(wire.request("shutdown", "bye"))
+        socket.send_multipart(wire.request("shutdown", "bye", {"token": ADMIN}))
         seen = receive_until_final(socket, ["running", "queued", "bye"], linger_s=0.2)
         socket.close()
     seen["running"] = started + seen["running"]

@@ -13,7 +13,7 @@ from renderflow.daemon import protocol as wire
 LIMITS = wire.Limits(max_message_bytes=1 << 20, max_pixels=64 * 64, max_frames=4)
 
 
-def exr_bytes(tmp_path, width=8, height=4, name="a.exr"):
+def exr_bytes(tmp_path, width=16, height=8, name="a.exr"):
     path = tmp_path / name
     write_exr(path, np.ones((height, width, 3), np.float32), ["R", "G", "B"])
     return path.read_bytes()
@@ -97,7 +97,7 @@ def test_message_over_the_size_limit_is_too_large():
     )
     with pytest.raises(wire.ProtocolError) as raised:
         wire.decode(frames, LIMITS)
-    assert raised.value.code == wire.E_TOO_LARGE and raised.value.job_id is None
+    assert raised.value.code == wire.E_TOO_LARGE and raised.value.job_id == "x"  # D1: the id was readable
 
 
 def test_validate_names_each_bad_field():

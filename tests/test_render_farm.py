@@ -133,9 +133,10 @@ def test_a_failed_frame_gives_exit_code_1_and_keeps_the_rest(clip, daemons, tmp_
         rf_render, render_args(shot, out, "--daemon", daemons[0].endpoint, "--batch-frames", "3")
     )
     assert result.exit_code == 1
-    assert "3 of 6 frame(s) failed (1004-1006)" in result.output
-    assert "the G-buffer EXR of frame 1006: no layer for albedo, normal, depth" in result.output
-    assert sorted(p.name for p in out.parent.iterdir()) == ["b.1001.exr", "b.1002.exr", "b.1003.exr"]
+    # D1: the bad frame fails only itself (its batch is retried frame by frame), with the daemon's words
+    assert "1 of 6 frame(s) failed (1006-1006)" in result.output
+    assert "the G-buffer EXR of frame 1006: no AOV profile recognises" in result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"b.{n}.exr" for n in range(1001, 1006)]
 
 
 def test_no_daemon_at_the_address_is_a_clear_failure(clip, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nuke
 
-from renderflow.daemon.client import DaemonClient, DaemonUnavailable
+from renderflow.daemon.client import DaemonClient, DaemonUnavailable, default_state_file, read_admin_token
 from renderflow_nuke import session
 
 HELLO_TIMEOUT_S = 1.0  # hello is answered by the daemon's I/O thread at once, even mid-render
@@ -99,7 +99,9 @@ def check_daemon(node: nuke.Group | None = None) -> None:
 
 def free_gpu(node: nuke.Group | None = None) -> None:
     node = node or _this_node()
-    with DaemonClient(str(node[KNOB_ADDRESS].value()), timeout_s=HELLO_TIMEOUT_S, retries=0) as client:
+    address = str(node[KNOB_ADDRESS].value())
+    token = read_admin_token(default_state_file(address))  # only the daemon's owner may free it
+    with DaemonClient(address, timeout_s=HELLO_TIMEOUT_S, retries=0, admin_token=token) as client:
         client.free()
     check_daemon(node)
 
