@@ -29,10 +29,11 @@ from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast, sky_radi
 from renderflow.core.envmap import latlong_directions
 from renderflow.core.exr import write_exr
 from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.outputs import write_frame
 from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.shot import read_shot, shot_envmaps
+from renderflow.core.shot import ReadOptions, read_shot, shot_envmaps
+from renderflow.core.shot_render import RenderSettings, render_shot
 from renderflow.daemon.client import DaemonClient, render_payloads
-from renderflow.daemon.farm import LocalRunner
 from renderflow.daemon.server import Server, ServerConfig
 
 FOV_DEGREES = 40.0
@@ -59,6 +60,13 @@ def write_shot(folder: Path, frames: int, size: int) -> list[tuple[int, Path]]:
     return files
 
 
+def in_process(pipeline: RenderFlowPipeline, folder: Path, envmap: Path) -> None:
+    """What rf-render without --daemon does: read the shot's files, render, write each frame."""
+    shot = read_shot(str(folder / "gbuffers.####.exr"), None, ReadOptions(vertical_fov_degrees=FOV_DEGREES))
+    for frame in render_shot(pipeline, shot, envmap, RenderSettings(), "lin_rec709"):
+        write_frame(folder / f"out.{frame.frame}.exr", frame.layers, frame.attributes)
+
+
 def median_seconds(fn: Callable[[int], object], repeats: int, device: str) -> float:
     """Median of `fn(i)` over `repeats` runs after one burn-in; `i` lets a run vary its request."""
     fn(-1)
@@ -78,7 +86,6 @@ def measure(
     size: int,
     args: argparse.Namespace,
     pipeline: RenderFlowPipeline,
-    local: LocalRunner,
     client: DaemonClient,
 ) -> dict[str, float | int]:
     """One row of the table: the same 5-frame job four ways."""
@@ -86,11 +93,12 @@ def measure(
         files = write_shot(Path(folder), args.frames, size)
         envmap = Path(folder) / "envmap.exr"
         payloads = render_payloads(files, envmap)
-        shot = read_shot(str(Path(folder) / "gbuffers.####.exr"), vertical_fov_degrees=FOV_DEGREES)
+        options = ReadOptions(vertical_fov_degrees=FOV_DEGREES)
+        shot = read_shot(str(Path(folder) / "gbuffers.####.exr"), None, options)
         envmap_cam = shot_envmaps(shot, envmap)
         runs: dict[str, Callable[[int], object]] = {
             "pipeline": lambda _: pipeline.render(shot.sequence.gbuffers, envmap_cam),
-            "in_process": lambda _: local.call("render", {"fov": FOV_DEGREES}, payloads),
+            "in_process": lambda _: in_process(pipeline, Path(folder), envmap),
             # a new cache key each run: the G-buffers are decoded and encoded every time
             "daemon_cold": lambda i: client.render({"fov": FOV_DEGREES + 1e-6 * (i + 2)}, payloads),
             # the same G-buffers under another exposure: their latents come from the cache
@@ -121,11 +129,10 @@ def main() -> None:
     thread.start()
     server.bound.wait()
     server.model_settled.wait()
-    local = LocalRunner(args.weights, args.device)
-    pipeline = local.renderer.pipeline()
+    pipeline = RenderFlowPipeline.from_pretrained(args.weights, device=args.device)
     client = DaemonClient(server.endpoint, timeout_s=600)
     try:
-        rows = [measure(size, args, pipeline, local, client) for size in args.sizes]
+        rows = [measure(size, args, pipeline, client) for size in args.sizes]
     finally:
         client.close()
         server.request_stop()

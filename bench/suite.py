@@ -187,7 +187,6 @@ def daemon_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> li
     import bench_daemon  # bench/ is the script's own folder, so its sibling imports
 
     from renderflow.daemon.client import DaemonClient
-    from renderflow.daemon.farm import LocalRunner
     from renderflow.daemon.server import Server, ServerConfig
 
     with tempfile.TemporaryDirectory() as folder:
@@ -200,11 +199,10 @@ def daemon_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> li
         thread.start()
         server.bound.wait()
         server.model_settled.wait()
-        local = LocalRunner(weights, args.device)
         client = DaemonClient(server.endpoint, timeout_s=3600)
         try:
             options = argparse.Namespace(frames=args.frames, repeats=args.repeats, device=args.device)
-            row = bench_daemon.measure(args.size, options, local.renderer.pipeline(), local, client)
+            row = bench_daemon.measure(args.size, options, pipeline, client)
         finally:
             client.close()
             server.request_stop()

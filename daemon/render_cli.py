@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -511,6 +512,20 @@ def _in_process(
 @click.option("--out", required=True, help="Output pattern, e.g. render/beauty.####.exr (OpenEXR).")
 @click.option("--keyframes", help="Path-traced beauty EXRs (pattern) to guide the render where they exist.")
 @click.option(
+    "--segment",
+    type=int,
+    metavar="FRAME",
+    help="Render only the segment of --frames that starts at FRAME (see `rf-render segments`): farm "
+    "tasks that run in parallel and join at keyframes.",
+)
+@click.option(
+    "--segment-length",
+    type=click.IntRange(1),
+    default=48,
+    show_default=True,
+    help="With --segment: the longest segment (as given to `rf-render segments`).",
+)
+@click.option(
     "--aovs",
     multiple=True,
     type=click.Choice(["albedo", "normal", "depth", "roughness", "metallic", "specular"]),
@@ -523,6 +538,8 @@ def render(
     envmap_path: Path,
     out: str,
     keyframes: str | None,
+    segment: int | None,
+    segment_length: int,
     aovs: tuple[str, ...],
     env_rotate: float,
     env_flip: bool,
@@ -544,6 +561,8 @@ def render(
     try:
         options = _read_options(**reading)
         files = sequence_files(gbuffers, runner["frames"])
+        if segment is not None:
+            files = _segment_files(files, keyframes, segment, segment_length)
         frames = _frames_to_do(files, out, runner["skip_existing"])
         if not frames:
             return
@@ -599,6 +618,126 @@ def render(
             return render_payloads([(frame, by_frame[frame]) for frame in batch], envmap_path, keys)
 
         _run_on_daemons("render", params, frames, out, runner, payloads_for)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _keyframe_numbers(keyframes: str | None, frames: list[int]) -> list[int]:
+    from renderflow.core.sequences import frame_path, has_frame_token
+
+    if keyframes is None:
+        return []
+    if not has_frame_token(keyframes):
+        raise click.UsageError(f"--keyframes {keyframes!r}: needs a frame token (####)")
+    return [frame for frame in frames if frame_path(keyframes, frame).is_file()]
+
+
+def _segment_files(
+    files: list[tuple[int | None, Path]], keyframes: str | None, start: int, length: int
+) -> list[tuple[int | None, Path]]:
+    from renderflow.core.segments import segment_frames, segment_starts
+
+    numbers = [1 if frame is None else frame for frame, _ in files]
+    starts = segment_starts(numbers, _keyframe_numbers(keyframes, numbers), length)
+    chosen = set(segment_frames(numbers, starts, start))
+    return [(frame, path) for frame, path in files if (1 if frame is None else frame) in chosen]
+
+
+@main.command()
+@click.argument("gbuffers")
+@click.option("--frames", help="Frame range in fileseq syntax, e.g. 1001-1100.")
+@click.option("--keyframes", help="Path-traced keyframe EXRs (pattern): segments start at them.")
+@click.option(
+    "--segment-length", type=click.IntRange(1), default=48, show_default=True, help="The longest segment."
+)
+def segments(gbuffers: str, frames: str | None, keyframes: str | None, segment_length: int) -> None:
+    """Print the first frame of each farm segment, comma-separated (e.g. 1001,1017,1033).
+
+    A segment starts at a keyframe (or the range's start) and ends before the next one, so segments
+    render in parallel and join at keyframes without seams. Give each start to a farm task as
+    `rf-render render ... --frames RANGE --keyframes KF --segment START` (docs/FARM.md).
+    """
+    from renderflow.core.segments import segment_starts
+    from renderflow.core.sequences import sequence_files
+
+    try:
+        numbers = [1 if frame is None else frame for frame, _ in sequence_files(gbuffers, frames)]
+        starts = segment_starts(numbers, _keyframe_numbers(keyframes, numbers), segment_length)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(",".join(map(str, starts)))
+
+
+@main.command("openjd-template")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def openjd_template(out: Path) -> None:
+    """Write the Open Job Description template for shot renders (AWS Deadline Cloud; docs/FARM.md)."""
+    from importlib.resources import files
+
+    template = files("renderflow.daemon").joinpath("farm_templates/rf-render.openjd.yaml").read_text()
+    out.write_text(template)
+    click.echo(str(out))
+
+
+@main.command()
+@click.argument("gbuffers")
+@click.option("--env", "envmap_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", required=True, help="Output pattern as the render nodes see it.")
+@click.option("--frames", required=True, help="The shot's frame range, e.g. 1001-1100.")
+@click.option("--keyframes", help="Path-traced keyframe EXRs (pattern): segments start at them.")
+@click.option("--segment-length", type=click.IntRange(1), default=48, show_default=True)
+@click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--show", required=True)
+@click.option("--shot", required=True)
+@click.option("--user", default=lambda: os.environ.get("USER", "renderflow"), show_default="$USER")
+@click.option("--name", help="Job name (default: SHOW-SHOT-renderflow).")
+@click.option(
+    "--launch", is_flag=True, help="Submit to the Cuebot ($CUEBOT_HOSTS) instead of printing the spec."
+)
+def opencue(
+    gbuffers: str,
+    envmap_path: Path,
+    out: str,
+    frames: str,
+    keyframes: str | None,
+    segment_length: int,
+    checkpoint: Path | None,
+    show: str,
+    shot: str,
+    user: str,
+    name: str | None,
+    launch: bool,
+) -> None:
+    """Build an OpenCue job for a shot: one frame per segment (printed as OpenCue's job spec, or
+    launched with --launch)."""
+    from renderflow.core.segments import segment_starts
+    from renderflow.core.sequences import sequence_files
+    from renderflow.daemon.opencue_job import ShotJob, build_outline, job_spec
+
+    try:
+        numbers = [1 if frame is None else frame for frame, _ in sequence_files(gbuffers, frames)]
+        starts = segment_starts(numbers, _keyframe_numbers(keyframes, numbers), segment_length)
+        job = ShotJob(
+            name or f"{show}-{shot}-renderflow",
+            show,
+            shot,
+            user,
+            gbuffers,
+            envmap_path,
+            out,
+            frames,
+            starts,
+            segment_length,
+            keyframes,
+            checkpoint,
+        )
+        if launch:
+            from outline.cuerun import launch as cue_launch
+
+            cue_launch(build_outline(job), use_pycuerun=False)
+            click.echo(f"launched {job.name}: {len(starts)} segment(s)")
+        else:
+            click.echo(job_spec(job))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 
