@@ -1,10 +1,12 @@
 """The RenderFlow node for Nuke: its logic against a real daemon, its gizmo parsed as Tcl, its Nuke side
 on a minimal stand-in for the few nuke calls it makes (Nuke itself cannot run here)."""
 
+import os
 import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +99,7 @@ def gizmo_knobs():
     return knobs, values, nodes
 
 
-def make_node(gizmo_knobs, gbuffers=None, plate=None, **values):
+def make_node(gizmo_knobs, gbuffers=None, plate=None, camera=None, envmap_read=None, **values):
     """A stand-in RenderFlow node with exactly the gizmo's knobs and defaults."""
     knobs, defaults, nodes = gizmo_knobs
     made = []
@@ -105,6 +107,10 @@ def make_node(gizmo_knobs, gbuffers=None, plate=None, **values):
         default = values.get(name, defaults.get(name))
         if kind == 4:
             made.append(nuke.Enumeration_Knob(name, default or first_item, [first_item]))
+        elif kind == 10:  # a layer picker: its value is a layer name, saved with the script
+            made.append(nuke.Knob(name, default))
+        elif kind == 2:
+            made.append(nuke.File_Knob(name, default or ""))
         elif kind in (20, 22, 26):
             made.append(nuke.Script_Knob(name))
         else:
@@ -115,7 +121,7 @@ def make_node(gizmo_knobs, gbuffers=None, plate=None, **values):
     inner = []
     for _kind, name in nodes:
         knobs_of = [
-            nuke.Knob("file", ""),
+            nuke.File_Knob("file", ""),
             nuke.Knob("first", 1),
             nuke.Knob("last", 1),
             nuke.Script_Knob("reload"),
@@ -124,7 +130,7 @@ def make_node(gizmo_knobs, gbuffers=None, plate=None, **values):
         inner_node.written = []
         inner_node.source = {"WriteGBuffers": gbuffers, "WritePlate": plate}.get(name)
         inner.append(inner_node)
-    return nuke.Group("RenderFlow1", made, [gbuffers, None, plate], inner)
+    return nuke.Group("RenderFlow1", made, [gbuffers, None, plate, camera, envmap_read], inner)
 
 
 # -- the gizmo -------------------------------------------------------------------------------------
@@ -135,7 +141,8 @@ def test_gizmo_parses_as_tcl_and_has_every_knob_the_python_side_uses(gizmo_knobs
     assert used <= set(knobs), used - set(knobs)
     assert {name for _, name in nodes} >= {*rf_node.WRITE_INPUTS.values(), rf_node.READ_RESULT}
     assert knobs[rf_node.KNOB_MODE][1] == session.MODE_RENDER
-    assert knobs[rf_node.LAYER_KNOB_PREFIX + "albedo"][1] == session.LAYER_FROM_PROFILE
+    _, defaults, _ = gizmo_knobs
+    assert defaults[rf_node.LAYER_KNOB_PREFIX + "albedo"] == session.LAYER_FROM_PROFILE
 
 
 def test_gizmo_buttons_call_functions_that_exist():
@@ -215,12 +222,10 @@ def test_render_round_trip_through_the_daemon_gives_the_read_linear_exrs_nuke_ac
         daemon_address=daemon.endpoint,
         envmap=str(DEMO_CLIP / "envmap.exr"),
         camera_file=str(DEMO_CLIP / "camera.json"),
-        first_frame=1001,
-        last_frame=1003,
         output_folder=str(tmp_path / "cache"),
-    )
-    rf_node.refresh_layers(node)  # fills the pickers from the input and the daemon's profile table
-    assert node["layer_albedo"].value() == "albedo" and "N" in node["layer_normal"].values
+    )  # frame range 0 0: the input's, 1001-1003
+    rf_node.check_daemon(node)  # fetches the profile table; the pickers still at none take its guesses
+    assert node["layer_albedo"].value() == "albedo" and node["layer_normal"].value() == "N"
     rf_node.render(node)  # no GUI: runs in this thread, like `nuke -t`
     read = node.node(rf_node.READ_RESULT)
     assert node["message"].value().startswith("rendered 1001-1003"), node["message"].value()
@@ -280,17 +285,187 @@ def test_wrong_layers_show_on_the_node_and_write_nothing(daemon, gizmo_knobs, tm
         .startswith("The daemon cannot use these images: the G-buffer EXR of frame 1001")
     )
     assert "no layer for depth" in node["message"].value()
-    node["layer_normal"].setValues(["(profile)", "roughness"])
     node["layer_normal"].setValue("roughness")
     rf_node.render(node)  # caught before anything is sent
     assert node["message"].value() == "normal needs 3 channels; layer 'roughness' has 1"
     assert not (tmp_path / "cache").exists()
 
 
-def test_the_plugin_imports_only_the_daemons_protocol_and_client():
+def test_the_plugin_imports_only_the_daemons_protocol_and_client_and_the_camera_files():
+    allowed = {
+        "renderflow.daemon",
+        "renderflow.daemon.client",
+        "renderflow.core.camera_files",
+        "renderflow_nuke",
+    }
     for path in (PLUGIN / "renderflow_nuke").glob("*.py"):
         imports = re.findall(r"^\s*(?:from|import) (renderflow\S*)", path.read_text(), re.MULTILINE)
-        assert set(imports) <= {"renderflow.daemon", "renderflow.daemon.client", "renderflow_nuke"}, (
-            path,
-            imports,
+        assert set(imports) <= allowed, (path, imports)
+    # the camera files need numpy alone (USD only when a USD camera is read): Nuke's Python has it
+    heavy = "('torch', 'OpenImageIO', 'pxr')"
+    code = f"import sys, renderflow.core.camera_files; print(sorted(m for m in {heavy} if m in sys.modules))"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "[]"
+    )
+
+
+# -- issue #20: a node that never blocks the UI, persists its knobs, reads Nuke's cameras and colour --------
+def test_render_never_waits_in_the_main_thread(daemon, gizmo_knobs, tmp_path, monkeypatch):
+    frames, metadata = nuke_frames(DEMO_CLIP, range(1001, 1004))
+    node = make_node(
+        gizmo_knobs,
+        gbuffers=nuke.Source("Read1", frames, metadata),
+        daemon_address=daemon.endpoint,
+        envmap=str(DEMO_CLIP / "envmap.exr"),
+        camera_file=str(DEMO_CLIP / "camera.json"),
+        output_folder=str(tmp_path),
+    )
+    monkeypatch.setattr(nuke, "GUI", True)
+    nuke.calls.clear()
+    started = time.monotonic()
+    rf_node.render(node)  # the button: returns before any frame is written or sent
+    returned = time.monotonic() - started
+    assert returned < 0.5 and not any(call == "execute" for call, _ in nuke.calls)
+    nuke.pump(lambda: node["message"].value().startswith(("rendered", "RenderFlow failed", "The daemon")))
+    assert node["message"].value().startswith("rendered 1001-1003"), node["message"].value()
+    executes = [thread for call, thread in nuke.calls if call == "execute"]
+    assert len(executes) == 3 and set(executes) == {"MainThread"}  # Nuke's API only in its main thread
+    assert {thread for call, thread in nuke.calls if call.startswith("setValue")} == {"MainThread"}
+
+
+def test_knob_changed_never_calls_the_daemon(gizmo_knobs, monkeypatch):
+    frames, metadata = nuke_frames(DEMO_CLIP, [1001])
+    node = make_node(
+        gizmo_knobs, gbuffers=nuke.Source("Read1", frames, metadata), daemon_address="tcp://10.0.0.1:1"
+    )
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("knobChanged talked to the daemon")
+
+    monkeypatch.setattr(rf_node, "DaemonClient", no_network)
+    monkeypatch.setitem(nuke._this, "node", node)
+    monkeypatch.setitem(nuke._this, "knob", nuke.Knob("inputChange"))
+    rf_node.knob_changed()
+    assert node["layer_albedo"].value() == session.LAYER_FROM_PROFILE  # no table fetched yet: left as is
+
+
+def test_layer_picks_survive_saving_and_reloading_the_script(gizmo_knobs, tmp_path):
+    """Layer pickers are layer knobs (type 10), whose saved value is any layer name; a pulldown's
+    value outside its saved menu would be dropped on reload."""
+    knobs, _, _ = gizmo_knobs
+    saved = (
+        (PLUGIN / "RenderFlow.gizmo")
+        .read_text()
+        .replace(" layer_normal none\n", " layer_normal myN\n")
+        .replace(" layer_albedo none\n", " layer_albedo diffuse\n")
+    )
+    (tmp_path / "RenderFlow.gizmo").write_text(saved)
+    script = tmp_path / "knobs.tcl"
+    script.write_text(TCL_KNOBS)
+    out = subprocess.run(
+        ["tclsh", str(script), str(tmp_path / "RenderFlow.gizmo")], capture_output=True, text=True, check=True
+    ).stdout
+    values = dict(line.split("\t")[1:] for line in out.splitlines() if line.startswith("value\t"))
+    assert values["layer_normal"] == "myN" and values["layer_albedo"] == "diffuse"
+    assert all(knobs[rf_node.LAYER_KNOB_PREFIX + buffer][0] == 10 for buffer in session.BUFFER_CHANNELS)
+    assert "on_error error" in saved  # a missing result frame errors in the Read, never shows black
+
+
+def test_camera_input_gives_the_cameras_the_daemon_reads(gizmo_knobs):
+    from renderflow.core.camera_files import camera_json_track
+
+    turned = np.eye(4)
+    turned[:3, :3] = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]  # 90° about +Y
+    turned[:3, 3] = [4.0, 1.0, -2.0]
+    world_matrix = nuke.Knob("world_matrix", list(np.eye(4).ravel()), {1002: list(turned.ravel())})
+    camera = nuke.Node("Camera1", [world_matrix, nuke.Knob("focal", 35.0), nuke.Knob("haperture", 36.0)])
+    frames, metadata = nuke_frames(DEMO_CLIP, [1001, 1002])
+    node = make_node(gizmo_knobs, gbuffers=nuke.Source("Read1", frames, metadata), camera=camera)
+    settings = rf_node.settings_of(node)
+    track = camera_json_track(settings.camera, "camera input", [1001, 1002], aspect=16 / 9)
+    np.testing.assert_allclose(track.camera_to_world[1], turned)
+    horizontal = 2 * np.degrees(np.arctan(18 / 35))
+    expected = 2 * np.degrees(np.arctan(np.tan(np.radians(horizontal) / 2) * 9 / 16))
+    assert track.vertical_fov_degrees[0] == pytest.approx(expected)
+
+
+def test_a_nuke_chan_file_becomes_the_request_cameras(tmp_path):
+    (tmp_path / "cam.chan").write_text("1001 0 1 5 0 90 0 40\n")
+    params = session.render_params(
+        session.NodeSettings("RenderFlow1", camera_file=str(tmp_path / "cam.chan")), []
+    )
+    (entry,) = params["camera"]["frames"]
+    assert entry["frame"] == 1001 and entry["vertical_fov_degrees"] == 40.0
+    np.testing.assert_allclose(np.array(entry["camera_to_world"])[:3, 3], [0, 1, 5])
+
+
+def test_colour_space_is_the_scripts_working_space_and_converted_at_the_daemons_edges(
+    daemon, gizmo_knobs, tmp_path
+):
+    from renderflow.core import colour
+    from renderflow.core.exr import write_exr
+
+    assert session.scene_linear_space("working space", "linear") == "lin_rec709"  # Nuke's own config
+    assert session.scene_linear_space("working space", "ACES - ACEScg") == "ACES - ACEScg"
+    assert session.scene_linear_space("ACEScg", "linear") == "ACEScg"
+    frames, _ = nuke_frames(DEMO_CLIP, [1001])
+    node = make_node(gizmo_knobs, gbuffers=nuke.Source("Read1", frames), colour_space="working space")
+    nuke.root()["workingSpaceLUT"].setValue("ACES - ACEScg")
+    try:
+        assert rf_node.settings_of(node).colour_space == "ACES - ACEScg"
+    finally:
+        nuke.root()["workingSpaceLUT"].setValue("linear")
+    # the same plate, as Rec.709 and as ACEScg: the albedo comes back in the plate's own space
+    plate = read_exr(DEMO_CLIP / "frame.1001.exr").select(["R", "G", "B"])
+    albedos = {}
+    for space, pixels in (("lin_rec709", plate), ("ACEScg", colour.convert(plate, "lin_rec709", "ACEScg"))):
+        write_exr(tmp_path / f"{space}.1001.exr", pixels, "RGB", half=False)
+        settings = session.NodeSettings(
+            "Decompose",
+            address=daemon.endpoint,
+            mode="decompose",
+            colour_space=space,
+            output_root=str(tmp_path / space),
         )
+        result = session.run_job(settings, [(1001, tmp_path / f"{space}.1001.exr")], [])
+        albedos[space] = read_exr(result.folder / "intrinsics.1001.exr").select(
+            ["albedo.R", "albedo.G", "albedo.B"]
+        )
+    np.testing.assert_allclose(
+        albedos["ACEScg"], colour.convert(albedos["lin_rec709"], "lin_rec709", "ACEScg"), atol=2e-3
+    )
+
+
+def test_errors_turn_the_node_red_and_a_good_render_clears_it(daemon, gizmo_knobs, tmp_path):
+    frames, metadata = nuke_frames(DEMO_CLIP, [1001])
+    node = make_node(
+        gizmo_knobs,
+        gbuffers=nuke.Source("Read1", frames, metadata),
+        daemon_address=daemon.endpoint,
+        envmap=str(tmp_path / "missing.exr"),
+        camera_file=str(DEMO_CLIP / "camera.json"),
+        output_folder=str(tmp_path),
+    )
+    nuke.calls.clear()
+    rf_node.render(node)
+    assert node["tile_color"].value() == rf_node.TILE_ERROR and node["label"].value().startswith(
+        "error: env map"
+    )
+    assert not any(call == "execute" for call, _ in nuke.calls)  # checked before writing anything
+    node["envmap"].setValue("[getenv RF_TEST_ENV]")  # a file knob is evaluated (TCL), not read raw
+    os.environ["RF_TEST_ENV"] = str(DEMO_CLIP / "envmap.exr")
+    try:
+        rf_node.render(node)
+    finally:
+        del os.environ["RF_TEST_ENV"]
+    assert node["message"].value().startswith("rendered"), node["message"].value()
+    assert node["tile_color"].value() == rf_node.TILE_OK and node["label"].value() == ""
+
+
+def test_free_gpu_with_no_daemon_says_so_on_the_panel(gizmo_knobs):
+    node = make_node(gizmo_knobs, daemon_address="tcp://127.0.0.1:9")
+    rf_node.free_gpu(node)  # no traceback dialog
+    assert node["daemon_status"].value().startswith("No RenderFlow daemon answers")

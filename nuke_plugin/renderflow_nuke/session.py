@@ -26,7 +26,10 @@ from renderflow.daemon.client import (
 
 MODE_RENDER = "render"
 MODE_DECOMPOSE = "decompose"
-LAYER_FROM_PROFILE = "(profile)"  # the layer picker's first entry: let the AOV profile find it
+LAYER_FROM_PROFILE = "none"  # a layer picker left at none: the AOV profile finds the buffer
+WORKING_SPACE = "working space"  # the colour-space knob's default: the script's OCIO working space
+# Nuke's own config calls its working space "linear": linear Rec.709 primaries.
+NUKE_DEFAULT_SPACES = {"linear": "lin_rec709", "Linear": "lin_rec709"}
 # albedo is the base colour; renderers' albedo AOVs are diffuse albedos (docs/AOV_PROFILES.md).
 BUFFER_CHANNELS = {
     "albedo": 3,
@@ -116,9 +119,21 @@ class NodeSettings:
     first: int = 1
     last: int = 1
     output_root: str = ""
-    camera_json: str = ""
+    camera_file: str = ""  # camera.json or a Nuke .chan
+    camera: dict[str, Any] | None = None  # from the Camera input: a camera.json object
+    colour_space: str = "lin_rec709"  # OCIO name of the script's scene-linear space
     steps: int = 1
     timeout_s: float = 15.0
+
+
+def check_before_writing(settings: NodeSettings) -> None:
+    """What can be found wrong before any input is written (seconds of work for a long range)."""
+    if settings.last < settings.first:
+        raise NodeError(f"frame range {settings.first}-{settings.last} is empty")
+    if settings.mode == MODE_RENDER and (not settings.envmap or not Path(settings.envmap).is_file()):
+        raise NodeError(f"env map: no file at '{settings.envmap}'; pick a lat-long HDR EXR or connect a Read")
+    if settings.camera_file and not Path(settings.camera_file).is_file():
+        raise NodeError(f"camera file: no file at '{settings.camera_file}'")
 
 
 def keyframe_frames(first: int, last: int, gap: int) -> list[int]:
@@ -130,7 +145,6 @@ def keyframe_frames(first: int, last: int, gap: int) -> list[int]:
 
 def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[str, Any]:
     """The render request's params from the panel."""
-    import json
 
     mapping = layer_mapping(settings.layers, nuke_channels)
     profile = settings.profile
@@ -138,6 +152,7 @@ def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[
         profile = "canonical"  # hand-picked layers: the names come from the mapping, conventions canonical
     params: dict[str, Any] = {
         "profile": profile,
+        "colour_space": settings.colour_space,
         "env_rotate": settings.env_rotate,
         "env_flip": settings.env_flip,
         "exposure": settings.exposure,
@@ -146,12 +161,63 @@ def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[
     }
     if mapping:
         params["aov"] = mapping
-    if settings.camera_json:
-        try:
-            params["camera"] = json.loads(Path(settings.camera_json).read_text())
-        except (OSError, ValueError) as error:
-            raise NodeError(f"camera file {settings.camera_json}: cannot read it ({error})") from error
+    camera = settings.camera or (camera_file_object(settings.camera_file) if settings.camera_file else None)
+    if camera is not None:
+        params["camera"] = camera
     return params
+
+
+def camera_file_object(path: str) -> dict[str, Any]:
+    """A camera.json's object, or a Nuke .chan turned into one (frame, camera-to-world, vertical fov)."""
+    import json
+
+    try:
+        if Path(path).suffix.lower() == ".chan":
+            from renderflow.core.camera_files import read_chan
+
+            track = read_chan(Path(path))
+            frames = [
+                {"frame": frame, "camera_to_world": matrix.tolist()}
+                | ({"vertical_fov_degrees": fov} if fov == fov else {})  # NaN: the .chan has no fov
+                for frame, matrix, fov in zip(
+                    track.frames, track.camera_to_world, track.vertical_fov_degrees, strict=True
+                )
+            ]
+            return {"frames": frames}
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise NodeError(f"camera file {path}: cannot read it ({error})") from error
+    if not isinstance(data, dict):
+        raise NodeError(f"camera file {path}: expected a camera.json object")
+    return data
+
+
+def camera_from_nuke(
+    world_matrices: dict[int, Sequence[float]], focal: dict[int, float], haperture: dict[int, float]
+) -> dict[str, Any]:
+    """A Nuke Camera's per-frame `world_matrix` (16 values, rows, translation in the last column),
+    `focal` and `haperture` (mm) as a camera.json object; the daemon fits the fov to the frame width."""
+    frames = []
+    for frame in sorted(world_matrices):
+        values = [float(value) for value in world_matrices[frame]]
+        if len(values) != 16:
+            raise NodeError(f"camera input: world_matrix at frame {frame} has {len(values)} values, not 16")
+        rows = [values[row * 4 : row * 4 + 4] for row in range(4)]
+        frames.append(
+            {
+                "frame": frame,
+                "camera_to_world": rows,
+                "focal_length": float(focal[frame]),
+                "horizontal_aperture": float(haperture[frame]),
+            }
+        )
+    return {"frames": frames}
+
+
+def scene_linear_space(knob_value: str, working_space: str) -> str:
+    """The OCIO name to send: the knob's, or the script's working space (Nuke's 'linear' is Rec.709)."""
+    space = working_space if knob_value == WORKING_SPACE else knob_value
+    return NUKE_DEFAULT_SPACES.get(space, space)
 
 
 def next_version_folder(output_root: Path, node_name: str) -> Path:
@@ -202,9 +268,8 @@ def run_job(
             reply = client.render(params, payloads, on_progress, cancel_event)
             name = "beauty"
         elif settings.mode == MODE_DECOMPOSE:
-            reply = client.decompose(
-                {"steps": settings.steps}, decompose_payloads(input_files), on_progress, cancel_event
-            )
+            params = {"steps": settings.steps, "colour_space": settings.colour_space}
+            reply = client.decompose(params, decompose_payloads(input_files), on_progress, cancel_event)
             name = "intrinsics"
         else:
             raise NodeError(f"unknown mode '{settings.mode}': choose render or decompose")

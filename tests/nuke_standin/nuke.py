@@ -2,8 +2,15 @@
 
 Nodes hold knobs; a Write "renders" its source node's per-frame channels to an EXR the way
 Nuke's Write names them (rgba.red -> R, layer.red -> layer.R), 32-bit float, metadata kept.
+With GUI = True, executeInMainThread(WithResult) hands calls to the test's main thread, which runs
+them in `pump`; `calls` records which thread made each Nuke call that must happen in Nuke's
+main thread (execute, setValue), so tests can prove the UI thread never waits on work.
 """
 
+import os
+import queue
+import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +20,18 @@ from renderflow_nuke.session import exr_channel
 
 GUI = False
 _this = {"node": None, "knob": None}
+calls: list[tuple[str, str]] = []  # (call, thread name)
+_main_queue: queue.Queue = queue.Queue()
+
+
+def _record(call):
+    calls.append((call, threading.current_thread().name))
 
 
 class Knob:
-    def __init__(self, name, value=None):
+    def __init__(self, name, value=None, animation=None):
         self._name, self._value = name, value
+        self.animation = animation or {}  # frame -> value (or list of values for matrices)
 
     def name(self):
         return self._name
@@ -26,7 +40,22 @@ class Knob:
         return self._value
 
     def setValue(self, value):  # Nuke's API
+        _record(f"setValue {self._name}")
         self._value = value
+
+    def getValueAt(self, frame, index=None):
+        value = self.animation.get(frame, self._value)
+        return value[index] if index is not None else value
+
+
+class EvalString_Knob(Knob):  # Nuke's API: File_Knob's base
+    def evaluate(self):
+        """Nuke evaluates TCL in file knobs; here `[getenv NAME]` is enough to tell value from evaluate."""
+        return re.sub(r"\[getenv (\w+)\]", lambda match: os.environ.get(match.group(1), ""), str(self._value))
+
+
+class File_Knob(EvalString_Knob):
+    pass
 
 
 class Enumeration_Knob(Knob):  # Nuke's API
@@ -40,7 +69,7 @@ class Enumeration_Knob(Knob):  # Nuke's API
     def setValue(self, value):
         if value not in self.values:
             raise ValueError(f"{self._name}: {value!r} is not one of {self.values}")
-        self._value = value
+        super().setValue(value)
 
 
 class Script_Knob(Knob):
@@ -81,14 +110,27 @@ class Source(Node):
     def channels(self):
         return list(next(iter(self.frames.values())))
 
+    def firstFrame(self):
+        return min(self.frames)
+
+    def lastFrame(self):
+        return max(self.frames)
+
 
 class Group(Node):
     def __init__(self, name, knobs=(), inputs=(), inner=()):
-        super().__init__(name, knobs, inputs)
+        super().__init__(name, [*knobs, Knob("label", ""), Knob("tile_color", 0)], inputs)
         self.inner = {node.name(): node for node in inner}
 
     def node(self, name):
         return self.inner.get(name)
+
+
+_root = Node("root", [Knob("workingSpaceLUT", "linear"), Knob("first_frame", 1), Knob("last_frame", 100)])
+
+
+def root():
+    return _root
 
 
 def thisNode():
@@ -100,6 +142,7 @@ def thisKnob():
 
 
 def execute(write, first, last, incr=1):
+    _record("execute")
     source = write.source
     for frame in range(first, last + 1, incr):
         channels = source.frames[frame]
@@ -112,12 +155,51 @@ def execute(write, first, last, incr=1):
 
 
 def executeInMainThread(call, args=(), kwargs=None):
-    call(*args, **(kwargs or {}))
+    if not GUI:
+        call(*args, **(kwargs or {}))
+        return
+    _main_queue.put((call, args, kwargs or {}, None))
+
+
+def executeInMainThreadWithResult(call, args=(), kwargs=None):
+    if not GUI:
+        return call(*args, **(kwargs or {}))
+    done = {"event": threading.Event()}
+    _main_queue.put((call, args, kwargs or {}, done))
+    done["event"].wait()
+    if "error" in done:
+        raise done["error"]
+    return done.get("result")
+
+
+def pump(until, timeout=60.0):
+    """The test's stand-in for Nuke's event loop: run queued main-thread calls until `until()`."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not until() and time.monotonic() < end:
+        try:
+            call, args, kwargs, done = _main_queue.get(timeout=0.02)
+        except queue.Empty:
+            continue
+        try:
+            result = call(*args, **kwargs)
+            if done is not None:
+                done["result"] = result
+        except Exception as error:
+            if done is None:
+                raise
+            done["error"] = error
+        finally:
+            if done is not None:
+                done["event"].set()
+    assert until(), "timed out pumping the main thread"
 
 
 class ProgressTask:
     def __init__(self, name):
         self.progress = 0
+        self.messages = []
 
     def isCancelled(self):
         return False
@@ -126,4 +208,4 @@ class ProgressTask:
         self.progress = value
 
     def setMessage(self, message):
-        pass
+        self.messages.append(message)
