@@ -9,8 +9,10 @@ Sections (`--only` picks some):
   relight     a cached relight (G-buffer latents reused) against a cold render
   daemon      the same request through a daemon on 127.0.0.1 against in process (EXRs both ways)
   frames      ms/frame and peak memory as the sequence grows (chunks of 5)
-  resolution  end to end by frame size, and the autoencoder tiled above its tile size, with the
-              tiled result's max difference from an untiled one where both fit
+  resolution  end to end by frame size (256² to 2048²; the transformer in windows, the autoencoder in
+              tiles above their sizes): time per pixel against 256², peak memory, and the windowed
+              render's distance from an untiled one where both fit
+  autoencoder the autoencoder alone where no render fits (4096²), tiled, against untiled
   compile     torch.compile of the transformer: the one-off compile cost and the time per call
 
 Random weights for `cpu-default` and `production` (speed does not depend on them); `bundled` is
@@ -22,6 +24,7 @@ peak resident set on the CPU (reset per row through /proc/self/clear_refs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import threading
 import time
@@ -49,7 +52,7 @@ from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline, plan_ch
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import RenderFlowTransformer
 
-SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "compile")
+SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "autoencoder", "compile")
 DEMO_FOV_DEGREES = 40.0  # core.demo_scene.demo_clip's camera
 Row = dict[str, Any]
 
@@ -234,27 +237,52 @@ def frames_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> li
 
 
 def resolution_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
-    rows = []
+    """Time and peak memory per frame as frames grow (issue #21): the autoencoder in tiles, the
+    transformer in windows above PipelineConfig.transformer_window; time per pixel against the
+    smallest size, and where an untiled pass still fits, how far the windowed render is from it."""
+    rows: list[Row] = []
     memory = PeakMemory(args.device)
+    untiled = dataclasses.replace(pipeline.config, transformer_window=1 << 30, autoencoder_tile=1 << 30)
+    windowed_config = pipeline.config
     for size in args.sizes:
-        gbuffers, envmap = demo_clip(args.frames, size)
+        gbuffers, envmap = demo_clip(args.resolution_frames, size)
         memory.reset()
         seconds = median_seconds(
-            lambda g=gbuffers, e=envmap: render(pipeline, g, e), args.device, args.repeats
+            lambda g=gbuffers, e=envmap: render(pipeline, g, e), args.device, args.resolution_repeats
         )
-        rows.append(
-            {
-                "size": size,
-                "what": "render() end to end"
-                + (" (tiled autoencoder)" if size > pipeline.config.autoencoder_tile else ""),
-                "ms_per_frame": 1000 * seconds / args.frames,
-                "peak_memory_gib": memory.gib(),
-                "tiled_max_error": None,
-            }
-        )
-    for size in args.tiled_sizes:
-        rows.append(_tiled_autoencoder_row(pipeline, size, args, memory))
+        row: Row = {
+            "size": size,
+            "windows": size > pipeline.config.transformer_window,
+            "ms_per_frame": 1000 * seconds / args.resolution_frames,
+            "ns_per_pixel": 1e9 * seconds / (args.resolution_frames * size * size),
+            "peak_memory_gib": memory.gib(),
+            "untiled_mean_display_diff": None,
+            "untiled_p99_display_diff": None,
+        }
+        if size in args.untiled_sizes and row["windows"]:
+            windowed_render = render(pipeline, gbuffers, envmap)
+            pipeline.config = untiled
+            try:
+                whole = render(pipeline, gbuffers, envmap)
+            finally:
+                pipeline.config = windowed_config
+            difference = np.abs(_display(windowed_render) - _display(whole))
+            row["untiled_mean_display_diff"] = float(difference.mean())
+            row["untiled_p99_display_diff"] = float(np.percentile(difference, 99))
+        rows.append(row)
+    for row in rows:
+        row["ratio_to_smallest"] = row["ns_per_pixel"] / rows[0]["ns_per_pixel"]
     return rows
+
+
+def _display(linear: np.ndarray) -> np.ndarray:
+    return enc.srgb_oetf(enc.reinhard(linear))
+
+
+def autoencoder_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> list[Row]:
+    """The autoencoder alone at sizes beyond a whole render (4096²), tiled."""
+    memory = PeakMemory(args.device)
+    return [_tiled_autoencoder_row(pipeline, size, args, memory) for size in args.tiled_sizes]
 
 
 def _tiled_autoencoder_row(
@@ -339,8 +367,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="frame size of every section but resolution")
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--frame-counts", type=int, nargs="+", default=[5, 17, 33])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 512])
-    parser.add_argument("--tiled-sizes", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    parser.add_argument("--resolution-frames", type=int, default=1, help="frames per render, resolution")
+    parser.add_argument("--resolution-repeats", type=int, default=3)
+    parser.add_argument(
+        "--untiled-sizes", type=int, nargs="+", default=[512], help="also render these untiled"
+    )
+    parser.add_argument("--tiled-sizes", type=int, nargs="+", default=[4096], help="autoencoder alone")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args()
@@ -358,6 +391,7 @@ def main() -> None:
         "daemon": daemon_section,
         "frames": frames_section,
         "resolution": resolution_section,
+        "autoencoder": autoencoder_section,
         "compile": compile_section,
     }
     results: dict[str, list[Row]] = {}

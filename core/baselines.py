@@ -117,11 +117,21 @@ SH_IRRADIANCE_BAND = (math.pi, *(2 * math.pi / 3,) * 3, *(math.pi / 4,) * 5)  # 
 
 def sh_irradiance(envmap_cam: torch.Tensor, normal_cam: torch.Tensor) -> torch.Tensor:
     """E(n) = ∫ L(ω) max(0, n·ω) dω from order-2 SH; maps `[N, He, We, 3]`, normals `[N, ..., 3]`."""
-    num_maps, height, width, _ = envmap_cam.shape
+    return sh_irradiance_of(sh_coefficients(envmap_cam), normal_cam)
+
+
+def sh_coefficients(envmap_cam: torch.Tensor) -> torch.Tensor:
+    """The order-2 SH projection `[N, 9, 3]` of maps `[N, He, We, 3]`."""
+    _, height, width, _ = envmap_cam.shape
     directions = camera_view_directions(height, width)
     weights = solid_angles(height, width).expand(height, width)
     basis = sh_basis(directions) * weights[..., None]  # [He, We, 9]
-    coefficients = torch.einsum("hwk,nhwc->nkc", basis, envmap_cam.double())  # [N, 9, 3]
+    return torch.einsum("hwk,nhwc->nkc", basis, envmap_cam.double())
+
+
+def sh_irradiance_of(coefficients: torch.Tensor, normal_cam: torch.Tensor) -> torch.Tensor:
+    """Irradiance `[N, ..., 3]` at normals `[N, ..., 3]` from SH coefficients `[N, 9, 3]`."""
+    num_maps = coefficients.shape[0]
     band = torch.tensor(SH_IRRADIANCE_BAND, dtype=torch.float64)
     normal_basis = sh_basis(F.normalize(normal_cam.double(), dim=-1))  # [N, ..., 9]
     flat = normal_basis.reshape(num_maps, -1, 9)
@@ -250,13 +260,35 @@ def render_baseline(
         raise ValueError(
             f"env map: expected [He, We, 3] or [{num_frames}, He, We, 3], got {list(envmap_cam.shape)}"
         )
-    albedo = torch.from_numpy(gbuffers.albedo).double()
-    normal = F.normalize(torch.from_numpy(gbuffers.normal).double(), dim=-1)
-    material = torch.from_numpy(gbuffers.material).double()
     view = view_rays(height, width, vertical_fov_degrees).expand(num_frames, height, width, 3)
-    background = ~torch.isfinite(torch.from_numpy(gbuffers.depth))[..., 0]
+    prefiltered_levels = prefiltered_envmaps(env) if method == "deferred" else []
+    coefficients = sh_coefficients(env)
+    out = np.empty((num_frames, height, width, 3), np.float32)
+    for top in range(0, height, BLOCK_ROWS):  # row blocks: the double-precision temporaries stay small
+        rows = slice(top, top + BLOCK_ROWS)
+        out[:, rows] = _shade(method, gbuffers, env, coefficients, view[:, rows], prefiltered_levels, rows)
+    return out
 
-    diffuse_light = sh_irradiance(env, normal) / math.pi  # radiance of a white Lambertian surface
+
+BLOCK_ROWS = 128  # rows shaded at once: 2K frames cost per pixel what small ones do
+
+
+def _shade(
+    method: str,
+    gbuffers: GBuffers,
+    env: torch.Tensor,
+    coefficients: torch.Tensor,
+    view: torch.Tensor,
+    prefiltered_levels: list[torch.Tensor],
+    rows: slice,
+) -> np.ndarray:
+    """The baseline for the rows `rows` of every frame: `[F, h, W, 3]`."""
+    albedo = torch.from_numpy(gbuffers.albedo[:, rows]).double()
+    normal = F.normalize(torch.from_numpy(gbuffers.normal[:, rows]).double(), dim=-1)
+    material = torch.from_numpy(gbuffers.material[:, rows]).double()
+    background = ~torch.isfinite(torch.from_numpy(gbuffers.depth[:, rows]))[..., 0]
+
+    diffuse_light = sh_irradiance_of(coefficients, normal) / math.pi  # a white Lambertian surface's radiance
     if method == "ibl":
         beauty = albedo * diffuse_light
     else:
@@ -268,7 +300,7 @@ def render_baseline(
         f0 = dielectric_f0 * (1 - metallic[..., None]) + albedo * metallic[..., None]
         scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
         specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
-        prefiltered = sample_prefiltered(prefiltered_envmaps(env), reflected, roughness).double()
+        prefiltered = sample_prefiltered(prefiltered_levels, reflected, roughness).double()
         diffuse_weight = (1 - metallic[..., None]) * (1 - specular_albedo)
         beauty = diffuse_weight * albedo * diffuse_light + specular_albedo * prefiltered
     sky = sample_camera_view(env, view).double()

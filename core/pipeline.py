@@ -44,6 +44,7 @@ from renderflow.core.lora import (
 from renderflow.core.reprojection import reproject_keyframes
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+from renderflow.core.windows import windowed
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,13 @@ class PipelineConfig:
 
     chunk_frames: int = 5  # frames per chunk: the training clip length (paper §4.4, A.1)
     # Frames larger than this (pixels, either side) are encoded and decoded in overlapping tiles.
-    autoencoder_tile: int = 512
-    autoencoder_tile_overlap: int = 64
+    autoencoder_tile: int = 256
+    autoencoder_tile_overlap: int = 32
+    # Frames larger than this (pixels, either side) go through the transformer in overlapping
+    # windows (core/windows.py), `transformer_window_batch` windows per forward pass.
+    transformer_window: int = 256
+    transformer_window_overlap: int = 32
+    transformer_window_batch: int = 16
 
 
 @dataclass
@@ -382,22 +388,52 @@ class RenderFlowPipeline:
         attributes = torch.cat([normal, depth, material, reference_latent, mask], dim=1)
         assert attributes.shape[1] == albedo.shape[1] * len(ATTRIBUTE_LATENTS) + 1
 
-        def velocity(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        reprojected = reprojected if keyframes is not None else None
+        # the per-token inputs, stacked on channels so that windows cut them alike
+        parts = [albedo.shape[1], attributes.shape[1], env_latent.shape[1]]
+        per_token = [attributes, env_latent] + ([reprojected] if reprojected is not None else [])
+
+        def window_velocity(
+            stacked: torch.Tensor, keyframe_latents: torch.Tensor | None, t: torch.Tensor
+        ) -> torch.Tensor:
+            z_t, window_attributes, window_env, *rest = stacked.split(
+                [*parts, *(p.shape[1] for p in per_token[2:])], dim=1
+            )
+            window_keyframes = None
+            if keyframes is not None and keyframe_latents is not None:
+                assert self.keyframe_adapter is not None
+                window_keyframes = self.keyframe_adapter.embed(keyframe_latents, keyframes.frames)
             return forward_velocity(
                 self.transformer,
                 z_t,
-                t.to(self.device),
-                attributes,
-                env_latent,
+                t.to(self.device).expand(z_t.shape[0]),
+                window_attributes,
+                window_env,
                 self.keyframe_adapter,
-                keyframes,
+                window_keyframes,
                 first_frame=float(first_frame),
                 frame_step=float(self._ae.temporal_factor),
-                reprojected=reprojected if keyframes is not None else None,
+                reprojected=rest[0] if rest else None,
+            )
+
+        def velocity(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            stacked = torch.cat([z_t, *per_token], dim=1)
+            return windowed(
+                lambda crops, keyframe_crops: window_velocity(crops, keyframe_crops, t[:1]),
+                stacked,
+                None if keyframes is None else keyframes.latents,
+                *self._window_cells(),
             )
 
         beauty_latent = sample(albedo if source is None else source, velocity, steps)
         return self._ae.decode(beauty_latent).float()[:, :, :num_frames]
+
+    def _window_cells(self) -> tuple[int, int, int]:
+        """The transformer's window and overlap in latent cells (whole patches), and windows per pass."""
+        cell = self.autoencoder.spatial_factor * max(self.transformer.config["patch_size"][1:])
+        window = max(cell, self.config.transformer_window // cell * cell) // self.autoencoder.spatial_factor
+        overlap = self.config.transformer_window_overlap // cell * cell // self.autoencoder.spatial_factor
+        return window, min(overlap, window - 1), self.config.transformer_window_batch
 
     def _keyframes_model(
         self, keyframes: dict[int, np.ndarray] | None, num_frames: int, height: int, width: int, scale: float

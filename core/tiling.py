@@ -9,6 +9,8 @@ frame, so the result differs slightly from an untiled call (tests bound the diff
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import torch
@@ -16,16 +18,28 @@ import torch
 from renderflow.core.autoencoder import Autoencoder
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start of each tile along an axis of `size`: stride `tile - overlap`, the last flush with the end."""
+def tile_layout(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:
+    """(start of each tile, tile length) along an axis of `size`: the fewest tiles of at most `tile`
+    that overlap by at least `overlap`, spread evenly and shrunk to fit, on a grid of `multiple`.
+
+    Even spacing keeps the work near the frame's own size (1024 in tiles of 512 overlapping by 64:
+    3 tiles of 384, not 3 of 512); the first tile starts at 0 and the last ends at `size`.
+    """
     if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    return [*starts, size - tile]
+        return [0], size
+    count = math.ceil((size - overlap) / (tile - overlap))
+    length = min(tile, math.ceil((size + (count - 1) * overlap) / count / multiple) * multiple)
+    stride = (size - length) / (count - 1)
+    starts = [round(index * stride / multiple) * multiple for index in range(count - 1)]
+    return [*starts, size - length], length
 
 
-def _ramp(length: int, fade_in: int, fade_out: int, device: torch.device) -> torch.Tensor:
+def smallest_overlap(starts: list[int], length: int) -> int:
+    """How much the closest two neighbouring tiles share (the fade the blend may use)."""
+    return min((length - (b - a) for a, b in itertools.pairwise(starts)), default=0)
+
+
+def fade_weights(length: int, fade_in: int, fade_out: int, device: torch.device) -> torch.Tensor:
     """Weights `[length]` in [0, 1] that fade in over the first `fade_in` samples and out over the
     last `fade_out`: zero over the outer quarter of a fade, where the tile's own border (padding
     instead of the neighbour's pixels) changes the result, then linear up to one."""
@@ -36,6 +50,23 @@ def _ramp(length: int, fade_in: int, fade_out: int, device: torch.device) -> tor
             margin = fade // 4
             weights = torch.minimum(weights, ((distance + 1 - margin) / (fade - 2 * margin + 1)).clamp(0, 1))
     return weights
+
+
+def tile_weights(
+    height: int,
+    width: int,
+    row: int,
+    column: int,
+    rows: list[int],
+    columns: list[int],
+    fade: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """`[height, width]` blend weights of the tile at (`row`, `column`): fading over `fade` samples on
+    each side it shares with a neighbour (`rows`, `columns`: every tile's start)."""
+    vertical = fade_weights(height, fade if row > 0 else 0, fade if row != rows[-1] else 0, device)
+    horizontal = fade_weights(width, fade if column > 0 else 0, fade if column != columns[-1] else 0, device)
+    return vertical[:, None] * horizontal[None, :]
 
 
 def run_tiled(
@@ -53,13 +84,16 @@ def run_tiled(
     which are positive everywhere (where one tile fades out, its neighbour is at full weight).
     """
     height, width = x.shape[-2:]
-    rows, columns = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    fade = round(overlap * scale)
+    multiple = round(1 / scale) if scale < 1 else 1  # tiles of whole output pixels
+    rows, tile_height = tile_layout(height, tile, overlap, multiple)
+    columns, tile_width = tile_layout(width, tile, overlap, multiple)
+    shared = [smallest_overlap(rows, tile_height), smallest_overlap(columns, tile_width)]
+    fade = round(min(overlap, *(value for value in shared if value > 0)) * scale)
     out: torch.Tensor | None = None
     total_weight: torch.Tensor | None = None
     for row in rows:
         for column in columns:
-            result = fn(x[..., row : row + tile, column : column + tile])  # [B, C', F', h, w]
+            result = fn(x[..., row : row + tile_height, column : column + tile_width])  # [B, C', F', h, w]
             if out is None:
                 out = result.new_zeros(
                     (*result.shape[:-2], round(height * scale), round(width * scale)), dtype=torch.float32
@@ -67,15 +101,10 @@ def run_tiled(
                 total_weight = out.new_zeros(out.shape[-2:])
             assert total_weight is not None
             top, left = round(row * scale), round(column * scale)
-            tile_height, tile_width = result.shape[-2:]
-            weight = (
-                _ramp(tile_height, fade if row > 0 else 0, fade if row != rows[-1] else 0, x.device)[:, None]
-                * _ramp(
-                    tile_width, fade if column > 0 else 0, fade if column != columns[-1] else 0, x.device
-                )[None, :]
-            )  # [h, w]
-            out[..., top : top + tile_height, left : left + tile_width] += result.float() * weight
-            total_weight[top : top + tile_height, left : left + tile_width] += weight
+            out_height, out_width = result.shape[-2:]
+            weight = tile_weights(out_height, out_width, row, column, rows, columns, fade, x.device)
+            out[..., top : top + out_height, left : left + out_width] += result.float() * weight
+            total_weight[top : top + out_height, left : left + out_width] += weight
     assert out is not None and total_weight is not None
     return (out / total_weight).to(result.dtype)
 

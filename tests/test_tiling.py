@@ -12,7 +12,8 @@ from renderflow.core import encodings as enc
 from renderflow.core.demo import BUNDLED_MODEL
 from renderflow.core.demo_scene import demo_clip
 from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.tiling import TiledAutoencoder, run_tiled, tile_starts
+from renderflow.core.tiling import TiledAutoencoder, run_tiled, tile_layout
+from renderflow.core.windows import windowed
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,13 @@ def bundled() -> RenderFlowPipeline:
 @pytest.mark.parametrize(
     ("size", "tile", "overlap"), [(64, 64, 16), (100, 64, 32), (256, 64, 16), (200, 96, 32)]
 )
-def test_tiles_cover_the_axis_and_overlap_by_at_least_the_overlap(size, tile, overlap):
-    starts = tile_starts(size, tile, overlap)
-    assert starts[0] == 0 and starts[-1] + tile == max(size, tile)
-    assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
+def test_tiles_cover_the_axis_evenly_and_overlap(size, tile, overlap):
+    starts, length = tile_layout(size, tile, overlap, 4)
+    assert starts[0] == 0 and starts[-1] + length == size and length <= max(size, tile)
+    assert (all(start % 4 == 0 for start in starts) and length % 4 == 0) or length == size
+    assert all(length - (b - a) >= overlap - 4 for a, b in itertools.pairwise(starts))
+    # the fewest tiles, evenly spread: the work stays near the axis's own size
+    assert len(starts) * length <= size + len(starts) * overlap + 4 * len(starts)
 
 
 def test_blending_is_exact_for_local_maps_on_the_grid():
@@ -85,3 +89,43 @@ def test_a_tiled_render_matches_the_untiled_one(bundled):
 def test_tiles_off_the_autoencoder_grid_are_refused(bundled, tile, overlap):
     with pytest.raises(ValueError, match="multiples of 4"):
         TiledAutoencoder(bundled.autoencoder, tile=tile, overlap=overlap)
+
+
+# -- transformer windows (issue #21) ---------------------------------------------------------------------
+def test_windows_blend_exactly_for_a_per_token_map():
+    """A map that looks at each token alone gives the same answer windowed as whole: the windows cover
+    the frame and their weights sum to one."""
+    inputs = torch.randn(1, 6, 2, 40, 56, generator=torch.Generator().manual_seed(1))
+    keyframe_latents = torch.randn(1, 6, 1, 40, 56, generator=torch.Generator().manual_seed(2))
+
+    def per_token(crops, keyframe_crops):
+        assert crops.shape[-2:] == keyframe_crops.shape[-2:]  # each window gets its own keyframe crop
+        return crops[:, :3] * 2 + keyframe_crops[:, :3].mean(dim=2, keepdim=True)
+
+    windowed_out = windowed(per_token, inputs, keyframe_latents, window=16, overlap=4, batch=5)
+    torch.testing.assert_close(windowed_out, per_token(inputs, keyframe_latents))
+    assert windowed(lambda x, k: x + 1, inputs, None, window=64, overlap=8, batch=4).equal(inputs + 1)
+
+
+@pytest.mark.slow
+def test_a_windowed_render_matches_the_untiled_one(bundled):
+    """Above PipelineConfig.transformer_window the transformer runs in windows; where an untiled pass
+    still fits (256², windows of 128), the two agree in display space."""
+    gbuffers, envmap = demo_clip(2, 256)
+    untiled = bundled.render(gbuffers, envmap, vertical_fov_degrees=40.0)
+    windowed_model = RenderFlowPipeline(
+        bundled.transformer,
+        bundled.autoencoder,
+        keyframe_adapter=bundled.keyframe_adapter,
+        bridge=bundled.bridge,
+        config=dataclasses.replace(bundled.config, transformer_window=128, transformer_window_overlap=32),
+        lighting=bundled.lighting,
+    )
+    windowed_render = windowed_model.render(gbuffers, envmap, vertical_fov_degrees=40.0)
+    display = lambda linear: enc.srgb_oetf(enc.reinhard(linear))  # noqa: E731
+    difference = np.abs(display(windowed_render) - display(untiled))
+    # measured 0.0102: the windows see less of the frame (overlap barely changes it: not seams)
+    assert float(difference.mean()) < 0.015
+    # keyframes go to every window too (their latents cropped like the frame's)
+    keyed = windowed_model.render(gbuffers, envmap, {0: untiled[0] * 1.5}, vertical_fov_degrees=40.0)
+    assert np.isfinite(keyed).all() and not np.allclose(keyed, windowed_render)
