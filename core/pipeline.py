@@ -44,7 +44,7 @@ from renderflow.core.lora import (
 from renderflow.core.reprojection import reproject_keyframes
 from renderflow.core.tiling import TiledAutoencoder
 from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
-from renderflow.core.windows import windowed
+from renderflow.core.windows import windowed, with_global_context
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +64,15 @@ class PipelineConfig:
 
     chunk_frames: int = 5  # frames per chunk: the training clip length (paper §4.4, A.1)
     # Frames larger than this (pixels, either side) are encoded and decoded in overlapping tiles.
-    autoencoder_tile: int = 256
-    autoencoder_tile_overlap: int = 32
+    autoencoder_tile: int = 512
+    autoencoder_tile_overlap: int = 64
     # Frames larger than this (pixels, either side) go through the transformer in overlapping
     # windows (core/windows.py), `transformer_window_batch` windows per forward pass.
     transformer_window: int = 256
-    transformer_window_overlap: int = 32
+    transformer_window_overlap: int = 64
     transformer_window_batch: int = 16
+    # ... on the low frequencies of one pass over the whole frame shrunk to a window (windows.py)
+    transformer_global_context: bool = True
 
 
 @dataclass
@@ -418,12 +420,16 @@ class RenderFlowPipeline:
 
         def velocity(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             stacked = torch.cat([z_t, *per_token], dim=1)
-            return windowed(
-                lambda crops, keyframe_crops: window_velocity(crops, keyframe_crops, t[:1]),
-                stacked,
-                None if keyframes is None else keyframes.latents,
-                *self._window_cells(),
-            )
+            keyframe_latents = None if keyframes is None else keyframes.latents
+            window, overlap, batch = self._window_cells()
+
+            def run(crops: torch.Tensor, keyframe_crops: torch.Tensor | None) -> torch.Tensor:
+                return window_velocity(crops, keyframe_crops, t[:1])
+
+            result = windowed(run, stacked, keyframe_latents, window, overlap, batch)
+            if max(stacked.shape[-2:]) > window and self.config.transformer_global_context:
+                result = with_global_context(run, result, stacked, keyframe_latents, window)
+            return result
 
         beauty_latent = sample(albedo if source is None else source, velocity, steps)
         return self._ae.decode(beauty_latent).float()[:, :, :num_frames]

@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from renderflow.core.tiling import smallest_overlap, tile_layout, tile_weights
 
+CORRECTION_CELLS = 2  # cells of the shrunk frame per sample of the low-frequency correction
 PATCH_CELLS = 2  # windows start and end on the transformer's patch grid (Wan's 2×2 latent cells)
 
 # A window's inputs, stacked on channels `[B, C, F, h, w]`, and its keyframe latents `[B, C, K, h, w]`
@@ -78,6 +80,44 @@ def windowed(
             total[row : row + tile_height, column : column + tile_width] += weight
     assert out is not None
     return (out / total).to(inputs.dtype)
+
+
+def with_global_context(
+    fn: WindowFn,
+    windowed_velocity: torch.Tensor,
+    inputs: torch.Tensor,
+    keyframe_latents: torch.Tensor | None,
+    window: int,
+) -> torch.Tensor:
+    """The windows' detail on a whole-frame low-frequency base.
+
+    Windows that see different parts of a frame disagree a little on its overall light, and a blend
+    turns that into soft blocks. One more pass of `fn` over the whole frame shrunk to a window (area
+    pooling of every per-token input) gives the frame's low frequencies as the model sees the whole
+    of it; they replace the windows' own: `v = v_windows + up(low(v_global - shrink(v_windows)))`.
+    """
+    frames, height, width = inputs.shape[-3:]
+    scale = window / max(height, width)
+    small = (
+        frames,
+        max(PATCH_CELLS, round(height * scale / PATCH_CELLS) * PATCH_CELLS),
+        max(PATCH_CELLS, round(width * scale / PATCH_CELLS) * PATCH_CELLS),
+    )
+    shrunk_keyframes = (
+        None
+        if keyframe_latents is None
+        else F.interpolate(keyframe_latents, (keyframe_latents.shape[2], *small[1:]), mode="area")
+    )
+    global_velocity = fn(F.interpolate(inputs, small, mode="area"), shrunk_keyframes).float()
+    # the correction lives on a grid of a few samples per window: the blocks are window-sized, and a
+    # finer grid would carry the small pass's own patch-level texture into the frame
+    coarse = (frames, max(1, small[1] // CORRECTION_CELLS), max(1, small[2] // CORRECTION_CELLS))
+    shrunk_windows = F.interpolate(windowed_velocity.float(), small, mode="area")
+    correction = F.interpolate(global_velocity - shrunk_windows, coarse, mode="area")
+    full = (frames, height, width)
+    return (windowed_velocity.float() + F.interpolate(correction, full, mode="trilinear")).to(
+        windowed_velocity.dtype
+    )
 
 
 def _crop(tensor: torch.Tensor, row: int, column: int, height: int, width: int) -> torch.Tensor:

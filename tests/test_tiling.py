@@ -124,8 +124,8 @@ def test_a_windowed_render_matches_the_untiled_one(bundled):
     windowed_render = windowed_model.render(gbuffers, envmap, vertical_fov_degrees=40.0)
     display = lambda linear: enc.srgb_oetf(enc.reinhard(linear))  # noqa: E731
     difference = np.abs(display(windowed_render) - display(untiled))
-    # measured 0.0102: the windows see less of the frame (overlap barely changes it: not seams)
-    assert float(difference.mean()) < 0.015
+    # measured 0.0076 with the whole-frame low frequencies (0.0102 with windows alone)
+    assert float(difference.mean()) < 1e-2
     # keyframes go to every window too (their latents cropped like the frame's)
     keyed = windowed_model.render(gbuffers, envmap, {0: untiled[0] * 1.5}, vertical_fov_degrees=40.0)
     assert np.isfinite(keyed).all() and not np.allclose(keyed, windowed_render)
