@@ -30,7 +30,9 @@ def main() -> None:
     pipeline = RenderFlowPipeline.from_pretrained(BUNDLED_MODEL)
     if len(sys.argv) > 1:  # WINDOW OVERLAP: try other windows
         window, overlap = map(int, sys.argv[1:3])
-        pipeline.config = dataclasses.replace(pipeline.config, transformer_window=window, transformer_window_overlap=overlap)
+        pipeline.config = dataclasses.replace(
+            pipeline.config, transformer_window=window, transformer_window_overlap=overlap
+        )
     gbuffers, envmap = demo_clip(1, SIZE)
     start = time.perf_counter()
     beauty = pipeline.render(gbuffers, envmap, vertical_fov_degrees=40.0)[0]
