@@ -40,6 +40,18 @@ def server(random_checkpoint):
         yield server
 
 
+def render_on(clients, files, envmap, batch_frames, output_for):
+    """run_batches of a render of `files` over `clients`, `batch_frames` frames a job."""
+    return run_batches(
+        clients,
+        "render",
+        {"fov": 40.0},
+        plan_batches([frame for frame, _ in files], batch_frames),
+        lambda batch: render_payloads([f for f in files if f[0] in batch], envmap),
+        output_for,
+    )
+
+
 def ask(endpoint, frames):
     """Send raw frames on a fresh socket; the first reply's header."""
     socket = raw_socket(endpoint)
@@ -88,13 +100,11 @@ def test_d1_one_corrupt_frame_fails_only_itself_on_two_daemons(random_checkpoint
     (shot / "frame.1003.exr").write_bytes(b"\x76\x2f\x31\x01" + b"\xff" * 200)
     with running_server(random_checkpoint) as one, running_server(random_checkpoint) as two:
         clients = [DaemonClient(one.endpoint, timeout_s=5), DaemonClient(two.endpoint, timeout_s=5)]
-        files = clip_files(shot)
-        outcome = run_batches(
+        outcome = render_on(
             clients,
-            "render",
-            {"fov": 40.0},
-            plan_batches([frame for frame, _ in files], 2),
-            lambda batch: render_payloads([f for f in files if f[0] in batch], clip / "envmap.exr"),
+            clip_files(shot),
+            clip / "envmap.exr",
+            2,
             lambda frame: tmp_path / "out" / f"b.{frame}.exr",
         )
     assert sorted(path.name for path in outcome.written) == ["b.1001.exr", "b.1002.exr", "b.1004.exr"]
@@ -121,14 +131,8 @@ def test_d2_rolling_restart_of_a_two_daemon_pool_renders_every_frame(
         time.sleep(0.3)
         stopping.request_stop()
         clients = [DaemonClient(stopping.endpoint, timeout_s=5), DaemonClient(healthy.endpoint, timeout_s=5)]
-        files = clip_files(clip)
-        outcome = run_batches(
-            clients,
-            "render",
-            {"fov": 40.0},
-            plan_batches([frame for frame, _ in files], 1),
-            lambda batch: render_payloads([f for f in files if f[0] in batch], clip / "envmap.exr"),
-            lambda frame: tmp_path / f"b.{frame}.exr",
+        outcome = render_on(
+            clients, clip_files(clip), clip / "envmap.exr", 1, lambda frame: tmp_path / f"b.{frame}.exr"
         )
         busy.close()
     assert not outcome.failed and len(outcome.written) == 4

@@ -60,7 +60,7 @@ def test_session_runs_a_render_job_into_a_version_folder(daemon, tmp_path):
         first=1001,
         last=1002,
         output_root=str(tmp_path),
-        camera_json=str(DEMO / "camera.json"),
+        camera_file=str(DEMO / "camera.json"),
         timeout_s=60,
     )
     result = session.run_job(settings, demo_files(2), [])
