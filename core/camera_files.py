@@ -161,16 +161,23 @@ def vertical_from_horizontal(horizontal_degrees: float, aspect: float | None, wh
     return math.degrees(2 * math.atan(half))
 
 
-def write_camera_json(path: Path, track: CameraTrack) -> None:
-    """Our camera.json (column layout, vertical fov), written atomically."""
+def track_to_json(track: CameraTrack) -> dict[str, object]:
+    """Our camera.json object for `track` (column layout; the vertical fov where the track has one)."""
     rows = zip(track.frames, track.camera_to_world, track.vertical_fov_degrees, strict=True)
-    entries = [
-        {"frame": frame, "camera_to_world": matrix.tolist(), "vertical_fov_degrees": fov}
-        for frame, matrix, fov in rows
-    ]
+    return {
+        "frames": [
+            {"frame": frame, "camera_to_world": matrix.tolist()}
+            | ({"vertical_fov_degrees": fov} if math.isfinite(fov) else {})
+            for frame, matrix, fov in rows
+        ]
+    }
+
+
+def write_camera_json(path: Path, track: CameraTrack) -> None:
+    """Our camera.json, written atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"frames": entries}, indent=1))
+    tmp.write_text(json.dumps(track_to_json(track), indent=1))
     os.replace(tmp, path)
 
 

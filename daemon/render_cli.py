@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,9 @@ from tqdm import tqdm
 from renderflow.core import colour
 
 if TYPE_CHECKING:
-    from renderflow.core.aov_profiles import AovProfile
+    from collections.abc import Mapping
+
+    from renderflow.core.aov_profiles import AovProfile, PassFile
     from renderflow.core.exr import Layer
     from renderflow.core.pipeline import RenderFlowPipeline
     from renderflow.core.shot import ReadOptions
@@ -558,6 +561,7 @@ def render(
     from renderflow.core.shot_render import RenderSettings, read_keyframes, render_shot
 
     reading = {key: runner.pop(key) for key in READ_OPTION_KEYS}
+    passes_folder: tempfile.TemporaryDirectory[str] | None = None
     try:
         options = _read_options(**reading)
         files = sequence_files(gbuffers, runner["frames"])
@@ -576,11 +580,6 @@ def render(
 
             _in_process("render", frames, runner, out, work)
             return
-        if options.pass_files:
-            raise click.UsageError(
-                "passes in their own files (--aov BUFFER=FILE) are combined in process; with --daemon, "
-                "write them into one EXR per frame first"
-            )
         import json
 
         from renderflow.daemon.client import render_payloads
@@ -594,21 +593,32 @@ def render(
             "steps": runner["steps"],
             "aovs": list(aovs),
         }
-        mapping = _channel_mappings(reading["aov_mappings"])
+        mapping = {
+            buffer: list(names) for buffer, names in _channel_mappings(reading["aov_mappings"]).items()
+        }
         if mapping:
-            params["aov"] = {buffer: list(names) for buffer, names in mapping.items()}
+            params["aov"] = mapping
         if reading["aov_file"] is not None:
             params["aov_profile_toml"] = reading["aov_file"].read_text()
         camera = options.camera
-        if isinstance(camera, Path):
-            if camera.suffix.lower() != ".json":
-                raise click.UsageError(
-                    "with --daemon, --camera takes a camera.json (convert .chan/USD in process)"
-                )
+        numbers = [1 if frame is None else frame for frame, _ in files]
+        if isinstance(camera, Path) and camera.suffix.lower() == ".json":
             params["camera"] = json.loads(camera.read_text())
+        elif isinstance(camera, Path):  # .chan or USD: read here, sent as a camera.json object
+            from renderflow.core.camera_files import read_camera, track_to_json
+            from renderflow.core.exr import image_size
+
+            width, height = image_size(files[0][1])
+            params["camera"] = track_to_json(
+                read_camera(camera, numbers, width / height, options.camera_prim)
+            )
         if options.vertical_fov_degrees is not None:
             params["fov"] = options.vertical_fov_degrees
         by_frame = {1 if frame is None else frame: path for frame, path in files}
+        if options.pass_files:  # one EXR per frame with the passes' channels, and the mapping to them
+            passes_folder = tempfile.TemporaryDirectory(prefix="rf-passes-")
+            by_frame, pass_mapping = _combine_passes(by_frame, options.pass_files, Path(passes_folder.name))
+            params["aov"] = {**mapping, **pass_mapping}
 
         def payloads_for(batch: list[int]) -> list[Payload]:
             keys = []
@@ -620,6 +630,9 @@ def render(
         _run_on_daemons("render", params, frames, out, runner, payloads_for)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    finally:
+        if passes_folder is not None:
+            passes_folder.cleanup()
 
 
 def _keyframe_numbers(keyframes: str | None, frames: list[int]) -> list[int]:
@@ -740,6 +753,41 @@ def opencue(
             click.echo(job_spec(job))
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+
+
+def _combine_passes(
+    by_frame: dict[int, Path], pass_files: Mapping[str, PassFile], folder: Path
+) -> tuple[dict[int, Path], dict[str, list[str]]]:
+    """Each frame's G-buffer EXR with its passes' channels added (what a daemon reads as one file),
+    written to `folder`, and the mapping of each buffer to its channels there."""
+    from renderflow.core.exr import Layer, read_exr, write_layers
+    from renderflow.core.gbuffer_io import with_pass_files
+
+    combined, mapping = {}, {}
+    for frame, path in by_frame.items():
+        image, frame_mapping = with_pass_files(read_exr(path), pass_files, frame)
+        combined[frame] = folder / f"gbuffers.{frame}.exr"
+        write_layers(
+            combined[frame],
+            [Layer("", image.pixels, image.channels, half=False)],
+            _kept_header(image.attributes),
+        )
+        mapping = {buffer: list(names) for buffer, names in frame_mapping.items()}
+    return combined, mapping
+
+
+def _kept_header(attributes: dict[str, object]) -> dict[str, object]:
+    """The header attributes a G-buffer file carries to the daemon: cameras (4x4 matrices) and the
+    renderer's own strings and numbers, not the file's layout (OpenImageIO's, compression)."""
+    kept: dict[str, object] = {}
+    for key, value in attributes.items():
+        if key.startswith(("oiio:", "openexr:")) or key in ("compression", "DateTime"):
+            continue
+        if isinstance(value, tuple) and len(value) == 16:
+            kept[key] = np.asarray(value, np.float64).reshape(4, 4)
+        elif isinstance(value, str | int | float):
+            kept[key] = value
+    return kept
 
 
 def _channel_mappings(aov_mappings: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

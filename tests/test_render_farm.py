@@ -3,14 +3,17 @@
 import json
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import write_clip
 
-from renderflow.core.exr import read_exr
+from renderflow.core.cameras import from_imath
+from renderflow.core.exr import Layer, read_exr, write_layers
 from renderflow.daemon.client import DaemonClient
 from renderflow.daemon.daemon_cli import main as rf_daemon
 from renderflow.daemon.render_cli import main as rf_render
@@ -267,3 +270,59 @@ def test_rf_daemon_keys_make_a_working_curve_pair(random_checkpoint, tmp_path):
         assert client.hello()["protocol"] == 1
     server.request_stop()
     thread.join(30)
+
+
+def _chan_file(clip, path):
+    """The clip's header cameras as a Nuke .chan (no roll: Y then X in Nuke's ZXY order)."""
+    lines = []
+    for frame in range(1001, 1007):
+        camera = from_imath(read_exr(clip / f"frame.{frame}.exr").matrix("cameraToWorld"))
+        ry = np.degrees(np.arctan2(camera[0, 2], camera[2, 2]))
+        rx = np.degrees(np.arcsin(-camera[1, 2]))
+        lines.append(f"{frame} {camera[0, 3]} {camera[1, 3]} {camera[2, 3]} {rx} {ry} 0 40")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_passes_in_their_own_files_and_a_chan_camera_render_the_same_through_a_daemon(
+    clip, random_checkpoint, daemons, tmp_path
+):
+    """Blender-style per-pass files and a Nuke .chan: rf-render combines and converts them for the
+    daemon, and the frames are the files an in-process render writes, byte for byte."""
+    shot = tmp_path / "shot"
+    shot.mkdir()
+    for frame in range(1001, 1004):
+        image = read_exr(clip / f"frame.{frame}.exr")
+        keep = [name for name in image.channels if not name.startswith("N.")]
+        write_layers(shot / f"main.{frame}.exr", [Layer("", image.select(keep), keep, half=False)])
+        write_layers(
+            shot / f"Normal.{frame}.exr", [Layer("", image.select(["N.X", "N.Y", "N.Z"]), "XYZ", half=False)]
+        )
+    chan = _chan_file(clip, tmp_path / "cam.chan")
+    common = [
+        "render",
+        str(shot / "main.####.exr"),
+        "--env",
+        str(clip / "envmap.exr"),
+        "--profile",
+        "canonical",
+        "--aov",
+        f"normal={shot}/Normal.####.exr",
+        "--camera",
+        str(chan),
+    ]
+    local = CliRunner().invoke(
+        rf_render,
+        [*common, "--out", str(tmp_path / "local" / "b.####.exr"), "--checkpoint", str(random_checkpoint)],
+    )
+    assert local.exit_code == 0, local.output
+    remote = CliRunner().invoke(
+        rf_render,
+        [*common, "--out", str(tmp_path / "remote" / "b.####.exr"), "--daemon", daemons[0].endpoint],
+    )
+    assert remote.exit_code == 0, remote.output
+    for frame in range(1001, 1004):
+        assert (tmp_path / "local" / f"b.{frame}.exr").read_bytes() == (
+            tmp_path / "remote" / f"b.{frame}.exr"
+        ).read_bytes()
+    assert not list(Path(tempfile.gettempdir()).glob("rf-passes-*"))

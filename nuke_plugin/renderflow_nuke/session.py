@@ -173,17 +173,9 @@ def camera_file_object(path: str) -> dict[str, Any]:
 
     try:
         if Path(path).suffix.lower() == ".chan":
-            from renderflow.core.camera_files import read_chan
+            from renderflow.core.camera_files import read_chan, track_to_json
 
-            track = read_chan(Path(path))
-            frames = [
-                {"frame": frame, "camera_to_world": matrix.tolist()}
-                | ({"vertical_fov_degrees": fov} if fov == fov else {})  # NaN: the .chan has no fov
-                for frame, matrix, fov in zip(
-                    track.frames, track.camera_to_world, track.vertical_fov_degrees, strict=True
-                )
-            ]
-            return {"frames": frames}
+            return track_to_json(read_chan(Path(path)))
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise NodeError(f"camera file {path}: cannot read it ({error})") from error
