@@ -827,7 +827,7 @@ def decompose(
     Writes one EXR per frame with canonical layers (albedo, N, depth, roughness, metallic); depth is
     relative (nearest 1). Runs in process or on rf-daemons (--daemon). Exit code 1 if any frame failed.
     """
-    from renderflow.core.sequences import sequence_files
+    from renderflow.core.sequences import has_frame_token, sequence_files
     from renderflow.core.shot import read_plate
     from renderflow.core.shot_render import decompose_plate
     from renderflow.daemon.client import decompose_payloads
@@ -839,7 +839,7 @@ def decompose(
         if not frames:
             return
         if not runner["daemons"]:
-            single = files[0][0] is None
+            single = not has_frame_token(plate)  # one file, numbered by its name or frame 1
 
             def work(pipeline: RenderFlowPipeline, batch: list[int]) -> list[OutputFrame]:
                 numbers, images = read_plate(plate, None if single else batch, layer, colour_space)

@@ -176,3 +176,11 @@ def test_preview_takes_a_nuke_chan_camera(clip, tmp_path):
         read_exr(tmp_path / "header" / "b.1002.exr").pixels,
         atol=1e-4,
     )
+
+
+def test_decompose_of_one_numbered_plate_file_keeps_its_number(clip, random_checkpoint, tmp_path):
+    write_exr(tmp_path / "plate.0007.exr", read_exr(clip / "frame.1001.exr").select(["R", "G", "B"]), "RGB")
+    args = ["decompose", str(tmp_path / "plate.0007.exr"), "--out", str(tmp_path / "out" / "i.####.exr")]
+    result = CliRunner().invoke(rf_render, [*args, "--checkpoint", str(random_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["i.0007.exr"]
