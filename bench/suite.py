@@ -1,7 +1,7 @@
 """RenderFlow's benchmark suite: every speed question of issue #8 in one run, one table each.
 
     python bench/suite.py                                   # bundled CPU model, 256², 5 frames
-    python bench/suite.py --config production --device cuda --size 512 --tiled-sizes 1024 2048
+    python bench/suite.py --config production --device cuda --size 512 --only resolution
 
 Sections (`--only` picks some):
   steps       1 step against 4 and the 30-step sampler, same model, end to end
