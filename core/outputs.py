@@ -34,7 +34,6 @@ CHROMATICITIES = {
     "Linear P3-D65": (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290),
     "Linear Rec.2020": (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290),
 }
-AOV_NAMES = ("alpha", "albedo", "normal", "depth", "roughness", "metallic", "specular")
 
 
 class OutputError(ValueError):

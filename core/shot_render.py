@@ -25,7 +25,7 @@ class RenderSettings:
     """What a render is asked for beside its inputs."""
 
     steps: int = 1
-    aovs: Sequence[str] = ()  # G-buffer layers written beside the beauty (outputs.AOV_NAMES)
+    aovs: Sequence[str] = ()  # layers beside the beauty: albedo, normal, depth, roughness, metallic, specular
     env_transform: EnvTransform = field(default_factory=EnvTransform)
 
 
