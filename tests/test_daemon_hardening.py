@@ -15,7 +15,15 @@ import pytest
 import zmq
 from click.testing import CliRunner
 from conftest import write_clip
-from test_daemon import ADMIN, WAIT_S, clip_files, raw_socket, receive_until_final, running_server
+from test_daemon import (
+    ADMIN,
+    WAIT_S,
+    clip_files,
+    raw_socket,
+    receive_until_final,
+    running_server,
+    wait_until_running,
+)
 
 from renderflow.core.exr import write_exr
 from renderflow.daemon import protocol as wire
@@ -128,7 +136,7 @@ def test_d2_rolling_restart_of_a_two_daemon_pool_renders_every_frame(
                 render_payloads(clip_files(long_clip), long_clip / "envmap.exr"),
             )
         )
-        time.sleep(0.3)
+        wait_until_running(busy, "long")
         stopping.request_stop()
         clients = [DaemonClient(stopping.endpoint, timeout_s=5), DaemonClient(healthy.endpoint, timeout_s=5)]
         outcome = render_on(
@@ -194,22 +202,23 @@ def test_d7_a_retry_on_a_fresh_socket_is_answered_once_and_rendered_once(server,
         socket.close()
 
 
-def test_d7_admin_ops_need_the_owners_token(server, clip):
+def test_d7_admin_ops_need_the_owners_token(server, long_clip):
     for op in ("shutdown", "free"):
         assert ask(server.endpoint, wire.request(op, f"{op}-1"))["code"] == wire.E_FORBIDDEN
         assert (
             ask(server.endpoint, wire.request(op, f"{op}-2", {"token": "guess"}))["code"] == wire.E_FORBIDDEN
         )
     busy = raw_socket(server.endpoint)
-    busy.send_multipart(
-        wire.request("render", "mine", {"fov": 40.0}, render_payloads(clip_files(clip), clip / "envmap.exr"))
-    )
-    time.sleep(0.2)
+    payloads = render_payloads(clip_files(long_clip), long_clip / "envmap.exr")
+    busy.send_multipart(wire.request("render", "mine", {"fov": 40.0}, payloads))
+    wait_until_running(busy, "mine")
     assert all(job["id"] != "mine" for job in ask(server.endpoint, wire.request("status", "s1"))["jobs"])
-    receive_until_final(busy, ["mine"], linger_s=0.1)
-    busy.close()
     with DaemonClient(server.endpoint, timeout_s=5, admin_token=ADMIN) as admin:
-        assert "jobs" in admin.status() and admin.free()["freed_cache_bytes"] >= 0
+        assert any(job["id"] == "mine" for job in admin.status()["jobs"])  # the owner sees everyone's
+        busy.send_multipart(wire.request("cancel", "stop-mine", {"job": "mine"}))
+        receive_until_final(busy, ["mine", "stop-mine"], linger_s=0.1)
+        busy.close()
+        assert admin.free()["freed_cache_bytes"] >= 0
 
 
 def test_d7_a_second_daemon_on_a_taken_port_says_so_in_a_second(tmp_path):
@@ -237,9 +246,10 @@ def test_d7_a_second_daemon_on_a_taken_port_says_so_in_a_second(tmp_path):
 @pytest.mark.slow
 def test_d4_a_job_stuck_past_the_grace_is_answered_and_left_behind_without_an_abort(tiny_checkpoint, clip):
     with running_server(tiny_checkpoint, shutdown_grace_s=0.0) as server:
-        release = threading.Event()
+        release, entered = threading.Event(), threading.Event()
 
         def stuck(message, progress):  # a chunk that never reaches a cancel point
+            entered.set()
             release.wait(30)
             return {}, []
 
@@ -250,7 +260,7 @@ def test_d4_a_job_stuck_past_the_grace_is_answered_and_left_behind_without_an_ab
                 "render", "stuck", {"fov": 40.0}, render_payloads(clip_files(clip, 1), clip / "envmap.exr")
             )
         )
-        time.sleep(0.3)
+        assert entered.wait(WAIT_S)
         started = time.monotonic()
         server.request_stop()
         seen = receive_until_final(socket, ["stuck"], linger_s=0.1)
@@ -303,7 +313,7 @@ def test_d4_grace_zero_stops_cleanly_mid_job_and_d5_a_killed_daemon_leaves_nothi
             "render", "long", {"fov": 40.0}, render_payloads(clip_files(long_clip), long_clip / "envmap.exr")
         )
     )
-    time.sleep(1.0)
+    wait_until_running(socket, "long")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0, process.stderr.read().decode()[-2000:]  # not -6 (SIGABRT)
     assert "terminate called" not in process.stderr.read().decode()
