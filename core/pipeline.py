@@ -418,16 +418,30 @@ class RenderFlowPipeline:
                 reprojected=rest[0] if rest else None,
             )
 
+        window, overlap, batch = self._window_cells()
+
         def velocity(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if max(z_t.shape[-2:]) <= window:  # the whole frame at once, with the keyframe tokens made
+                return forward_velocity(
+                    self.transformer,
+                    z_t,
+                    t.to(self.device),
+                    attributes,
+                    env_latent,
+                    self.keyframe_adapter,
+                    keyframes,
+                    first_frame=float(first_frame),
+                    frame_step=float(self._ae.temporal_factor),
+                    reprojected=reprojected,
+                )
             stacked = torch.cat([z_t, *per_token], dim=1)
             keyframe_latents = None if keyframes is None else keyframes.latents
-            window, overlap, batch = self._window_cells()
 
             def run(crops: torch.Tensor, keyframe_crops: torch.Tensor | None) -> torch.Tensor:
                 return window_velocity(crops, keyframe_crops, t[:1])
 
             result = windowed(run, stacked, keyframe_latents, window, overlap, batch)
-            if max(stacked.shape[-2:]) > window and self.config.transformer_global_context:
+            if self.config.transformer_global_context:
                 result = with_global_context(run, result, stacked, keyframe_latents, window)
             return result
 
@@ -439,7 +453,7 @@ class RenderFlowPipeline:
         cell = self.autoencoder.spatial_factor * max(self.transformer.config["patch_size"][1:])
         window = max(cell, self.config.transformer_window // cell * cell) // self.autoencoder.spatial_factor
         overlap = self.config.transformer_window_overlap // cell * cell // self.autoencoder.spatial_factor
-        return window, min(overlap, window - 1), self.config.transformer_window_batch
+        return window, min(overlap, window // 2), self.config.transformer_window_batch
 
     def _keyframes_model(
         self, keyframes: dict[int, np.ndarray] | None, num_frames: int, height: int, width: int, scale: float
