@@ -17,6 +17,7 @@ from renderflow.core.envmap import EnvTransform
 from renderflow.core.exr import Layer
 from renderflow.core.outputs import camera_attributes, colour_attributes, data_layers, rgba_layer
 from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
+from renderflow.core.sequences import frame_path, has_frame_token
 from renderflow.core.shot import Shot, read_plate, shot_envmaps
 
 
@@ -42,8 +43,6 @@ def read_keyframes(shot: Shot, pattern: str | None, colour_space: str) -> dict[i
     """Path-traced keyframes `{frame index: [H, W, 3] model space}` for the shot's frames that have one."""
     if pattern is None:
         return {}
-    from renderflow.core.sequences import frame_path, has_frame_token
-
     if not has_frame_token(pattern):
         raise ValueError(f"--keyframes {pattern!r}: needs a frame token (####)")
     numbers = [number for number in shot.frames if frame_path(pattern, number).is_file()]
