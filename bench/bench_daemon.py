@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from report import print_table, write_record
 
-from renderflow.core.cameras import to_imath
-from renderflow.core.demo import BUNDLED_MODEL
-from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
-from renderflow.core.envmap import latlong_directions
-from renderflow.core.exr import write_exr
-from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.outputs import write_frame
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.shot import ReadOptions, read_shot, shot_envmaps
-from renderflow.core.shot_render import RenderSettings, render_shot
+from renderflow.core.io.cameras import to_imath
+from renderflow.core.io.envmap import latlong_directions
+from renderflow.core.io.exr import write_exr
+from renderflow.core.io.gbuffer_io import write_canonical_frame
+from renderflow.core.io.outputs import write_frame
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shot.demo import BUNDLED_MODEL
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
+from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
+from renderflow.core.shot.rendering import RenderSettings, render_shot
 from renderflow.daemon.client import DaemonClient, render_payloads
 from renderflow.daemon.server import Server, ServerConfig
 

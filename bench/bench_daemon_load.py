@@ -26,7 +26,7 @@ import zmq
 from bench_daemon import FOV_DEGREES, write_shot
 from report import print_table, write_record
 
-from renderflow.core.demo import BUNDLED_MODEL
+from renderflow.core.shot.demo import BUNDLED_MODEL
 from renderflow.daemon import protocol as wire
 from renderflow.daemon.client import DaemonClient, render_payloads
 from renderflow.daemon.farm import plan_batches, run_batches

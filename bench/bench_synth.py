@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.cameras import look_at
-from renderflow.core.exr import write_exr
+from renderflow.core.io.cameras import look_at
+from renderflow.core.io.exr import write_exr
 from renderflow.training.mitsuba_render import mitsuba_module, render_frame, write_meshes
 from renderflow.training.procedural import make_envmap, random_scene
 

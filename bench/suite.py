@@ -36,21 +36,21 @@ import numpy as np
 import torch
 from report import print_table, write_record
 
-from renderflow.core import encodings as enc
-from renderflow.core.autoencoder import WanAutoencoder
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.buffers import GBuffers
-from renderflow.core.configs import (
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.autoencoder import WanAutoencoder
+from renderflow.core.model.configs import (
     CPU_DEFAULT_AUTOENCODER,
     CPU_DEFAULT_TRANSFORMER,
     PRODUCTION_TRANSFORMER,
     build_tiny_pipeline,
 )
-from renderflow.core.demo import BUNDLED_MODEL
-from renderflow.core.demo_scene import demo_clip
-from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline, plan_chunks
-from renderflow.core.tiling import TiledAutoencoder
-from renderflow.core.transformer import RenderFlowTransformer
+from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline, plan_chunks
+from renderflow.core.model.tiling import TiledAutoencoder
+from renderflow.core.model.transformer import RenderFlowTransformer
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shot.demo import BUNDLED_MODEL
+from renderflow.core.shot.demo_scene import demo_clip
 
 SECTIONS = ("steps", "split", "relight", "daemon", "frames", "resolution", "autoencoder", "compile")
 DEMO_FOV_DEGREES = 40.0  # core.demo_scene.demo_clip's camera

@@ -1,1 +1,3 @@
-"""renderflow.core: the model, its encodings, autoencoders, pipeline and checkpoints."""
+"""renderflow.core, in four wings: `model` (the network, its pipeline and checkpoints), `shading`
+(the physics prior it starts from), `io` (files and VFX conventions, no torch) and `shot` (shots,
+workflows and the demo)."""

@@ -174,7 +174,7 @@ def start(**options: Any) -> None:
 
 
 def _serve(options: dict[str, Any], state_file: Path) -> int:
-    from renderflow.core.demo import BUNDLED_MODEL
+    from renderflow.core.shot.demo import BUNDLED_MODEL
     from renderflow.daemon.server import STATE_FAILED, BindError, Server, ServerConfig
 
     config = ServerConfig(

@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from renderflow.core import colour
-from renderflow.core.aov_profiles import AovProfile, get_profile, profile_from_toml, with_mapping
-from renderflow.core.buffers import GBuffers
-from renderflow.core.envmap import EnvTransform
-from renderflow.core.outputs import write_frame
-from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
-from renderflow.core.sequences import frame_path
-from renderflow.core.shot import ReadOptions, Shot, read_plate, read_shot
-from renderflow.core.shot_render import (
+from renderflow.core.io import colour
+from renderflow.core.io.aov_profiles import AovProfile, get_profile, profile_from_toml, with_mapping
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.envmap import EnvTransform
+from renderflow.core.io.outputs import write_frame
+from renderflow.core.io.sequences import frame_path
+from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
+from renderflow.core.shot.reading import ReadOptions, Shot, read_plate, read_shot
+from renderflow.core.shot.rendering import (
     OutputFrame,
     RenderSettings,
     decompose_plate,

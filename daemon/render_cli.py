@@ -13,16 +13,16 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from renderflow.core import colour
+from renderflow.core.io import colour
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from renderflow.core.aov_profiles import AovProfile, PassFile
-    from renderflow.core.exr import Layer
-    from renderflow.core.pipeline import RenderFlowPipeline
-    from renderflow.core.shot import ReadOptions
-    from renderflow.core.shot_render import OutputFrame
+    from renderflow.core.io.aov_profiles import AovProfile, PassFile
+    from renderflow.core.io.exr import Layer
+    from renderflow.core.model.pipeline import RenderFlowPipeline
+    from renderflow.core.shot.reading import ReadOptions
+    from renderflow.core.shot.rendering import OutputFrame
     from renderflow.daemon.farm import Runner
     from renderflow.daemon.protocol import Payload
 
@@ -90,7 +90,7 @@ def demo(out: Path, checkpoint: Path | None, frames: int | None, steps: int, dev
 
     Writes scene-linear beauty EXRs and a contact sheet: inputs, render, path-traced reference, error.
     """
-    from renderflow.core.demo import BUNDLED_MODEL, render_demo
+    from renderflow.core.shot.demo import BUNDLED_MODEL, render_demo
 
     with tqdm(total=1, desc="chunks", unit="chunk", disable=None) as bar:
 
@@ -119,8 +119,8 @@ def demo(out: Path, checkpoint: Path | None, frames: int | None, steps: int, dev
 )
 def import_wan_command(wan_folder: Path, out: Path, v2: bool) -> None:
     """Turn a local Wan2.1-T2V diffusers folder (transformer/, vae/) into a RenderFlow checkpoint."""
-    from renderflow.core.configs import MODEL_CONFIGS
-    from renderflow.core.wan_import import import_wan
+    from renderflow.core.model.configs import MODEL_CONFIGS
+    from renderflow.core.model.wan_import import import_wan
 
     try:
         pipeline = import_wan(wan_folder, spec=MODEL_CONFIGS["cpu-v2"] if v2 else None)
@@ -210,14 +210,14 @@ def _read_options(
 ) -> ReadOptions:
     """The profile options as core's ReadOptions: a built-in or studio profile, channel mappings and
     per-pass files, colour space, camera file, fov."""
-    from renderflow.core.aov_profiles import (
+    from renderflow.core.io.aov_profiles import (
         PassFile,
         get_profile,
         load_profile_file,
         parse_aov_option,
         with_mapping,
     )
-    from renderflow.core.shot import ReadOptions
+    from renderflow.core.shot.reading import ReadOptions
 
     base: AovProfile | str = load_profile_file(aov_file) if aov_file is not None else profile
     mapping, pass_files = {}, {}
@@ -247,12 +247,12 @@ def inspect(file: str, frame: int | None, **reading: Any) -> None:
     """
     import numpy as np
 
-    from renderflow.core.aov_profiles import with_mapping
-    from renderflow.core.camera_files import read_camera
-    from renderflow.core.exr import read_exr
-    from renderflow.core.gbuffer_io import convert_frame, with_pass_files
-    from renderflow.core.inspect_report import describe_file, describe_frame, describe_profile
-    from renderflow.core.sequences import frame_path, sequence_files
+    from renderflow.core.io.aov_profiles import with_mapping
+    from renderflow.core.io.camera_files import read_camera
+    from renderflow.core.io.exr import read_exr
+    from renderflow.core.io.gbuffer_io import convert_frame, with_pass_files
+    from renderflow.core.io.sequences import frame_path, sequence_files
+    from renderflow.core.shot.inspect_report import describe_file, describe_frame, describe_profile
 
     try:
         options = _read_options(**reading)
@@ -319,11 +319,11 @@ def preview(
     GBUFFERS is a sequence pattern (shot.####.exr); the beauty is written per frame to OUT like a
     render (docs/OUTPUTS.md), scene-linear HDR. No shadows: a look-dev check, not a render.
     """
-    from renderflow.core.baselines import render_baseline
-    from renderflow.core.envmap import EnvTransform
-    from renderflow.core.outputs import check_output_pattern
-    from renderflow.core.shot import read_shot, shot_envmaps
-    from renderflow.core.shot_render import RenderSettings, render_frames
+    from renderflow.core.io.envmap import EnvTransform
+    from renderflow.core.io.outputs import check_output_pattern
+    from renderflow.core.shading.deferred import render_baseline
+    from renderflow.core.shot.reading import read_shot, shot_envmaps
+    from renderflow.core.shot.rendering import RenderSettings, render_frames
 
     try:
         options = _read_options(**reading)
@@ -342,7 +342,7 @@ def preview(
 
 def _write_outputs(out: str, frames: list[OutputFrame], done: int = 0, total: int | None = None) -> None:
     """Write each frame atomically and say so, one line per frame (what farm logs show)."""
-    from renderflow.core.outputs import output_path, write_frame
+    from renderflow.core.io.outputs import output_path, write_frame
 
     total = total or len(frames)
     for count, frame in enumerate(frames, done + 1):
@@ -432,7 +432,7 @@ def _run_on_daemons(
     payloads_for: Callable[[list[int]], list[Payload]],
 ) -> None:
     """Batch the frames over the daemons, write what comes back; a ClickException (exit 1) if any failed."""
-    from renderflow.core.outputs import output_path
+    from renderflow.core.io.outputs import output_path
     from renderflow.daemon.farm import plan_batches, run_batches
     from renderflow.daemon.protocol import Limits
 
@@ -472,7 +472,7 @@ def _fail_if(failed: dict[int, str], total: int) -> None:
 
 def _frames_to_do(files: list[tuple[int | None, Path]], out: str, skip_existing: bool) -> list[int]:
     """The frames to render (a file without a frame number is frame 1), less those already written."""
-    from renderflow.core.outputs import check_output_pattern, output_path
+    from renderflow.core.io.outputs import check_output_pattern, output_path
 
     numbers = [1 if frame is None else frame for frame, _ in files]
     check_output_pattern(out, len(numbers))
@@ -555,10 +555,10 @@ def render(
     and the --aovs layers per frame (docs/OUTPUTS.md). Runs in process, or on one or more
     rf-daemons with --daemon. Exit code 1 if any frame failed; the frames that rendered are kept.
     """
-    from renderflow.core.envmap import EnvTransform
-    from renderflow.core.sequences import frame_path, has_frame_token, sequence_files
-    from renderflow.core.shot import read_shot
-    from renderflow.core.shot_render import RenderSettings, read_keyframes, render_shot
+    from renderflow.core.io.envmap import EnvTransform
+    from renderflow.core.io.sequences import frame_path, has_frame_token, sequence_files
+    from renderflow.core.shot.reading import read_shot
+    from renderflow.core.shot.rendering import RenderSettings, read_keyframes, render_shot
 
     reading = {key: runner.pop(key) for key in READ_OPTION_KEYS}
     passes_folder: tempfile.TemporaryDirectory[str] | None = None
@@ -605,8 +605,8 @@ def render(
         if isinstance(camera, Path) and camera.suffix.lower() == ".json":
             params["camera"] = json.loads(camera.read_text())
         elif isinstance(camera, Path):  # .chan or USD: read here, sent as a camera.json object
-            from renderflow.core.camera_files import read_camera, track_to_json
-            from renderflow.core.exr import image_size
+            from renderflow.core.io.camera_files import read_camera, track_to_json
+            from renderflow.core.io.exr import image_size
 
             width, height = image_size(files[0][1])
             params["camera"] = track_to_json(
@@ -636,7 +636,7 @@ def render(
 
 
 def _keyframe_numbers(keyframes: str | None, frames: list[int]) -> list[int]:
-    from renderflow.core.sequences import frame_path, has_frame_token
+    from renderflow.core.io.sequences import frame_path, has_frame_token
 
     if keyframes is None:
         return []
@@ -648,7 +648,7 @@ def _keyframe_numbers(keyframes: str | None, frames: list[int]) -> list[int]:
 def _segment_files(
     files: list[tuple[int | None, Path]], keyframes: str | None, start: int, length: int
 ) -> list[tuple[int | None, Path]]:
-    from renderflow.core.segments import segment_frames, segment_starts
+    from renderflow.core.shot.segments import segment_frames, segment_starts
 
     numbers = [1 if frame is None else frame for frame, _ in files]
     starts = segment_starts(numbers, _keyframe_numbers(keyframes, numbers), length)
@@ -670,8 +670,8 @@ def segments(gbuffers: str, frames: str | None, keyframes: str | None, segment_l
     render in parallel and join at keyframes without seams. Give each start to a farm task as
     `rf-render render ... --frames RANGE --keyframes KF --segment START` (docs/FARM.md).
     """
-    from renderflow.core.segments import segment_starts
-    from renderflow.core.sequences import sequence_files
+    from renderflow.core.io.sequences import sequence_files
+    from renderflow.core.shot.segments import segment_starts
 
     try:
         numbers = [1 if frame is None else frame for frame, _ in sequence_files(gbuffers, frames)]
@@ -723,8 +723,8 @@ def opencue(
 ) -> None:
     """Build an OpenCue job for a shot: one frame per segment (printed as OpenCue's job spec, or
     launched with --launch)."""
-    from renderflow.core.segments import segment_starts
-    from renderflow.core.sequences import sequence_files
+    from renderflow.core.io.sequences import sequence_files
+    from renderflow.core.shot.segments import segment_starts
     from renderflow.daemon.opencue_job import ShotJob, build_outline, job_spec
 
     try:
@@ -760,8 +760,8 @@ def _combine_passes(
 ) -> tuple[dict[int, Path], dict[str, list[str]]]:
     """Each frame's G-buffer EXR with its passes' channels added (what a daemon reads as one file),
     written to `folder`, and the mapping of each buffer to its channels there."""
-    from renderflow.core.exr import Layer, read_exr, write_layers
-    from renderflow.core.gbuffer_io import with_pass_files
+    from renderflow.core.io.exr import Layer, read_exr, write_layers
+    from renderflow.core.io.gbuffer_io import with_pass_files
 
     combined, mapping = {}, {}
     for frame, path in by_frame.items():
@@ -791,7 +791,7 @@ def _kept_header(attributes: dict[str, object]) -> dict[str, object]:
 
 
 def _channel_mappings(aov_mappings: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    from renderflow.core.aov_profiles import PassFile, parse_aov_option
+    from renderflow.core.io.aov_profiles import PassFile, parse_aov_option
 
     return {
         buffer: target
@@ -827,9 +827,9 @@ def decompose(
     Writes one EXR per frame with canonical layers (albedo, N, depth, roughness, metallic); depth is
     relative (nearest 1). Runs in process or on rf-daemons (--daemon). Exit code 1 if any frame failed.
     """
-    from renderflow.core.sequences import has_frame_token, sequence_files
-    from renderflow.core.shot import read_plate
-    from renderflow.core.shot_render import decompose_plate
+    from renderflow.core.io.sequences import has_frame_token, sequence_files
+    from renderflow.core.shot.reading import read_plate
+    from renderflow.core.shot.rendering import decompose_plate
     from renderflow.daemon.client import decompose_payloads
 
     chosen = list(targets) or ["albedo", "normal", "depth", "roughness", "metallic"]
@@ -893,8 +893,8 @@ def _workflow_options(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def _pipeline(checkpoint: Path | None, device: str) -> RenderFlowPipeline:
-    from renderflow.core.demo import BUNDLED_MODEL
-    from renderflow.core.pipeline import RenderFlowPipeline
+    from renderflow.core.model.pipeline import RenderFlowPipeline
+    from renderflow.core.shot.demo import BUNDLED_MODEL
 
     return RenderFlowPipeline.from_pretrained(checkpoint or BUNDLED_MODEL, device=device)
 
@@ -903,8 +903,8 @@ def _plate_frames(
     numbers: list[int | None], layers_per_frame: list[list[Layer]], colour_space: str
 ) -> list[OutputFrame]:
     """Plate-sized results (relight, insert, edit) as output frames with the colour-space header."""
-    from renderflow.core.outputs import colour_attributes
-    from renderflow.core.shot_render import OutputFrame
+    from renderflow.core.io.outputs import colour_attributes
+    from renderflow.core.shot.rendering import OutputFrame
 
     attributes = colour_attributes(colour_space)
     return [
@@ -953,11 +953,11 @@ def relight(
     **options: Any,
 ) -> None:
     """Relight a plate: decompose it into G-buffers once, render them under each new env map."""
-    from renderflow.core.envmap import EnvTransform
-    from renderflow.core.exr import Layer
-    from renderflow.core.outputs import check_output_pattern
-    from renderflow.core.shot import plate_envmaps, read_plate
-    from renderflow.core.workflows import relight as relight_plate
+    from renderflow.core.io.envmap import EnvTransform
+    from renderflow.core.io.exr import Layer
+    from renderflow.core.io.outputs import check_output_pattern
+    from renderflow.core.shot.reading import plate_envmaps, read_plate
+    from renderflow.core.shot.workflows import relight as relight_plate
 
     if len(envmaps) > 1 and "{env}" not in out:
         raise click.UsageError("several --env maps need {env} in --out, e.g. relit/{env}.####.exr")
@@ -1021,12 +1021,12 @@ def insert(
     coverage, layer `render` = the re-rendered frame with the object, layer `ratio` = with / without
     (multiply it onto your plate: untouched pixels stay exactly the plate's).
     """
-    from renderflow.core.envmap import EnvTransform
-    from renderflow.core.exr import Layer
-    from renderflow.core.gbuffer_io import read_sequence
-    from renderflow.core.outputs import check_output_pattern
-    from renderflow.core.shot import plate_envmaps, read_channel, read_plate
-    from renderflow.core.workflows import gbuffers_from_intrinsics, insert_object
+    from renderflow.core.io.envmap import EnvTransform
+    from renderflow.core.io.exr import Layer
+    from renderflow.core.io.gbuffer_io import read_sequence
+    from renderflow.core.io.outputs import check_output_pattern
+    from renderflow.core.shot.reading import plate_envmaps, read_channel, read_plate
+    from renderflow.core.shot.workflows import gbuffers_from_intrinsics, insert_object
 
     space = options["colour_space"]
     try:
@@ -1115,9 +1115,9 @@ def edit(
     **options: Any,
 ) -> None:
     """Edit materials inside a mask and re-render: constant values or sweeps over the frames (appendix C)."""
-    from renderflow.core.envmap import EnvTransform
-    from renderflow.core.shot import read_channel, read_shot, shot_envmaps
-    from renderflow.core.workflows import MaterialEdit, edit_materials
+    from renderflow.core.io.envmap import EnvTransform
+    from renderflow.core.shot.reading import read_channel, read_shot, shot_envmaps
+    from renderflow.core.shot.workflows import MaterialEdit, edit_materials
 
     change = MaterialEdit(
         _value_or_sweep(roughness, 1),
@@ -1127,9 +1127,9 @@ def edit(
     )
     if change == MaterialEdit():
         raise click.UsageError("nothing to edit: give --roughness, --metallic, --specular or --albedo")
-    from renderflow.core.outputs import check_output_pattern
-    from renderflow.core.shot import ReadOptions
-    from renderflow.core.shot_render import RenderSettings, render_frames
+    from renderflow.core.io.outputs import check_output_pattern
+    from renderflow.core.shot.reading import ReadOptions
+    from renderflow.core.shot.rendering import RenderSettings, render_frames
 
     space = options["colour_space"]
     try:

@@ -30,7 +30,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from renderflow.core.aov_profiles import PROFILES
+from renderflow.core.io.aov_profiles import PROFILES
 from renderflow.daemon import protocol as wire
 from renderflow.daemon.jobs import JOB_FOLDER_PREFIX, JobCancelled, Renderer, is_out_of_memory, memory_report
 from renderflow.daemon.processes import process_alive

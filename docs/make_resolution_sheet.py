@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core import encodings as enc
-from renderflow.core.demo import BUNDLED_MODEL
-from renderflow.core.demo_scene import demo_clip
-from renderflow.core.exr import write_png
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.io.exr import write_png
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shot.demo import BUNDLED_MODEL
+from renderflow.core.shot.demo_scene import demo_clip
 
 SIZE = 2048
 CROP = (slice(768, 1280), slice(640, 1152))  # rows, columns: the spheres and the floor behind them

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.buffers import GBuffers
-from renderflow.core.clips import load_clip
-from renderflow.core.contact_sheet import display_colour, display_normal, write_contact_sheet
-from renderflow.core.demo import BUNDLED_MODEL, DEMO_CLIP
-from renderflow.core.envmap import camera_view_envmaps
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.workflows import MaterialEdit, edit_materials, insert_object, relight
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.clips import load_clip
+from renderflow.core.io.envmap import camera_view_envmaps
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shot.contact_sheet import display_colour, display_normal, write_contact_sheet
+from renderflow.core.shot.demo import BUNDLED_MODEL, DEMO_CLIP
+from renderflow.core.shot.workflows import MaterialEdit, edit_materials, insert_object, relight
 from renderflow.training.procedural import EnvSpec, make_envmap
 
 IMAGES = Path(__file__).parent / "images"

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from renderflow.core.buffers import GBuffers
-from renderflow.core.camera_files import write_camera_json
-from renderflow.core.cameras import CameraTrack, to_imath
-from renderflow.core.configs import V2_LIGHTING, build_tiny_pipeline
-from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.core.exr import write_exr
-from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.camera_files import write_camera_json
+from renderflow.core.io.cameras import CameraTrack, to_imath
+from renderflow.core.io.exr import write_exr
+from renderflow.core.io.gbuffer_io import write_canonical_frame
+from renderflow.core.model.configs import V2_LIGHTING, build_tiny_pipeline
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
 
 TINY_TRANSFORMER: dict[str, Any] = {
     "patch_size": (1, 2, 2),

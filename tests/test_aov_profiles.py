@@ -12,7 +12,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from renderflow.core.aov_profiles import (
+from renderflow.core.io.aov_profiles import (
     PROFILES,
     PassFile,
     ProfileError,
@@ -21,10 +21,10 @@ from renderflow.core.aov_profiles import (
     load_profile_file,
     parse_aov_option,
 )
-from renderflow.core.cameras import ray_length_factor, to_imath
-from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.core.exr import Layer, read_exr, write_layers
-from renderflow.core.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
+from renderflow.core.io.cameras import ray_length_factor, to_imath
+from renderflow.core.io.exr import Layer, read_exr, write_layers
+from renderflow.core.io.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
 
 SIZE = 32
 FOV = 40.0

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from renderflow.core.baselines import (
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.shading.deferred import (
     brdf_table,
     camera_view_directions,
     render_baseline,
@@ -13,7 +14,6 @@ from renderflow.core.baselines import (
     solid_angles,
     view_rays,
 )
-from renderflow.core.buffers import GBuffers
 
 FOV = 40.0
 

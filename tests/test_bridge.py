@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from renderflow.core import bridge
+from renderflow.core.model import bridge
 
 
 def _latents(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -13,17 +13,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from renderflow.core.aov_profiles import get_profile
-from renderflow.core.camera_files import CameraFileError, read_camera, read_camera_json, write_camera_json
-from renderflow.core.cameras import (
+from renderflow.core.io.aov_profiles import get_profile
+from renderflow.core.io.camera_files import CameraFileError, read_camera, read_camera_json, write_camera_json
+from renderflow.core.io.cameras import (
     CameraTrack,
     from_imath,
     ray_length_factor,
     to_imath,
     unreal_world_to_camera,
 )
-from renderflow.core.exr import Layer, write_layers
-from renderflow.core.gbuffer_io import GBufferError, read_frame
+from renderflow.core.io.exr import Layer, write_layers
+from renderflow.core.io.gbuffer_io import GBufferError, read_frame
 
 WORLD_NORMALS = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, -1]])
 EXPECTED_CAMERA_NORMALS = np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])

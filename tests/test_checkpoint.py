@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_envmap, make_gbuffers, randomise
 
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.model.pipeline import RenderFlowPipeline
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ RENDER_IN_SUBPROCESS = """
 import sys, numpy as np
 sys.path.insert(0, sys.argv[2])
 from conftest import make_envmap, make_gbuffers
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.model.pipeline import RenderFlowPipeline
 pipeline = RenderFlowPipeline.from_pretrained(sys.argv[1])
 np.save(sys.argv[3], pipeline.render(make_gbuffers(frames=4), make_envmap()))
 """

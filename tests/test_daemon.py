@@ -19,8 +19,8 @@ import zmq.auth
 from click.testing import CliRunner
 from conftest import make_envmap, make_gbuffers, write_clip
 
-from renderflow.core.exr import read_exr
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.io.exr import read_exr
+from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.daemon import protocol as wire
 from renderflow.daemon.client import (
     CurveKeys,
@@ -217,7 +217,7 @@ def test_decompose_returns_intrinsic_layers_nuke_can_read(server, clip):
 
 def test_bad_requests_get_error_replies_and_the_daemon_keeps_serving(server, clip, tmp_path):
     big = tmp_path / "big.exr"
-    from renderflow.core.exr import write_exr
+    from renderflow.core.io.exr import write_exr
 
     write_exr(big, np.zeros((128, 128, 3), np.float32), ["R", "G", "B"])
     header = json.dumps(

@@ -25,7 +25,7 @@ from test_daemon import (
     wait_until_running,
 )
 
-from renderflow.core.exr import write_exr
+from renderflow.core.io.exr import write_exr
 from renderflow.daemon import protocol as wire
 from renderflow.daemon.client import DaemonClient, DaemonError, render_payloads
 from renderflow.daemon.daemon_cli import main as rf_daemon

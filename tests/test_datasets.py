@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import TINY_AUTOENCODER, write_clip
 
-from renderflow.core import encodings as enc
-from renderflow.core.autoencoder import TinyAutoencoder
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.clips import frame_pattern, load_clip
-from renderflow.core.envmap import camera_view_envmaps, read_envmap
-from renderflow.core.lighting import LightingConfig, light_scale
+from renderflow.core.io.clips import frame_pattern, load_clip
+from renderflow.core.io.envmap import camera_view_envmaps, read_envmap
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.autoencoder import TinyAutoencoder
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.lighting import LightingConfig, light_scale
 from renderflow.training.datasets import (
     BUFFERS,
     STACK_CACHE_DIR,

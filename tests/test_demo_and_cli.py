@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from renderflow.core.clips import load_clip
-from renderflow.core.demo import DEMO_CLIP
-from renderflow.core.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
-from renderflow.core.exr import ImageFileError, read_exr, write_exr
+from renderflow.core.io.clips import load_clip
+from renderflow.core.io.exr import ImageFileError, read_exr, write_exr
+from renderflow.core.shot.demo import DEMO_CLIP
+from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
 from renderflow.daemon.render_cli import main
 from renderflow.training.metrics import display, psnr
 

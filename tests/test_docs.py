@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from renderflow.core.configs import CPU_DEFAULT_TRANSFORMER, PRODUCTION_TRANSFORMER, parameter_counts
+from renderflow.core.model.configs import CPU_DEFAULT_TRANSFORMER, PRODUCTION_TRANSFORMER, parameter_counts
 from renderflow.training.evaluate import results_markdown
 
 MODEL_MD = Path(__file__).parents[1] / "docs" / "MODEL.md"
@@ -37,7 +37,7 @@ AOV_PROFILES_MD = Path(__file__).parents[1] / "docs" / "AOV_PROFILES.md"
 
 
 def test_aov_profile_table_lists_every_profile_with_its_conventions():
-    from renderflow.core.aov_profiles import PROFILES
+    from renderflow.core.io.aov_profiles import PROFILES
 
     rows = {}
     for line in AOV_PROFILES_MD.read_text().splitlines():

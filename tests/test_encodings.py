@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from renderflow.core import encodings as enc
+from renderflow.core.model import encodings as enc
 
 
 def test_srgb_oetf_and_eotf_are_inverse_on_unit_range():

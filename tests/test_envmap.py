@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from renderflow.core.demo_scene import orbit_camera_to_world
-from renderflow.core.envmap import (
+from renderflow.core.io.envmap import (
     EnvMapError,
     EnvTransform,
     camera_view_directions,
@@ -21,7 +20,8 @@ from renderflow.core.envmap import (
     latlong_directions,
     read_envmap,
 )
-from renderflow.core.exr import write_exr
+from renderflow.core.io.exr import write_exr
+from renderflow.core.shot.demo_scene import orbit_camera_to_world
 
 OUT_HEIGHT, OUT_WIDTH = 32, 64
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from renderflow.core.clips import load_clip
-from renderflow.core.exr import read_exr
-from renderflow.core.shot import ReadOptions, read_shot, shot_envmaps
+from renderflow.core.io.clips import load_clip
+from renderflow.core.io.exr import read_exr
+from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
 from renderflow.daemon.render_cli import main as rf_render
 from renderflow.training import metrics
 from renderflow.training.cli import main as rf_train

@@ -4,8 +4,8 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from renderflow.core.cameras import from_imath, to_imath
-from renderflow.core.exr import ImageFileError, Layer, read_exr, write_exr, write_layers
+from renderflow.core.io.cameras import from_imath, to_imath
+from renderflow.core.io.exr import ImageFileError, Layer, read_exr, write_exr, write_layers
 
 
 def _layers(height=4, width=6):

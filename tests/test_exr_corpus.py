@@ -7,9 +7,9 @@ import OpenImageIO as oiio
 import pytest
 from click.testing import CliRunner
 
-from renderflow.core.cameras import to_imath
-from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.io.cameras import to_imath
+from renderflow.core.io.gbuffer_io import write_canonical_frame
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.daemon.render_cli import main as rf_render
 
 SIZE = 16
@@ -179,7 +179,7 @@ def test_inspect_reads_or_says_why_in_one_line(corpus, name):
 
 
 def test_layers_of_multi_part_and_display_window_files_are_read_right(corpus):
-    from renderflow.core.exr import read_exr
+    from renderflow.core.io.exr import read_exr
 
     parts = read_exr(corpus["multipart"])
     assert parts.channels == ["R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B"]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_clip
 
-from renderflow.core.segments import segment_frames, segment_starts
+from renderflow.core.shot.segments import segment_frames, segment_starts
 from renderflow.daemon.opencue_job import LAYER_NAME, ShotJob, build_outline, job_spec
 from renderflow.daemon.render_cli import main as rf_render
 

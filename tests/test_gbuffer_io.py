@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
-from renderflow.core import colour
-from renderflow.core.aov_profiles import (
+from renderflow.core.io import colour
+from renderflow.core.io.aov_profiles import (
     ProfileError,
     get_profile,
     load_profile_file,
     parse_aov_option,
     with_mapping,
 )
-from renderflow.core.exr import Layer, read_exr, write_layers
-from renderflow.core.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
-from renderflow.core.sequences import FrameRangeError, frame_path, parse_frames, sequence_files
+from renderflow.core.io.exr import Layer, read_exr, write_layers
+from renderflow.core.io.gbuffer_io import GBufferError, read_frame, read_sequence, write_canonical_frame
+from renderflow.core.io.sequences import FrameRangeError, frame_path, parse_frames, sequence_files
 
 
 def _buffers(height=8, width=8, seed=0):

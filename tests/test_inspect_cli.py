@@ -6,11 +6,11 @@ import sys
 import numpy as np
 from click.testing import CliRunner
 
-from renderflow.core.camera_files import write_camera_json
-from renderflow.core.cameras import CameraTrack, to_imath
-from renderflow.core.contact_sheet import display_error
-from renderflow.core.demo import DEMO_CLIP
-from renderflow.core.exr import Layer, write_layers
+from renderflow.core.io.camera_files import write_camera_json
+from renderflow.core.io.cameras import CameraTrack, to_imath
+from renderflow.core.io.exr import Layer, write_layers
+from renderflow.core.shot.contact_sheet import display_error
+from renderflow.core.shot.demo import DEMO_CLIP
 from renderflow.daemon.render_cli import main
 
 DEMO_FRAMES = DEMO_CLIP / "frame.####.exr"
@@ -87,7 +87,7 @@ def test_reading_and_inspecting_a_frame_never_imports_torch():
     script = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from renderflow.core.gbuffer_io import read_sequence\n"
+        "from renderflow.core.io.gbuffer_io import read_sequence\n"
         "from renderflow.daemon.render_cli import main\n"
         f"read_sequence({str(DEMO_FRAMES)!r})\n"
         f"result = CliRunner().invoke(main, ['inspect', {str(DEMO_FRAMES)!r}])\n"

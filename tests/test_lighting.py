@@ -5,11 +5,11 @@ import pytest
 import torch
 from conftest import make_gbuffers, randomise, tiny_v2_pipeline
 
-from renderflow.core import encodings as enc
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.configs import V2_LIGHTING
-from renderflow.core.envmap import latlong_directions
-from renderflow.core.lighting import (
+from renderflow.core.io.envmap import latlong_directions
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.configs import V2_LIGHTING
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.lighting import (
     LightingConfig,
     env_brackets_to_model,
     image_exposure_scale,

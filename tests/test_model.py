@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import TINY_TRANSFORMER, randomise
 
-from renderflow.core.attention import CrossAttention, rotate_by_position
-from renderflow.core.autoencoder import TinyAutoencoder
-from renderflow.core.inverse import INVERSE_LORA, InverseAdapter
-from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, bracketing_keyframes
-from renderflow.core.lora import has_lora, set_lora_enabled
-from renderflow.core.pipeline import forward_velocity, inverse_velocity
-from renderflow.core.transformer import ATTRIBUTE_LATENTS, BlockBranches, RenderFlowTransformer
+from renderflow.core.model.attention import CrossAttention, rotate_by_position
+from renderflow.core.model.autoencoder import TinyAutoencoder
+from renderflow.core.model.inverse import INVERSE_LORA, InverseAdapter
+from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter, bracketing_keyframes
+from renderflow.core.model.lora import has_lora, set_lora_enabled
+from renderflow.core.model.pipeline import forward_velocity, inverse_velocity
+from renderflow.core.model.transformer import ATTRIBUTE_LATENTS, BlockBranches, RenderFlowTransformer
 
 C = TINY_TRANSFORMER["in_channels"]
 

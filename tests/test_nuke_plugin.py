@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from renderflow.core.demo import BUNDLED_MODEL, DEMO_CLIP
-from renderflow.core.exr import read_exr
+from renderflow.core.io.exr import read_exr
+from renderflow.core.shot.demo import BUNDLED_MODEL, DEMO_CLIP
 from renderflow.daemon.server import Server, ServerConfig
 
 ROOT = Path(__file__).parents[1]
@@ -295,7 +295,7 @@ def test_the_plugin_imports_only_the_daemons_protocol_and_client_and_the_camera_
     allowed = {
         "renderflow.daemon",
         "renderflow.daemon.client",
-        "renderflow.core.camera_files",
+        "renderflow.core.io.camera_files",
         "renderflow_nuke",
     }
     for path in (PLUGIN / "renderflow_nuke").glob("*.py"):
@@ -303,7 +303,9 @@ def test_the_plugin_imports_only_the_daemons_protocol_and_client_and_the_camera_
         assert set(imports) <= allowed, (path, imports)
     # the camera files need numpy alone (USD only when a USD camera is read): Nuke's Python has it
     heavy = "('torch', 'OpenImageIO', 'pxr')"
-    code = f"import sys, renderflow.core.camera_files; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = (
+        f"import sys, renderflow.core.io.camera_files; print(sorted(m for m in {heavy} if m in sys.modules))"
+    )
     assert (
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -375,7 +377,7 @@ def test_layer_picks_survive_saving_and_reloading_the_script(gizmo_knobs, tmp_pa
 
 
 def test_camera_input_gives_the_cameras_the_daemon_reads(gizmo_knobs):
-    from renderflow.core.camera_files import camera_json_track
+    from renderflow.core.io.camera_files import camera_json_track
 
     turned = np.eye(4)
     turned[:3, :3] = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]  # 90° about +Y
@@ -405,8 +407,8 @@ def test_a_nuke_chan_file_becomes_the_request_cameras(tmp_path):
 def test_colour_space_is_the_scripts_working_space_and_converted_at_the_daemons_edges(
     daemon, gizmo_knobs, tmp_path
 ):
-    from renderflow.core import colour
-    from renderflow.core.exr import write_exr
+    from renderflow.core.io import colour
+    from renderflow.core.io.exr import write_exr
 
     assert session.scene_linear_space("working space", "linear") == "lin_rec709"  # Nuke's own config
     assert session.scene_linear_space("working space", "ACES - ACEScg") == "ACES - ACEScg"

@@ -14,15 +14,15 @@ from conftest import (
     tiny_v2_pipeline,
 )
 
-from renderflow.core import encodings as enc
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.buffers import GBuffers
-from renderflow.core.configs import build_tiny_pipeline
-from renderflow.core.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.core.keyframe import KeyframeAdapter
-from renderflow.core.lighting import normalised_envmap
-from renderflow.core.pipeline import plan_chunks, reprojected_source
-from renderflow.core.reprojection import reproject_keyframes
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.configs import build_tiny_pipeline
+from renderflow.core.model.keyframe import KeyframeAdapter
+from renderflow.core.model.pipeline import plan_chunks, reprojected_source
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.lighting import normalised_envmap
+from renderflow.core.shading.reprojection import reproject_keyframes
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
 
 
 def test_render_returns_linear_hdr_frames(tiny_pipeline):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderflow.core.exr import write_exr
+from renderflow.core.io.exr import write_exr
 from renderflow.daemon import protocol as wire
 
 LIMITS = wire.Limits(max_message_bytes=1 << 20, max_pixels=64 * 64, max_frames=4)

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_clip
 
-from renderflow.core.cameras import from_imath
-from renderflow.core.exr import Layer, read_exr, write_layers
+from renderflow.core.io.cameras import from_imath
+from renderflow.core.io.exr import Layer, read_exr, write_layers
 from renderflow.daemon.client import DaemonClient
 from renderflow.daemon.daemon_cli import main as rf_daemon
 from renderflow.daemon.render_cli import main as rf_render

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from renderflow.core.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, orbit_camera_to_world, ray_cast
-from renderflow.core.reprojection import pixel_rays, reproject, reproject_keyframes
+from renderflow.core.shading.reprojection import pixel_rays, reproject, reproject_keyframes
+from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, orbit_camera_to_world, ray_cast
 
 SIZE, FOV = 64, 40.0
 LIGHT = np.array([0.3, 0.9, 0.3]) / np.linalg.norm([0.3, 0.9, 0.3])

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_clip
 
-from renderflow.core.cameras import from_imath
-from renderflow.core.exr import read_exr, write_exr
-from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.io.cameras import from_imath
+from renderflow.core.io.exr import read_exr, write_exr
+from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.daemon.render_cli import main as rf_render
 
 

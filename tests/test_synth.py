@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from renderflow.core.cameras import look_at
-from renderflow.core.envmap import sample_latlong
-from renderflow.core.exr import read_exr, write_exr
-from renderflow.core.gbuffer_io import read_sequence
+from renderflow.core.io.cameras import look_at
+from renderflow.core.io.envmap import sample_latlong
+from renderflow.core.io.exr import read_exr, write_exr
+from renderflow.core.io.gbuffer_io import read_sequence
 from renderflow.training.cli import main
 from renderflow.training.datasets import load_dataset
 from renderflow.training.eval_cli import main as rf_eval

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from renderflow.core import encodings as enc
-from renderflow.core.demo import BUNDLED_MODEL
-from renderflow.core.demo_scene import demo_clip
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.tiling import TiledAutoencoder, run_tiled, tile_layout
-from renderflow.core.windows import windowed
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.tiling import TiledAutoencoder, run_tiled, tile_layout
+from renderflow.core.model.windows import windowed
+from renderflow.core.shot.demo import BUNDLED_MODEL
+from renderflow.core.shot.demo_scene import demo_clip
 
 
 @pytest.fixture(scope="module")

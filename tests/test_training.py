@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from conftest import make_envmap, make_gbuffers, tiny_v2_pipeline
 from safetensors.torch import load_file
 
-from renderflow.core.lora import base_state_dict, lora_state_dict
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.model.lora import base_state_dict, lora_state_dict
+from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.autoencoder_stage import AutoencoderConfig, train_autoencoder
 from renderflow.training.cli import main

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 from conftest import make_envmap, make_gbuffers
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-from renderflow.core.autoencoder import WanAutoencoder
-from renderflow.core.bridge import wan_timestep
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.wan_import import import_wan
+from renderflow.core.model.autoencoder import WanAutoencoder
+from renderflow.core.model.bridge import wan_timestep
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.wan_import import import_wan
 from renderflow.daemon.render_cli import main as rf_render
 
 Z_DIM = 4

@@ -5,11 +5,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_gbuffers, write_clip
 
-from renderflow.core.buffers import GBuffers
-from renderflow.core.exr import read_exr, write_exr
-from renderflow.core.gbuffer_io import write_canonical_frame
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.workflows import (
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.exr import read_exr, write_exr
+from renderflow.core.io.gbuffer_io import write_canonical_frame
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shot.workflows import (
     MaterialEdit,
     composite_insert,
     edit_materials,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from renderflow.core.configs import MODEL_CONFIGS, build_model
+from renderflow.core.model.configs import MODEL_CONFIGS, build_model
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import gradient_loss, l1_loss
@@ -30,7 +30,7 @@ class AutoencoderConfig:
     out: str = ""
     split: str = "train"
     profile: str = "auto"
-    # model: a named configuration of renderflow.core.configs (tiny autoencoder)
+    # model: a named configuration of renderflow.core.model.configs (tiny autoencoder)
     model: str = "cpu-default"
     lora_rank: int = 8
     # data: single frames, all six buffers of each

@@ -20,20 +20,25 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from renderflow.core import encodings as enc
-from renderflow.core.autoencoder import Autoencoder
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
-from renderflow.core.clips import Clip, load_clip
-from renderflow.core.contact_sheet import display_colour, display_depth, display_normal, write_contact_sheet
-from renderflow.core.lighting import (
+from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES
+from renderflow.core.io.clips import Clip, load_clip
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.autoencoder import Autoencoder
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.lighting import (
     LightingConfig,
     env_brackets_to_model,
     image_exposure_scale,
     normalised_envmap,
 )
-from renderflow.core.pipeline import RenderFlowPipeline
-from renderflow.core.reprojection import reproject_keyframes
+from renderflow.core.shading.reprojection import reproject_keyframes
+from renderflow.core.shot.contact_sheet import (
+    display_colour,
+    display_depth,
+    display_normal,
+    write_contact_sheet,
+)
 
 logger = logging.getLogger(__name__)
 

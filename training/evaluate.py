@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from renderflow.core import encodings as enc
-from renderflow.core.baselines import render_baseline
-from renderflow.core.clips import Clip, load_clip
-from renderflow.core.contact_sheet import display_colour, display_error, write_contact_sheet
-from renderflow.core.envmap import camera_view_envmaps
-from renderflow.core.lighting import LUMINANCE_WEIGHTS, light_scale
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.io.clips import Clip, load_clip
+from renderflow.core.io.envmap import camera_view_envmaps
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.shading.deferred import render_baseline
+from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
+from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
 from renderflow.training.lpips import PerceptualFn, load_lpips

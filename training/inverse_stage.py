@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.inverse import INTRINSICS, INVERSE_LORA
-from renderflow.core.pipeline import RenderFlowPipeline, inverse_velocity
+from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
+from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA
+from renderflow.core.model.pipeline import RenderFlowPipeline, inverse_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import bridge_loss, cosine_loss, l1_loss, ssi_log_depth_loss

@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from renderflow.core.autoencoder import Autoencoder
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.model.autoencoder import Autoencoder
+from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.training.datasets import ClipWindowDataset, LatentCache, env_buffer_names
 from renderflow.training.lpips import PerceptualFn, load_lpips
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from renderflow.core import encodings as enc
+from renderflow.core.model import encodings as enc
 from renderflow.training.lpips import PerceptualFn
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from renderflow.core.cameras import ray_length_factor
-from renderflow.core.exr import write_exr
+from renderflow.core.io.cameras import ray_length_factor
+from renderflow.core.io.exr import write_exr
 from renderflow.training.procedural import (
     GROUND_SIZE,
     MaterialSpec,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.envmap import latlong_directions
+from renderflow.core.io.envmap import latlong_directions
 
 SHAPE_KINDS = ("sphere", "cube", "torus", "displaced_sphere")
 ENV_KINDS = ("sky", "studio", "coloured")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderflow.core.cameras import look_at
+from renderflow.core.io.cameras import look_at
 from renderflow.training.procedural import (
     GROUND_SIZE,
     HDR_ENV_KINDS,

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from renderflow.core.autoencoder import Autoencoder
-from renderflow.core.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter
-from renderflow.core.lora import reset_lora
-from renderflow.core.pipeline import RenderFlowPipeline, forward_velocity
+from renderflow.core.model.autoencoder import Autoencoder
+from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
+from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter
+from renderflow.core.model.lora import reset_lora
+from renderflow.core.model.pipeline import RenderFlowPipeline, forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.lpips import PerceptualFn

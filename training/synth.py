@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.camera_files import write_camera_json
-from renderflow.core.cameras import CameraTrack, to_imath
-from renderflow.core.exr import write_exr
-from renderflow.core.gbuffer_io import write_canonical_frame
+from renderflow.core.io.camera_files import write_camera_json
+from renderflow.core.io.cameras import CameraTrack, to_imath
+from renderflow.core.io.exr import write_exr
+from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.training.mitsuba_render import render_frame, write_meshes
 from renderflow.training.procedural import MaterialSpec, SceneSpec, make_envmap
 from renderflow.training.scene_presets import clip_setup

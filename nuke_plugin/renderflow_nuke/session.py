@@ -173,7 +173,7 @@ def camera_file_object(path: str) -> dict[str, Any]:
 
     try:
         if Path(path).suffix.lower() == ".chan":
-            from renderflow.core.camera_files import read_chan, track_to_json
+            from renderflow.core.io.camera_files import read_chan, track_to_json
 
             return track_to_json(read_chan(Path(path)))
         data = json.loads(Path(path).read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.exr import write_exr
+from renderflow.core.io.exr import write_exr
 from renderflow_nuke.session import exr_channel
 
 GUI = False

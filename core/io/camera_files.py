@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from renderflow.core.cameras import CameraTrack
+from renderflow.core.io.cameras import CameraTrack
 
 USD_SUFFIXES = (".usd", ".usda", ".usdc", ".usdz")
 # Z-up worlds (USD stages with upAxis Z) turned into our Y-up world: (x, y, z) -> (x, z, -y).

@@ -10,23 +10,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from renderflow.core import encodings as enc
-from renderflow.core.buffers import GBuffers
-from renderflow.core.clips import load_clip
-from renderflow.core.contact_sheet import (
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.clips import load_clip
+from renderflow.core.io.exr import write_exr
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.pipeline import ProgressFn, RenderFlowPipeline
+from renderflow.core.shot.contact_sheet import (
     display_colour,
     display_depth,
     display_error,
     display_normal,
     write_contact_sheet,
 )
-from renderflow.core.exr import write_exr
-from renderflow.core.pipeline import ProgressFn, RenderFlowPipeline
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_MODEL = Path(__file__).parent / "weights" / "renderflow-cpu"
-DEMO_CLIP = Path(__file__).parent / "demo_clip"
+BUNDLED_MODEL = Path(__file__).parents[1] / "weights" / "renderflow-cpu"
+DEMO_CLIP = Path(__file__).parents[1] / "demo_clip"
 FIRST_FRAME = 1001
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from renderflow.core import encodings as enc
-from renderflow.core.exr import write_png
+from renderflow.core.io.exr import write_png
+from renderflow.core.model import encodings as enc
 
 LABEL_HEIGHT = 14
 

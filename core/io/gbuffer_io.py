@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core import colour
-from renderflow.core.aov_profiles import (
+from renderflow.core.io import colour
+from renderflow.core.io.aov_profiles import (
     BUFFER_CHANNELS,
     DEFAULT_MATERIAL,
     REQUIRED_BUFFERS,
@@ -27,11 +27,11 @@ from renderflow.core.aov_profiles import (
     get_profile,
     with_mapping,
 )
-from renderflow.core.buffers import GBuffers
-from renderflow.core.cameras import CAMERA_AXES, from_imath, ray_length_factor, unreal_world_to_camera
-from renderflow.core.depth_check import depth_kind_errors
-from renderflow.core.exr import ExrImage, Layer, read_exr, write_layers
-from renderflow.core.sequences import frame_path, sequence_files
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.cameras import CAMERA_AXES, from_imath, ray_length_factor, unreal_world_to_camera
+from renderflow.core.io.depth_check import depth_kind_errors
+from renderflow.core.io.exr import ExrImage, Layer, read_exr, write_layers
+from renderflow.core.io.sequences import frame_path, sequence_files
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from renderflow.core import encodings as enc
-from renderflow.core.buffers import GBuffers
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.model import encodings as enc
 
 BASELINES = ("ibl", "deferred")
 DIELECTRIC_F0_AT_SPECULAR_1 = 0.08  # Disney: F0 = 0.08·specular, 0.04 at the default 0.5
@@ -311,7 +311,7 @@ def _shade(
 def shaded_source_model(
     gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
 ) -> np.ndarray:
-    """The bridge's `shaded` source (core/bridge.py): Deferred shading in model space `[F, H, W, 3]`.
+    """The bridge's `shaded` source (core/model/bridge.py): Deferred shading in model space `[F, H, W, 3]`.
 
     Diffuse SH irradiance plus split-sum GGX, background from the env map along the view ray: what
     a deferred shader computes exactly, so the network learns only what it misses (shadows,

@@ -12,7 +12,7 @@ Two paths carry the keyframes into the frozen model, both starting at zero:
   Consecutive frames differ little, so the keyframe at the same place is most of the answer;
   the cross-attention alone did not learn to find it on our CPU budget (docs/DECISIONS.md).
   With `reprojection`, the aligned path also gets every keyframe reprojected into the frame by
-  depth and cameras (core/reprojection.py): the reprojected radiance's latent and the validity
+  depth and cameras (core/shading/reprojection.py): the reprojected radiance's latent and the validity
   mask pooled to the latent grid. Where the cameras move, that is the keyframe at the right place.
 LoRA (peft) adapts the feed-forward only and is switched off when no keyframe is given, so the
 model then returns exactly the stage-1 output.
@@ -28,9 +28,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from renderflow.core.attention import CrossAttention, zero_init
-from renderflow.core.lora import attach_lora
-from renderflow.core.transformer import (
+from renderflow.core.model.attention import CrossAttention, zero_init
+from renderflow.core.model.lora import attach_lora
+from renderflow.core.model.transformer import (
     BlockBranches,
     RenderFlowTransformer,
     TransformerBranches,

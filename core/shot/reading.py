@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from renderflow.core import colour
-from renderflow.core.aov_profiles import AovProfile, PassFile
-from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES
-from renderflow.core.camera_files import camera_json_track, read_camera
-from renderflow.core.envmap import EnvTransform, camera_view_envmaps, read_envmap
-from renderflow.core.exr import image_size, read_exr
-from renderflow.core.gbuffer_io import GBufferError, GBufferSequence, read_sequence
-from renderflow.core.sequences import sequence_files
+from renderflow.core.io import colour
+from renderflow.core.io.aov_profiles import AovProfile, PassFile
+from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES
+from renderflow.core.io.camera_files import camera_json_track, read_camera
+from renderflow.core.io.envmap import EnvTransform, camera_view_envmaps, read_envmap
+from renderflow.core.io.exr import image_size, read_exr
+from renderflow.core.io.gbuffer_io import GBufferError, GBufferSequence, read_sequence
+from renderflow.core.io.sequences import sequence_files
 
 logger = logging.getLogger(__name__)
 

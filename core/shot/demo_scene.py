@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from renderflow.core.buffers import GBuffers
-from renderflow.core.cameras import look_at
-from renderflow.core.envmap import camera_view_directions
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.cameras import look_at
+from renderflow.core.io.envmap import camera_view_directions
 
 SPHERE_CENTRE = np.array([0.0, 1.0, 0.0])
 SPHERE_RADIUS = 1.0

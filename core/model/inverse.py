@@ -18,9 +18,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from renderflow.core.attention import CrossAttention
-from renderflow.core.lora import attach_lora
-from renderflow.core.transformer import BlockBranches, RenderFlowTransformer, TransformerBranches
+from renderflow.core.model.attention import CrossAttention
+from renderflow.core.model.lora import attach_lora
+from renderflow.core.model.transformer import BlockBranches, RenderFlowTransformer, TransformerBranches
 
 INTRINSICS = ("albedo", "normal", "depth", "roughness", "metallic")
 INVERSE_LORA = "inverse"

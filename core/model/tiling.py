@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from renderflow.core.autoencoder import Autoencoder
+from renderflow.core.model.autoencoder import Autoencoder
 
 
 def tile_layout(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from renderflow.core.exr import ExrImage
+from renderflow.core.io.exr import ExrImage
 
 # Canonical buffers and their channel counts. `glossiness` is read only to make roughness (1 - g);
 # `diffuse_albedo` ((1 - metallic) · base colour, what most renderers' albedo AOVs hold) and

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from renderflow.core import encodings as enc
-from renderflow.core.baselines import solid_angles
+from renderflow.core.model import encodings as enc
+from renderflow.core.shading.deferred import solid_angles
 
 # Rec.709 luminance weights: the env maps are linear Rec.709 (ARCHITECTURE §2).
 LUMINANCE_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)

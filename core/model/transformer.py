@@ -29,8 +29,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformerBlock
 from torch import nn
 
-from renderflow.core.attention import zero_init
-from renderflow.core.bridge import wan_timestep
+from renderflow.core.model.attention import zero_init
+from renderflow.core.model.bridge import wan_timestep
 
 # The latents stacked into the attribute embedder's input, in this order, then one mask channel
 # that is 1 on the latent frames given as conditioning (the previous chunk's last frame).

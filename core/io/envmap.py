@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core.exr import ExrImage, read_exr
+from renderflow.core.io.exr import ExrImage, read_exr
 
 logger = logging.getLogger(__name__)
 

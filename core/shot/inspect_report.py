@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderflow.core.aov_profiles import AovProfile
-from renderflow.core.exr import ExrImage
-from renderflow.core.gbuffer_io import CanonicalFrame, resolve_profile
+from renderflow.core.io.aov_profiles import AovProfile
+from renderflow.core.io.exr import ExrImage
+from renderflow.core.io.gbuffer_io import CanonicalFrame, resolve_profile
 
 HEADER_KEYS_SHOWN = 12
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import fileseq
 import numpy as np
 
-from renderflow.core.buffers import GBuffers
-from renderflow.core.camera_files import read_camera_json
-from renderflow.core.cameras import from_imath
-from renderflow.core.envmap import camera_view_envmaps, read_envmap
-from renderflow.core.exr import read_exr
-from renderflow.core.gbuffer_io import read_sequence
-from renderflow.core.sequences import sequence_files
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.camera_files import read_camera_json
+from renderflow.core.io.cameras import from_imath
+from renderflow.core.io.envmap import camera_view_envmaps, read_envmap
+from renderflow.core.io.exr import read_exr
+from renderflow.core.io.gbuffer_io import read_sequence
+from renderflow.core.io.sequences import sequence_files
 
 
 @dataclass

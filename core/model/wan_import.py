@@ -5,7 +5,7 @@ Dropped: text cross-attention (`attn2`, `norm2`), the text embedder (and any ima
 New, initialised as the paper says: the attribute embedder and the per-block env AdaLN at zero,
 the env embedder from the albedo patch embedding, fresh keyframe and inverse adapters.
 Changed: the output head is negated, since Wan predicts noise − data and our bridge's velocity is
-data − source (core/bridge.py); without it a fine-tune starts with its head pointing backwards.
+data − source (core/model/bridge.py); without it a fine-tune starts with its head pointing backwards.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
-from renderflow.core.autoencoder import WanAutoencoder
-from renderflow.core.bridge import BridgeConfig
-from renderflow.core.configs import ModelSpec
-from renderflow.core.inverse import InverseAdapter
-from renderflow.core.keyframe import KeyframeAdapter
-from renderflow.core.lighting import LightingConfig
-from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
-from renderflow.core.transformer import RenderFlowTransformer
+from renderflow.core.model.autoencoder import WanAutoencoder
+from renderflow.core.model.bridge import BridgeConfig
+from renderflow.core.model.configs import ModelSpec
+from renderflow.core.model.inverse import InverseAdapter
+from renderflow.core.model.keyframe import KeyframeAdapter
+from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.model.transformer import RenderFlowTransformer
+from renderflow.core.shading.lighting import LightingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def import_wan(
         )
     # Paper A.1: the env embedder starts as a copy of the (now loaded) albedo patch embedding.
     transformer.init_env_embedder()
-    # Wan predicts noise − data; our bridge velocity is target − source (core/bridge.py): with the
+    # Wan predicts noise − data; our bridge velocity is target − source (core/model/bridge.py): with the
     # source in the place of the noise, that is the negative. Negate the head once, here.
     with torch.no_grad():
         transformer.proj_out.weight.neg_()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderflow.core.cameras import ray_length_factor
+from renderflow.core.io.cameras import ray_length_factor
 
 SMOOTH_DEPTH_STEP = 0.05  # neighbours further apart than 5 % of depth are a silhouette, not a surface
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core import colour
-from renderflow.core.cameras import to_imath
-from renderflow.core.exr import Layer, write_layers
-from renderflow.core.sequences import FrameRangeError, frame_path, has_frame_token
+from renderflow.core.io import colour
+from renderflow.core.io.cameras import to_imath
+from renderflow.core.io.exr import Layer, write_layers
+from renderflow.core.io.sequences import FrameRangeError, frame_path, has_frame_token
 
 BACKGROUND_DEPTH = 1e10
 # CIE xy of red, green, blue and white for the spaces whose primaries EXR can state.

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from renderflow.core.tiling import smallest_overlap, tile_layout, tile_weights
+from renderflow.core.model.tiling import smallest_overlap, tile_layout, tile_weights
 
 CORRECTION_CELLS = 2  # cells of the shrunk frame per sample of the low-frequency correction
 PATCH_CELLS = 2  # windows start and end on the transformer's patch grid (Wan's 2×2 latent cells)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from renderflow.core import colour
-from renderflow.core.envmap import EnvTransform
-from renderflow.core.exr import Layer
-from renderflow.core.outputs import camera_attributes, colour_attributes, data_layers, rgba_layer
-from renderflow.core.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
-from renderflow.core.sequences import frame_path, has_frame_token
-from renderflow.core.shot import Shot, read_plate, shot_envmaps
+from renderflow.core.io import colour
+from renderflow.core.io.envmap import EnvTransform
+from renderflow.core.io.exr import Layer
+from renderflow.core.io.outputs import camera_attributes, colour_attributes, data_layers, rgba_layer
+from renderflow.core.io.sequences import frame_path, has_frame_token
+from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
+from renderflow.core.shot.reading import Shot, read_plate, shot_envmaps
 
 
 @dataclass(frozen=True)

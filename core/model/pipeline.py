@@ -21,30 +21,30 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from renderflow.core import encodings as enc
-from renderflow.core.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
-from renderflow.core.baselines import shaded_source_model
-from renderflow.core.bridge import BridgeConfig, sample
-from renderflow.core.buffers import DEFAULT_VERTICAL_FOV_DEGREES, GBuffers
-from renderflow.core.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
-from renderflow.core.keyframe import KEYFRAME_LORA, KeyframeAdapter, KeyframeTokens
-from renderflow.core.lighting import (
-    LightingConfig,
-    env_brackets_to_model,
-    image_exposure_scale,
-    normalised_envmap,
-)
-from renderflow.core.lora import (
+from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES, GBuffers
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
+from renderflow.core.model.bridge import BridgeConfig, sample
+from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
+from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter, KeyframeTokens
+from renderflow.core.model.lora import (
     base_state_dict,
     has_lora,
     load_lora_state_dict,
     lora_state_dict,
     set_lora_enabled,
 )
-from renderflow.core.reprojection import reproject_keyframes
-from renderflow.core.tiling import TiledAutoencoder
-from renderflow.core.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
-from renderflow.core.windows import windowed, with_global_context
+from renderflow.core.model.tiling import TiledAutoencoder
+from renderflow.core.model.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+from renderflow.core.model.windows import windowed, with_global_context
+from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.lighting import (
+    LightingConfig,
+    env_brackets_to_model,
+    image_exposure_scale,
+    normalised_envmap,
+)
+from renderflow.core.shading.reprojection import reproject_keyframes
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class PipelineConfig:
     autoencoder_tile: int = 512
     autoencoder_tile_overlap: int = 64
     # Frames larger than this (pixels, either side) go through the transformer in overlapping
-    # windows (core/windows.py), `transformer_window_batch` windows per forward pass.
+    # windows (core/model/windows.py), `transformer_window_batch` windows per forward pass.
     transformer_window: int = 256
     transformer_window_overlap: int = 64
     transformer_window_batch: int = 16

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderflow.core.aov_profiles import DEFAULT_MATERIAL
-from renderflow.core.buffers import GBuffers
-from renderflow.core.pipeline import RenderFlowPipeline
+from renderflow.core.io.aov_profiles import DEFAULT_MATERIAL
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.model.pipeline import RenderFlowPipeline
 
 COVERAGE_THRESHOLD = 0.5  # alpha at or above this is the object's pixel (G-buffers cannot be blended)
 RATIO_FLOOR = 1e-4  # below this the render without the object is black: the ratio is 1 there

@@ -7,14 +7,14 @@ from typing import Any
 
 import torch
 
-from renderflow.core.attention import zero_init
-from renderflow.core.autoencoder import TinyAutoencoder
-from renderflow.core.bridge import BridgeConfig
-from renderflow.core.inverse import InverseAdapter
-from renderflow.core.keyframe import KeyframeAdapter
-from renderflow.core.lighting import LightingConfig
-from renderflow.core.pipeline import PipelineConfig, RenderFlowPipeline
-from renderflow.core.transformer import RenderFlowTransformer
+from renderflow.core.model.attention import zero_init
+from renderflow.core.model.autoencoder import TinyAutoencoder
+from renderflow.core.model.bridge import BridgeConfig
+from renderflow.core.model.inverse import InverseAdapter
+from renderflow.core.model.keyframe import KeyframeAdapter
+from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline
+from renderflow.core.model.transformer import RenderFlowTransformer
+from renderflow.core.shading.lighting import LightingConfig
 
 # Wan2.1-T2V-1.3B (ARCHITECTURE §3): dim 1536 = 12 heads × 128, 30 layers, FFN 8960, 16 latent channels.
 PRODUCTION_TRANSFORMER: dict[str, Any] = {

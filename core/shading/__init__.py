@@ -1,0 +1,2 @@
+"""The physics prior the model starts from: Deferred shading, the lighting scale, view rays and
+keyframe reprojection. Nothing here is learned."""
