@@ -32,7 +32,8 @@ from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shot.demo import BUNDLED_MODEL
 from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
 from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
-from renderflow.core.shot.rendering import RenderSettings, render_shot
+from renderflow.core.shot.rendering import render_shot
+from renderflow.core.shot.settings import RenderSettings
 from renderflow.daemon.client import DaemonClient, render_payloads
 from renderflow.daemon.server import Server, ServerConfig
 

@@ -175,7 +175,8 @@ def start(**options: Any) -> None:
 
 def _serve(options: dict[str, Any], state_file: Path) -> int:
     from renderflow.core.shot.demo import BUNDLED_MODEL
-    from renderflow.daemon.server import STATE_FAILED, BindError, Server, ServerConfig
+    from renderflow.daemon.job_table import ModelState
+    from renderflow.daemon.server import BindError, Server, ServerConfig
 
     config = ServerConfig(
         weights=options["weights"] or BUNDLED_MODEL,
@@ -212,7 +213,7 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
         _write_state(state_file, record | {"state": "loading"})
         server.model_settled.wait()
         _write_state(state_file, record | {"state": server.model_state, "error": server.model_error})
-        if server.model_state == STATE_FAILED:
+        if server.model_state == ModelState.FAILED:
             server.request_stop()
 
     threading.Thread(target=publish, daemon=True).start()
@@ -225,7 +226,7 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
         if state is not None and state.get("pid") == os.getpid():
             state_file.unlink(missing_ok=True)
             admin_token_file(state_file).unlink(missing_ok=True)
-    code = 1 if server.model_state == STATE_FAILED else 0
+    code = 1 if server.model_state == ModelState.FAILED else 0
     if server.worker_stuck:
         # A job ran past the grace period; interpreter shutdown under its running thread would abort
         # (SIGABRT), so leave now: the replies are sent and the state file is gone.

@@ -24,22 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from renderflow.core.io import colour
-from renderflow.core.io.aov_profiles import AovProfile, get_profile, profile_from_toml, with_mapping
 from renderflow.core.io.buffers import GBuffers
-from renderflow.core.io.envmap import EnvTransform
 from renderflow.core.io.outputs import write_frame
 from renderflow.core.io.sequences import frame_path
 from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
-from renderflow.core.shot.reading import ReadOptions, Shot, read_plate, read_shot
-from renderflow.core.shot.rendering import (
-    OutputFrame,
-    RenderSettings,
-    decompose_plate,
-    read_keyframes,
-    render_shot,
-)
+from renderflow.core.shot.reading import Shot, read_plate, read_shot
+from renderflow.core.shot.rendering import decompose_plate, read_keyframes, render_shot
+from renderflow.core.shot.settings import OutputFrame
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import requests
+from renderflow.daemon.shot_requests import render_settings, request_read_options
 
 logger = logging.getLogger(__name__)
 
@@ -202,35 +196,33 @@ class Renderer:
         if cached is None:
             cached = self._read_gbuffers(pipeline, message, workdir)
             self.cache.put(key, cached)
-        steps = int(params.get("steps", 1))
+        settings = requests.render_params_of(params)
         shot = cached.shot
         if shot is None:  # raw form: arrays in, arrays out
             beauty = pipeline.render(
                 cached.latents,
                 _float_array(message.named("envmap_cam")[0]),
                 self._raw_keyframes(message) or None,
-                steps,
+                settings.steps,
                 progress=progress,
                 vertical_fov_degrees=params.get("fov"),
             )
             return {"frames": None, "cached_gbuffers": cache_hit}, [wire.Payload.from_array("beauty", beauty)]
-        colour_space = str(params.get("colour_space", colour.MODEL_COLOUR_SPACE))
-        settings = RenderSettings(
-            steps,
-            [str(name) for name in params.get("aovs", [])],
-            EnvTransform(
-                float(params.get("env_rotate", 0.0)),
-                bool(params.get("env_flip", False)),
-                float(params.get("exposure", 0.0)),
-            ),
-        )
+        colour_space = requests.shot_params_of(params).colour_space
         envmap_path = _write_payload(workdir / "envmap.exr", message.named("envmap")[0])
         keyframes = {}
         if message.named("keyframe"):
             pattern, _ = _write_sequence(workdir, "keyframe", message.named("keyframe"))
             keyframes = read_keyframes(shot, pattern, colour_space)
         frames = render_shot(
-            pipeline, shot, envmap_path, settings, colour_space, keyframes, cached.latents, progress
+            pipeline,
+            shot,
+            envmap_path,
+            render_settings(settings),
+            colour_space,
+            keyframes,
+            cached.latents,
+            progress,
         )
         return {"frames": shot.frames, "cached_gbuffers": cache_hit}, _exr_payloads("beauty", frames, workdir)
 
@@ -243,12 +235,7 @@ class Renderer:
             gbuffers = GBuffers(*(_float_array(message.named(name)[0]) for name in wire.RENDER_RAW_GBUFFERS))
             return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), None)
         pattern, frames = _write_sequence(workdir, "gbuffers", gbuffer_payloads)
-        options = ReadOptions(
-            _profile(params),
-            colour_space=str(params.get("colour_space", colour.MODEL_COLOUR_SPACE)),
-            camera=params.get("camera"),
-            vertical_fov_degrees=float(params["fov"]) if "fov" in params else None,
-        )
+        options = request_read_options(requests.shot_params_of(params))
         shot = read_shot(pattern, frames, options)
         gbuffers = shot.sequence.gbuffers
         return CachedGBuffers(gbuffers, pipeline.encode_gbuffers(gbuffers), shot)
@@ -269,17 +256,15 @@ class Renderer:
     def _decompose(
         self, message: wire.Message, workdir: Path, progress: ProgressFn
     ) -> tuple[dict[str, Any], list[wire.Payload]]:
-        params = message.params
         pipeline = self.pipeline()
-        targets = list(params.get("targets", wire.INTRINSIC_NAMES))
-        steps = int(params.get("steps", 1))
-        colour_space = str(params.get("colour_space", colour.MODEL_COLOUR_SPACE))
+        asked = requests.decompose_params_of(message.params)
+        targets, steps, colour_space = list(asked.targets), asked.steps, asked.colour_space
         payloads = message.named("image")
         if payloads[0].encoding == wire.ENCODING_RAW:
             buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
             return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
         pattern, frames = _write_sequence(workdir, "image", payloads)
-        numbers, images = read_plate(pattern, frames, str(params.get("layer", "")), colour_space)
+        numbers, images = read_plate(pattern, frames, asked.layer, colour_space)
         outputs = decompose_plate(
             pipeline, [int(n or 0) for n in numbers], images, targets, steps, colour_space, progress
         )
@@ -309,24 +294,6 @@ def memory_report(device: str) -> dict[str, int]:
             "device_total": total,
         }
     return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-
-
-def _profile(params: dict[str, Any]) -> AovProfile | str:
-    """The AOV profile a request names: a built-in or auto, a studio TOML, plus any channel mapping."""
-    base: AovProfile | str = str(params.get("profile", "auto"))
-    if "aov_profile_toml" in params:
-        base = profile_from_toml(str(params["aov_profile_toml"]), "params.aov_profile_toml", "request")
-    mapping = params.get("aov", {})
-    if not mapping:
-        return base
-    if base == "auto":
-        raise JobInputError("params.aov needs an explicit params.profile (the base the mapping extends)")
-    profile = get_profile(base) if isinstance(base, str) else base
-    try:
-        channels = {str(buffer): tuple(str(name) for name in names) for buffer, names in mapping.items()}
-    except TypeError as error:
-        raise JobInputError(f"params.aov: expected {{buffer: [channel names]}}, got {mapping!r}") from error
-    return with_mapping(profile, channels)
 
 
 def _payload_names(text: str, workdir: Path) -> str:

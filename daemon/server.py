@@ -10,13 +10,9 @@ ever used from two threads. Every request gets exactly one final `result` or `er
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import queue
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -32,8 +28,15 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from renderflow.core.io.aov_profiles import PROFILES
 from renderflow.daemon import protocol as wire
-from renderflow.daemon.jobs import JOB_FOLDER_PREFIX, JobCancelled, Renderer, is_out_of_memory, memory_report
-from renderflow.daemon.processes import process_alive
+from renderflow.daemon.job_table import (
+    Job,
+    JobState,
+    ModelState,
+    job_size,
+    remove_stale_job_folders,
+    request_digest,
+)
+from renderflow.daemon.jobs import JobCancelled, Renderer, is_out_of_memory, memory_report
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +49,6 @@ FINISHED_JOBS_KEPT = 64  # finished answers kept for late retries (the same id i
 FINISHED_BYTES_KEPT = 256 << 20
 FINAL = b"1"
 NOT_FINAL = b"0"
-
-STATE_LOADING = "loading"
-STATE_READY = "ready"
-STATE_FREED = "freed"
-STATE_FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -69,24 +67,6 @@ class ServerConfig:
 
 class BindError(RuntimeError):
     """The endpoint cannot be bound (in use, or not an address of this machine)."""
-
-
-@dataclass
-class Job:
-    identity: bytes  # the socket to answer: a retry from a fresh socket takes the job over
-    message: wire.Message
-    size: str  # e.g. "5 frames 512x512", for the log line
-    digest: str  # what the request asks (header less its id, and payloads): tells a retry from a clash
-    received: float = field(default_factory=time.monotonic)
-    state: str = "queued"  # queued -> running -> done, or queued -> cancelled
-    cancel: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    progress: tuple[int, int, str] = (0, 0, "queued")
-    started: float | None = None
-
-    @property
-    def key(self) -> str:
-        return self.message.job_id
 
 
 def is_loopback(address: str) -> bool:
@@ -114,7 +94,7 @@ class Server:
         self.bound = threading.Event()  # set once the ROUTER listens
         self.model_settled = threading.Event()  # set once the first load succeeded or failed
         self.endpoint = config.bind
-        self.model_state = STATE_LOADING
+        self.model_state = ModelState.LOADING
         self.model_error = ""
         self.model_info: dict[str, Any] = self.renderer.describe()  # published by the worker
         self.cache_stats: dict[str, int] = self.renderer.cache.stats()  # published by the worker
@@ -293,13 +273,15 @@ class Server:
             refusal = (wire.E_DUPLICATE_JOB, f"job id {job_id!r} is taken by another request: use a fresh id")
         elif self._stop.is_set():
             refusal = (wire.E_SHUTTING_DOWN, "the daemon is shutting down; send the job to another daemon")
-        elif self.model_state == STATE_FAILED and message.op != wire.OP_FREE:
+        elif self.model_state == ModelState.FAILED and message.op != wire.OP_FREE:
             refusal = (wire.E_MODEL_UNAVAILABLE, f"the model could not be loaded: {self.model_error}")
         if refusal is not None:
             router.send_multipart([identity, *wire.error_reply(job_id, *refusal)])
             return
-        job = Job(identity, message, _job_size(message), digest)
-        ahead = sum(1 for other in self._active.values() if other.state in ("queued", "running"))
+        job = Job(identity, message, job_size(message), digest)
+        ahead = sum(
+            1 for other in self._active.values() if other.state in (JobState.QUEUED, JobState.RUNNING)
+        )
         self._active[job.key] = job
         router.send_multipart([identity, *wire.reply(job_id, wire.KIND_ACCEPTED, {"queue_position": ahead})])
         self._queue.put(job)
@@ -318,10 +300,10 @@ class Server:
             )
         with job.lock:
             was = job.state
-            if job.state == "queued":
-                job.state = "cancelled"
+            if job.state == JobState.QUEUED:
+                job.state = JobState.CANCELLED
             job.cancel.set()
-        if was == "queued":
+        if was == JobState.QUEUED:
             self._final(
                 router, job, wire.error_reply(target, wire.E_CANCELLED, "cancelled before it started")
             )
@@ -331,9 +313,9 @@ class Server:
     def _fail_queued(self, router: zmq.Socket[bytes]) -> None:
         for job in list(self._active.values()):
             with job.lock:
-                queued = job.state == "queued"
+                queued = job.state == JobState.QUEUED
                 if queued:
-                    job.state = "cancelled"
+                    job.state = JobState.CANCELLED
             if queued:
                 message = "the daemon is shutting down; send the job to another daemon"
                 self._final(router, job, wire.error_reply(job.message.job_id, wire.E_SHUTTING_DOWN, message))
@@ -348,13 +330,9 @@ class Server:
         if final == FINAL:
             self._final(router, job, reply_frames)
             self._remember(job, reply_frames)
-            header = json.loads(reply_frames[0])
-            outcome = "ok" if header["kind"] == wire.KIND_RESULT else f"{header['code']}: {header['message']}"
-            self._log_job(job, outcome)
+            self._log_job(job, job.outcome)
         else:
             router.send_multipart([job.identity, *reply_frames])
-            progress = json.loads(reply_frames[0])
-            job.progress = (int(progress["done"]), int(progress["total"]), str(progress.get("message", "")))
 
     def _final(self, router: zmq.Socket[bytes], job: Job, reply_frames: list[Any]) -> None:
         self._active.pop(job.key, None)
@@ -371,7 +349,7 @@ class Server:
 
     def _send_keepalives(self, router: zmq.Socket[bytes]) -> None:
         for ahead, job in enumerate(self._active.values()):
-            if job.state == "queued":
+            if job.state == JobState.QUEUED:
                 done, total, message = 0, 0, f"queued: {ahead} job(s) ahead"
             else:
                 done, total, message = job.progress
@@ -442,9 +420,9 @@ class Server:
             self._load()
             while (job := self._queue.get()) is not None:
                 with job.lock:
-                    if job.state != "queued":
+                    if job.state != JobState.QUEUED:
                         continue
-                    job.state, job.started = "running", time.monotonic()
+                    job.state, job.started = JobState.RUNNING, time.monotonic()
                 final = self._run(job, to_io)
                 to_io.send_multipart([job.identity, job.message.job_id.encode(), FINAL, *final])
         finally:
@@ -453,10 +431,10 @@ class Server:
     def _load(self) -> None:
         try:
             self.renderer.pipeline()
-            self.model_state = STATE_READY
+            self.model_state = ModelState.READY
         except Exception as error:  # any failure to load is reported by hello, never raised here
             logger.error("cannot load the model %s: %s", self.config.weights, error)
-            self.model_state, self.model_error = STATE_FAILED, str(error)
+            self.model_state, self.model_error = ModelState.FAILED, str(error)
         self.model_info = self.renderer.describe()
         self.model_settled.set()
 
@@ -468,7 +446,9 @@ class Server:
         def progress(done: int, total: int) -> None:
             if job.cancel.is_set():
                 raise JobCancelled
-            fields = {"done": done, "total": total, "message": f"{job.message.op}: chunk {done} of {total}"}
+            message = f"{job.message.op}: chunk {done} of {total}"
+            job.progress = (done, total, message)
+            fields = {"done": done, "total": total, "message": message}
             to_io.send_multipart(
                 [identity, job_id.encode(), NOT_FINAL, *wire.reply(job_id, wire.KIND_PROGRESS, fields)]
             )
@@ -477,10 +457,11 @@ class Server:
             if job.cancel.is_set():
                 raise JobCancelled
             fields, payloads = self.renderer.run(job.message, progress)
+            job.outcome = "ok"
             return wire.reply(job_id, wire.KIND_RESULT, fields, payloads)
         except JobCancelled:
             reason = "cancelled (the daemon is shutting down)" if self._stop.is_set() else "cancelled"
-            return wire.error_reply(job_id, wire.E_CANCELLED, reason)
+            return _failed(job, wire.E_CANCELLED, reason)
         except Exception as error:
             if is_out_of_memory(error):
                 if self.config.device.startswith("cuda"):
@@ -491,25 +472,21 @@ class Server:
                     f"out of memory on {self.config.device} for {job.size}: send fewer frames per job or "
                     "smaller frames, or free the GPU (other jobs' models and caches)"
                 )
-                return wire.error_reply(job_id, wire.E_OUT_OF_MEMORY, advice)
+                return _failed(job, wire.E_OUT_OF_MEMORY, advice)
             if isinstance(error, ValueError | OSError | KeyError):
-                return wire.error_reply(job_id, wire.E_BAD_INPUT, str(error))
+                return _failed(job, wire.E_BAD_INPUT, str(error))
             logger.exception("job %s failed", job_id)
-            return wire.error_reply(job_id, wire.E_INTERNAL, f"{type(error).__name__}: {error}")
+            return _failed(job, wire.E_INTERNAL, f"{type(error).__name__}: {error}")
         finally:
             self.cache_stats = self.renderer.cache.stats()
             self.model_info = self.renderer.describe()
-            self.model_state = STATE_READY if self.renderer.loaded else STATE_FREED
+            self.model_state = ModelState.READY if self.renderer.loaded else ModelState.FREED
 
 
-def request_digest(message: wire.Message) -> str:
-    """What a request asks, without its id: the same digest means a retry of the same job."""
-    digest = hashlib.blake2b(digest_size=16)
-    header = {key: value for key, value in message.header.items() if key != "id"}
-    digest.update(json.dumps(header, sort_keys=True).encode())
-    for payload in message.payloads:
-        digest.update(payload.data)
-    return digest.hexdigest()
+def _failed(job: Job, code: str, message: str) -> list[Any]:
+    """The error reply that ends `job`, its outcome noted for the I/O loop's log line."""
+    job.outcome = f"{code}: {message}"
+    return wire.error_reply(job.message.job_id, code, message)
 
 
 def _readable_id(frames: list[memoryview]) -> str:
@@ -519,22 +496,3 @@ def _readable_id(frames: list[memoryview]) -> str:
     except wire.ProtocolError:
         return ""
     return job_id if isinstance(job_id, str) else ""
-
-
-def remove_stale_job_folders() -> None:
-    """Jobs of a daemon that died (SIGKILL, power) leave rf-job-PID-* temp folders: remove them."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{JOB_FOLDER_PREFIX}*"):
-        pid = folder.name.removeprefix(JOB_FOLDER_PREFIX).split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            logger.info("removed %s, left by a daemon that died (pid %s)", folder, pid)
-
-
-def _job_size(message: wire.Message) -> str:
-    """ "5 frames 512x512" from the first image payload (already checked by check_request)."""
-    images = [p for p in message.payloads if p.name in ("gbuffers", "albedo", "image")]
-    if not images:
-        return "-"
-    width, height = wire.payload_size(images[0])
-    frames = len(images) if images[0].encoding == wire.ENCODING_EXR else (images[0].shape or (0,))[0]
-    return f"{frames} frames {width}x{height}"

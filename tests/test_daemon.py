@@ -31,7 +31,7 @@ from renderflow.daemon.client import (
     render_array_payloads,
     render_payloads,
 )
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 from renderflow.daemon.server import Server, ServerConfig
 
 WAIT_S = 30.0

@@ -10,7 +10,7 @@ from renderflow.core.io.clips import load_clip
 from renderflow.core.io.exr import ImageFileError, read_exr, write_exr
 from renderflow.core.shot.demo import DEMO_CLIP
 from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
-from renderflow.daemon.render_cli import main
+from renderflow.daemon.rf_render.cli import main
 from renderflow.training.metrics import display, psnr
 
 BUNDLED_DEMO_MIN_PSNR = 18.0  # dB on a held-out frame (the bundled model: ~20, untrained: ~11)

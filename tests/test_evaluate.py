@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from renderflow.core.io.clips import load_clip
 from renderflow.core.io.exr import read_exr
 from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 from renderflow.training import metrics
 from renderflow.training.cli import main as rf_train
 from renderflow.training.eval_cli import main as rf_eval

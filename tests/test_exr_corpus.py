@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from renderflow.core.io.cameras import to_imath
 from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 
 SIZE = 16
 

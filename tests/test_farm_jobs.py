@@ -14,7 +14,7 @@ from conftest import write_clip
 
 from renderflow.core.shot.segments import segment_frames, segment_starts
 from renderflow.daemon.opencue_job import LAYER_NAME, ShotJob, build_outline, job_spec
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 
 TEMPLATE = Path(str(files("renderflow.daemon").joinpath("farm_templates/rf-render.openjd.yaml")))
 

@@ -11,7 +11,7 @@ from renderflow.core.io.cameras import CameraTrack, to_imath
 from renderflow.core.io.exr import Layer, write_layers
 from renderflow.core.shot.contact_sheet import display_error
 from renderflow.core.shot.demo import DEMO_CLIP
-from renderflow.daemon.render_cli import main
+from renderflow.daemon.rf_render.cli import main
 
 DEMO_FRAMES = DEMO_CLIP / "frame.####.exr"
 
@@ -88,7 +88,7 @@ def test_reading_and_inspecting_a_frame_never_imports_torch():
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from renderflow.core.io.gbuffer_io import read_sequence\n"
-        "from renderflow.daemon.render_cli import main\n"
+        "from renderflow.daemon.rf_render.cli import main\n"
         f"read_sequence({str(DEMO_FRAMES)!r})\n"
         f"result = CliRunner().invoke(main, ['inspect', {str(DEMO_FRAMES)!r}])\n"
         "assert result.exit_code == 0, result.output\n"

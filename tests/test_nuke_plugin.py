@@ -188,6 +188,17 @@ def test_layer_guesses_follow_the_profile_and_hand_picks_become_a_mapping(daemon
         session.layer_mapping({"normal": "myrough"}, channels)
 
 
+def test_hand_picked_layers_under_profile_auto_are_refused_by_the_one_request_rule():
+    settings = session.NodeSettings("RenderFlow1", layers={"normal": "myN"})
+    with pytest.raises(session.NodeError, match="layers picked by hand need an AOV profile other than auto"):
+        session.render_params(settings, ["myN.X", "myN.Y", "myN.Z"])
+    params = session.render_params(
+        session.NodeSettings("RenderFlow1", profile="arnold", layers={"normal": "myN"}),
+        ["myN.X", "myN.Y", "myN.Z"],
+    )
+    assert params["profile"] == "arnold" and params["aov"] == {"normal": ["myN.X", "myN.Y", "myN.Z"]}
+
+
 def test_versions_count_up_and_never_overwrite(tmp_path):
     assert session.next_version_folder(tmp_path, "RenderFlow1") == tmp_path / "RenderFlow1" / "v001"
     (tmp_path / "RenderFlow1" / "v001").mkdir(parents=True)
@@ -224,9 +235,9 @@ def test_render_round_trip_through_the_daemon_gives_the_read_linear_exrs_nuke_ac
         camera_file=str(DEMO_CLIP / "camera.json"),
         output_folder=str(tmp_path / "cache"),
     )  # frame range 0 0: the input's, 1001-1003
-    rf_node.check_daemon(node)  # fetches the profile table; the pickers still at none take its guesses
-    assert node["layer_albedo"].value() == "albedo" and node["layer_normal"].value() == "N"
-    rf_node.render(node)  # no GUI: runs in this thread, like `nuke -t`
+    rf_node.check_daemon(node)  # fetches the profile table; with profile auto the pickers stay at none
+    assert node["layer_albedo"].value() == session.LAYER_FROM_PROFILE
+    rf_node.render(node)  # no GUI: runs in this thread, like `nuke -t`; the daemon detects the layers
     read = node.node(rf_node.READ_RESULT)
     assert node["message"].value().startswith("rendered 1001-1003"), node["message"].value()
     assert read["file"].value() == str(tmp_path / "cache" / "RenderFlow1" / "v001" / "beauty.####.exr")
@@ -295,6 +306,7 @@ def test_the_plugin_imports_only_the_daemons_protocol_and_client_and_the_camera_
     allowed = {
         "renderflow.daemon",
         "renderflow.daemon.client",
+        "renderflow.daemon.requests",
         "renderflow.core.io.camera_files",
         "renderflow_nuke",
     }

@@ -16,7 +16,7 @@ from renderflow.core.io.cameras import from_imath
 from renderflow.core.io.exr import Layer, read_exr, write_layers
 from renderflow.daemon.client import DaemonClient
 from renderflow.daemon.daemon_cli import main as rf_daemon
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 from renderflow.daemon.server import Server, ServerConfig
 
 

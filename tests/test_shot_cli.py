@@ -13,7 +13,7 @@ from conftest import write_clip
 from renderflow.core.io.cameras import from_imath
 from renderflow.core.io.exr import read_exr, write_exr
 from renderflow.core.io.gbuffer_io import write_canonical_frame
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 
 
 @pytest.fixture(scope="module")

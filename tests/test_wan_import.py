@@ -11,7 +11,7 @@ from renderflow.core.model.autoencoder import WanAutoencoder
 from renderflow.core.model.bridge import wan_timestep
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.model.wan_import import import_wan
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 
 Z_DIM = 4
 

@@ -17,7 +17,7 @@ from renderflow.core.shot.workflows import (
     relight,
     shading_ratio,
 )
-from renderflow.daemon.render_cli import main as rf_render
+from renderflow.daemon.rf_render.cli import main as rf_render
 
 
 def constant_gbuffers(depth, albedo=0.5, frames=2, size=8):

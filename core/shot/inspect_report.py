@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from renderflow.core.io.aov_profiles import AovProfile
-from renderflow.core.io.exr import ExrImage
-from renderflow.core.io.gbuffer_io import CanonicalFrame, resolve_profile
+from renderflow.core.io.aov_profiles import AovProfile, with_mapping
+from renderflow.core.io.camera_files import read_camera
+from renderflow.core.io.exr import ExrImage, read_exr
+from renderflow.core.io.gbuffer_io import CanonicalFrame, convert_frame, resolve_profile, with_pass_files
+from renderflow.core.io.sequences import frame_path, sequence_files
+from renderflow.core.shot.reading import ReadOptions
 
 HEADER_KEYS_SHOWN = 12
 
@@ -55,3 +60,32 @@ def describe_frame(frame: CanonicalFrame, camera_source: str) -> list[str]:
     lines.append(f"  geometry covers {coverage:.1%} of the frame; background depth is inf")
     lines.append(f"camera:  {camera_source if frame.world_to_camera is not None else 'none'}")
     return lines
+
+
+def inspect_lines(file: str, frame: int | None, options: ReadOptions) -> Iterator[str]:
+    """The report on one EXR (of a sequence pattern: `frame`, or the first), line by line as it is
+    found: a file that turns out unusable half-way has shown what was read of it."""
+    if frame is not None:
+        number, path = frame, frame_path(file, frame)
+    else:
+        number, path = sequence_files(file)[0]
+    image = read_exr(path)
+    yield from describe_file(image)
+    chosen, lines = describe_profile(image, options.profile)
+    yield from lines
+    world_to_camera, camera_source = None, "from the header"
+    if options.pass_files:
+        image, mapping = with_pass_files(image, options.pass_files, number)
+        chosen = with_mapping(chosen, mapping)
+    if options.camera is not None:
+        height, width = image.pixels.shape[:2]
+        numbers = [1 if number is None else number]
+        track = read_camera(options.camera, numbers, width / height, options.camera_prim)
+        index = track.frames.index(numbers[0]) if numbers[0] in track.frames else 0
+        world_to_camera, camera_source = track.world_to_camera_rotation(index), f"from {options.camera}"
+    canonical = convert_frame(
+        image, chosen, options.colour_space, world_to_camera, options.vertical_fov_degrees
+    )
+    with np.errstate(invalid="ignore"):
+        lines = describe_frame(canonical, camera_source)
+    yield from lines

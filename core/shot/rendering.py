@@ -7,46 +7,25 @@ in where the inputs come from (the user's files, a request's payloads) and where
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from renderflow.core.io import colour
 from renderflow.core.io.envmap import EnvTransform
-from renderflow.core.io.exr import Layer
 from renderflow.core.io.outputs import camera_attributes, colour_attributes, data_layers, rgba_layer
-from renderflow.core.io.sequences import frame_path, has_frame_token
+from renderflow.core.io.sequences import has_frame_token
 from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
-from renderflow.core.shot.reading import Shot, read_plate, shot_envmaps
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """What a render is asked for beside its inputs."""
-
-    steps: int = 1
-    aovs: Sequence[str] = ()  # layers beside the beauty: albedo, normal, depth, roughness, metallic, specular
-    env_transform: EnvTransform = field(default_factory=EnvTransform)
-
-
-@dataclass
-class OutputFrame:
-    """One frame to write: its number, layers and header attributes."""
-
-    frame: int
-    layers: list[Layer]
-    attributes: dict[str, object]
+from renderflow.core.shading.deferred import render_baseline
+from renderflow.core.shot.reading import ReadOptions, Shot, read_plate, read_shot, shot_envmaps
+from renderflow.core.shot.segments import keyframe_numbers
+from renderflow.core.shot.settings import OutputFrame, RenderSettings
 
 
 def read_keyframes(shot: Shot, pattern: str | None, colour_space: str) -> dict[int, np.ndarray]:
     """Path-traced keyframes `{frame index: [H, W, 3] model space}` for the shot's frames that have one."""
-    if pattern is None:
-        return {}
-    if not has_frame_token(pattern):
-        raise ValueError(f"--keyframes {pattern!r}: needs a frame token (####)")
-    numbers = [number for number in shot.frames if frame_path(pattern, number).is_file()]
-    if not numbers:
+    numbers = keyframe_numbers(pattern, shot.frames)
+    if pattern is None or not numbers:
         return {}
     _, images = read_plate(pattern, numbers, "", colour_space)
     return {shot.frames.index(number): image for number, image in zip(numbers, images, strict=True)}
@@ -77,6 +56,35 @@ def render_shot(
         camera_to_world=shot.cameras,
     )
     return render_frames(shot, beauty, settings, colour_space)
+
+
+def preview_shot(
+    shot: Shot, envmap_path: Path, method: str, env_transform: EnvTransform, colour_space: str
+) -> list[OutputFrame]:
+    """The shot shaded without the network (`method`: deferred or ibl), laid out like a render."""
+    settings = RenderSettings(env_transform=env_transform)
+    envmap_cam = shot_envmaps(shot, envmap_path, colour_space, settings.env_transform)
+    beauty = render_baseline(method, shot.sequence.gbuffers, envmap_cam, shot.vertical_fov_degrees)
+    outputs = render_frames(shot, beauty, settings, colour_space)
+    for frame in outputs:
+        frame.attributes["renderflow/preview"] = method
+    return outputs
+
+
+def render_shot_files(
+    pipeline: RenderFlowPipeline,
+    gbuffers: str,
+    frames: list[int],
+    options: ReadOptions,
+    envmap_path: Path,
+    settings: RenderSettings,
+    keyframes: str | None = None,
+) -> list[OutputFrame]:
+    """Render `frames` of a G-buffer EXR pattern (a single file: all of it), guided by the keyframe
+    files of the `keyframes` pattern that exist."""
+    shot = read_shot(gbuffers, frames if has_frame_token(gbuffers) else None, options)
+    keys = read_keyframes(shot, keyframes, options.colour_space)
+    return render_shot(pipeline, shot, envmap_path, settings, options.colour_space, keys)
 
 
 def render_frames(

@@ -19,6 +19,7 @@ from typing import Any
 
 import nuke
 
+from renderflow.daemon import requests
 from renderflow.daemon.client import (
     DaemonClient,
     DaemonError,
@@ -111,13 +112,14 @@ def knob_changed() -> None:
 
 def guess_layers(node: nuke.Group) -> None:
     """Set the layer pickers still at none to the profile's guess, from the daemon's profile table
-    when `check daemon` or a render has fetched it (knobChanged never waits on the network)."""
+    when `check daemon` or a render has fetched it (knobChanged never waits on the network). With
+    the profile at auto they stay at none: the daemon detects the renderer and finds the layers."""
     source = node.input(INPUT_GBUFFERS)
     table = _profile_tables.get(str(node[KNOB_ADDRESS].value()))
-    if source is None or table is None:
-        return
     profile = str(node[KNOB_PROFILE].value())
-    aliases = table.get("canonical" if profile == "auto" else profile, {})
+    if source is None or table is None or profile == requests.AUTO_PROFILE:  # auto: the daemon finds them
+        return
+    aliases = table.get(profile, {})
     for buffer, guess in session.guess_layers(list(source.channels()), aliases).items():
         knob = node[LAYER_KNOB_PREFIX + buffer]
         if str(knob.value()) == session.LAYER_FROM_PROFILE and guess != session.LAYER_FROM_PROFILE:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import requests
 from renderflow.daemon.client import (
     DaemonClient,
     DaemonError,
@@ -144,27 +145,22 @@ def keyframe_frames(first: int, last: int, gap: int) -> list[int]:
 
 
 def render_params(settings: NodeSettings, nuke_channels: Sequence[str]) -> dict[str, Any]:
-    """The render request's params from the panel."""
-
-    mapping = layer_mapping(settings.layers, nuke_channels)
-    profile = settings.profile
-    if mapping and profile == "auto":
-        profile = "canonical"  # hand-picked layers: the names come from the mapping, conventions canonical
-    params: dict[str, Any] = {
-        "profile": profile,
-        "colour_space": settings.colour_space,
-        "env_rotate": settings.env_rotate,
-        "env_flip": settings.env_flip,
-        "exposure": settings.exposure,
-        "steps": settings.steps,
-        "aovs": [],  # A (the geometry's coverage) is always in the result
-    }
-    if mapping:
-        params["aov"] = mapping
+    """The render request's params from the panel (layers picked by hand need an explicit profile)."""
     camera = settings.camera or (camera_file_object(settings.camera_file) if settings.camera_file else None)
-    if camera is not None:
-        params["camera"] = camera
-    return params
+    mapping = layer_mapping(settings.layers, nuke_channels)
+    try:
+        shot = requests.ShotParams(
+            settings.profile, mapping, colour_space=settings.colour_space, camera=camera
+        )
+    except requests.RequestError:
+        raise NodeError(
+            "layers picked by hand need an AOV profile other than auto: the renderer that wrote them, or "
+            "canonical; or set the layer pickers back to none"
+        ) from None
+    render = requests.RenderParams(
+        settings.steps, (), settings.env_rotate, settings.env_flip, settings.exposure
+    )  # no extra AOVs: A (the geometry's coverage) is always in the result
+    return requests.render_params(shot, render)
 
 
 def camera_file_object(path: str) -> dict[str, Any]:
@@ -260,7 +256,9 @@ def run_job(
             reply = client.render(params, payloads, on_progress, cancel_event)
             name = "beauty"
         elif settings.mode == MODE_DECOMPOSE:
-            params = {"steps": settings.steps, "colour_space": settings.colour_space}
+            params = requests.decompose_params(
+                requests.DecomposeParams(settings.steps, colour_space=settings.colour_space)
+            )
             reply = client.decompose(params, decompose_payloads(input_files), on_progress, cancel_event)
             name = "intrinsics"
         else:
