@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import request_checks as checks
 from renderflow.daemon.jobs import JOB_FOLDER_PREFIX
 from renderflow.daemon.processes import process_alive
 
@@ -69,7 +70,7 @@ def job_size(message: wire.Message) -> str:
     images = [p for p in message.payloads if p.name in ("gbuffers", "albedo", "image")]
     if not images:
         return "-"
-    width, height = wire.payload_size(images[0])
+    width, height = checks.payload_size(images[0])
     frames = len(images) if images[0].encoding == wire.ENCODING_EXR else (images[0].shape or (0,))[0]
     return f"{frames} frames {width}x{height}"
 

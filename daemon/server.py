@@ -28,6 +28,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from renderflow.core.io.aov_profiles import PROFILES
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import request_checks as checks
 from renderflow.daemon.job_table import (
     Job,
     JobState,
@@ -227,7 +228,7 @@ class Server:
         """Decode, check, answer at once or queue; a bad request becomes an error reply."""
         try:
             message = wire.decode(frames, self.config.limits)
-            wire.check_request(message, self.config.limits)
+            checks.check_request(message, self.config.limits)
         except wire.ProtocolError as error:
             logger.warning("bad request %r: %s: %s", error.job_id, error.code, error)
             router.send_multipart([identity, *wire.error_reply(error.job_id or "", error.code, str(error))])

@@ -69,6 +69,7 @@ def test_results_tables_are_the_ones_rf_eval_wrote(name, data, clips):
 
 def test_protocol_doc_lists_every_error_code_op_and_param_of_the_code():
     from renderflow.daemon import protocol as wire
+    from renderflow.daemon import request_checks as checks
 
     text = (MODEL_MD.parent / "PROTOCOL.md").read_text()
     table = text.split("### Error codes")[1].split("\n\n")[1]
@@ -77,5 +78,5 @@ def test_protocol_doc_lists_every_error_code_op_and_param_of_the_code():
     for op in wire.OPS:
         assert f"### `{op}`" in text
     for op in (wire.OP_RENDER, wire.OP_DECOMPOSE):
-        for param in wire.PARAMS[op]:
+        for param in checks.PARAMS[op]:
             assert f"`{param}`" in text, param

@@ -11,9 +11,10 @@ from renderflow.core.model.attention import CrossAttention, rotate_by_position
 from renderflow.core.model.autoencoder import TinyAutoencoder
 from renderflow.core.model.inverse import INVERSE_LORA, InverseAdapter
 from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter, bracketing_keyframes
-from renderflow.core.model.lora import has_lora, set_lora_enabled
-from renderflow.core.model.pipeline import forward_velocity, inverse_velocity
+from renderflow.core.model.lora import has_lora, selected_lora, set_lora_enabled
+from renderflow.core.model.pipeline import ADAPTER_LORAS
 from renderflow.core.model.transformer import ATTRIBUTE_LATENTS, BlockBranches, RenderFlowTransformer
+from renderflow.core.model.velocity import forward_velocity, inverse_velocity
 
 C = TINY_TRANSFORMER["in_channels"]
 
@@ -101,9 +102,26 @@ def test_keyframes_change_the_output_once_the_adapter_is_trained(transformer):
     assert keyframes.tokens.shape == (1, 2 * 4 * 4, adapter.config.dim)
     with torch.no_grad():
         stage1 = forward_velocity(transformer, z, t, attributes, env, adapter, None)
-        guided = forward_velocity(transformer, z, t, attributes, env, adapter, keyframes)
+        with selected_lora(transformer, KEYFRAME_LORA, ADAPTER_LORAS):
+            guided = forward_velocity(transformer, z, t, attributes, env, adapter, keyframes)
     assert guided.shape == z.shape
     assert not torch.allclose(guided, stage1)
+
+
+def test_a_task_selects_one_lora_and_leaves_every_adapter_off_afterwards(transformer):
+    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    inverse = InverseAdapter.for_transformer(transformer, lora_rank=4)
+    keyframe.attach(transformer)
+    inverse.attach(transformer)
+    layers = {name: module for name, module in transformer.named_modules() if hasattr(module, "lora_A")}
+    ffn, query = layers["blocks.0.ffn.net.2"], layers["blocks.0.attn1.to_q"]
+    with selected_lora(transformer, INVERSE_LORA, ADAPTER_LORAS):
+        assert query.disable_adapters is False and ffn.disable_adapters is True
+    assert query.disable_adapters is True and ffn.disable_adapters is True
+    with pytest.raises(RuntimeError), selected_lora(transformer, KEYFRAME_LORA, ADAPTER_LORAS):
+        assert ffn.disable_adapters is False
+        raise RuntimeError("a failed render")
+    assert ffn.disable_adapters is True
 
 
 def test_each_lora_acts_when_switched_on_with_both_adapters_attached(transformer):

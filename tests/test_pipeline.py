@@ -17,8 +17,9 @@ from conftest import (
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.configs import build_tiny_pipeline
+from renderflow.core.model.guidance import reprojected_source
 from renderflow.core.model.keyframe import KeyframeAdapter
-from renderflow.core.model.pipeline import plan_chunks, reprojected_source
+from renderflow.core.model.pipeline import plan_chunks
 from renderflow.core.shading.deferred import shaded_source_model
 from renderflow.core.shading.lighting import normalised_envmap
 from renderflow.core.shading.reprojection import reproject_keyframes

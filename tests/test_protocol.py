@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from renderflow.core.io.exr import write_exr
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import request_checks as checks
 
 LIMITS = wire.Limits(max_message_bytes=1 << 20, max_pixels=64 * 64, max_frames=4)
 
@@ -109,7 +110,7 @@ def test_validate_names_each_bad_field():
 
 def test_check_request_rejects_unknown_ops_params_and_types():
     def check(op, params):
-        wire.check_request(wire.decode(wire.request(op, "x", params)), LIMITS)
+        checks.check_request(wire.decode(wire.request(op, "x", params)), LIMITS)
 
     with pytest.raises(wire.ProtocolError) as raised:
         check("paint", {})
@@ -128,9 +129,9 @@ def test_check_request_rejects_unknown_ops_params_and_types():
 
 def test_exr_data_window_is_read_from_the_header_alone(tmp_path):
     data = exr_bytes(tmp_path, width=24, height=8)
-    assert wire.exr_data_window_size(data) == (24, 8)
+    assert checks.exr_data_window_size(data) == (24, 8)
     with pytest.raises(wire.ProtocolError, match=r"malformed|dataWindow"):
-        wire.exr_data_window_size(data[:40])
+        checks.exr_data_window_size(data[:40])
 
 
 def test_render_limits_are_checked_before_decoding_any_image(tmp_path):
@@ -138,13 +139,13 @@ def test_render_limits_are_checked_before_decoding_any_image(tmp_path):
     small = exr_bytes(tmp_path, name="b.exr")
     too_big = [wire.Payload.exr("gbuffers", big, 1), wire.Payload.exr("envmap", small)]
     with pytest.raises(wire.ProtocolError, match="128x64 = 8192 pixels") as raised:
-        wire.check_request(wire.decode(wire.request("render", "x", payloads=too_big)), LIMITS)
+        checks.check_request(wire.decode(wire.request("render", "x", payloads=too_big)), LIMITS)
     assert raised.value.code == wire.E_TOO_LARGE
     too_many = [wire.Payload.exr("gbuffers", small, frame) for frame in range(5)] + [
         wire.Payload.exr("envmap", small)
     ]
     with pytest.raises(wire.ProtocolError, match="5 frames"):
-        wire.check_request(wire.decode(wire.request("render", "x", payloads=too_many)), LIMITS)
+        checks.check_request(wire.decode(wire.request("render", "x", payloads=too_many)), LIMITS)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +162,7 @@ def test_render_payload_lists_that_make_no_sense_are_bad_payloads(tmp_path, name
     data = exr_bytes(tmp_path)
     payloads = [wire.Payload.exr(name, data, frame) for name, frame in names]
     with pytest.raises(wire.ProtocolError, match=text) as raised:
-        wire.check_request(wire.decode(wire.request("render", "x", payloads=payloads)), LIMITS)
+        checks.check_request(wire.decode(wire.request("render", "x", payloads=payloads)), LIMITS)
     assert raised.value.code == wire.E_BAD_PAYLOAD
 
 
@@ -213,7 +214,7 @@ header_like = st.fixed_dictionaries(
 def test_decoder_turns_any_bytes_into_a_message_or_a_protocol_error(frames):
     try:
         message = wire.decode(frames, LIMITS)
-        wire.check_request(message, LIMITS)
+        checks.check_request(message, LIMITS)
     except wire.ProtocolError as error:
         assert error.code in wire.ERROR_CODES
 
@@ -226,7 +227,7 @@ def test_decoder_turns_any_header_into_a_message_or_a_protocol_error(header, pay
     frames = [json.dumps(header).encode(), *payload_frames]
     try:
         message = wire.decode(frames, LIMITS)
-        wire.check_request(message, LIMITS)
+        checks.check_request(message, LIMITS)
     except wire.ProtocolError as error:
         assert error.code in wire.ERROR_CODES
     else:

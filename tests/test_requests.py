@@ -4,6 +4,7 @@ import pytest
 
 from renderflow.core.io import colour
 from renderflow.daemon import protocol as wire
+from renderflow.daemon import request_checks as checks
 from renderflow.daemon import requests
 
 
@@ -13,7 +14,7 @@ def test_render_params_round_trip_through_the_codec_and_pass_the_protocol_checks
     )
     render = requests.RenderParams(4, ("depth",), 90.0, True, -1.5)
     params = requests.render_params(shot, render)
-    assert wire._param_problems(wire.OP_RENDER, params) == []
+    assert checks._param_problems(wire.OP_RENDER, params) == []
     assert requests.shot_params_of(params) == shot
     assert requests.render_params_of(params) == render
 
@@ -21,7 +22,7 @@ def test_render_params_round_trip_through_the_codec_and_pass_the_protocol_checks
 def test_decompose_params_round_trip():
     asked = requests.DecomposeParams(2, ("albedo", "normal"), "ACEScg", "plate")
     params = requests.decompose_params(asked)
-    assert wire._param_problems(wire.OP_DECOMPOSE, params) == []
+    assert checks._param_problems(wire.OP_DECOMPOSE, params) == []
     assert requests.decompose_params_of(params) == asked
 
 

@@ -16,7 +16,9 @@ import torch
 
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA
-from renderflow.core.model.pipeline import RenderFlowPipeline, inverse_velocity
+from renderflow.core.model.lora import selected_lora
+from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
+from renderflow.core.model.velocity import inverse_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import bridge_loss, cosine_loss, l1_loss, ssi_log_depth_loss
@@ -181,7 +183,8 @@ def inverse_losses(
     t = sample_train_times(z0.shape[0], pipeline.bridge, generator).to(z0.device)
     noise = torch.randn(z0.shape, generator=generator).to(z0.device)
     z_t = interpolant(z0, z1, t, pipeline.bridge.sigma, noise)
-    velocity = inverse_velocity(pipeline.transformer, adapter, z_t, t, intrinsic)
+    with selected_lora(pipeline.transformer, INVERSE_LORA, ADAPTER_LORAS):
+        velocity = inverse_velocity(pipeline.transformer, adapter, z_t, t, intrinsic)
     z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)
     decoded = pipeline.autoencoder.decode(z1_predicted)
     loss_latent = bridge_loss(velocity, velocity_target(z1, z_t, t))

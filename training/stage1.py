@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.model.pipeline import RenderFlowPipeline, forward_velocity
+from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.losses import bridge_loss, gradient_loss

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from renderflow.core.model.autoencoder import Autoencoder
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter
-from renderflow.core.model.lora import reset_lora
-from renderflow.core.model.pipeline import RenderFlowPipeline, forward_velocity
+from renderflow.core.model.lora import reset_lora, selected_lora
+from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
+from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
 from renderflow.training.lpips import PerceptualFn
@@ -189,18 +190,19 @@ def stage2_losses(
             image_latent = autoencoder.encode(pixels[None, :3].contiguous())
         validity = F.adaptive_avg_pool3d(pixels[None, 3:], tuple(image_latent.shape[2:]))
         reprojected = torch.cat([image_latent, validity], dim=1)
-    velocity = forward_velocity(
-        pipeline.transformer,
-        z_t,
-        t,
-        attributes,
-        latents["env"],
-        adapter,
-        keyframes,
-        first_frame=0.0,  # keyframe times are relative to the window's first frame
-        frame_step=float(autoencoder.temporal_factor),
-        reprojected=reprojected,
-    )
+    with selected_lora(pipeline.transformer, KEYFRAME_LORA, ADAPTER_LORAS):
+        velocity = forward_velocity(
+            pipeline.transformer,
+            z_t,
+            t,
+            attributes,
+            latents["env"],
+            adapter,
+            keyframes,
+            first_frame=0.0,  # keyframe times are relative to the window's first frame
+            frame_step=float(autoencoder.temporal_factor),
+            reprojected=reprojected,
+        )
     z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)
     decoded = autoencoder.decode(z1_predicted)
     beauty_model = sample["buffers"][BUFFERS.index("beauty")][None].to(device)  # [1, 3, F, H, W]

@@ -7,6 +7,8 @@ adapter and switching a layer on or off switches exactly that adapter.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -48,6 +50,20 @@ def set_lora_enabled(model: nn.Module, adapter_name: str, enabled: bool) -> None
                 layer.set_adapter(adapter_name)
             for param, requires_grad in flags:
                 param.requires_grad_(requires_grad)
+
+
+@contextmanager
+def selected_lora(model: nn.Module, adapter_name: str | None, known: tuple[str, ...]) -> Iterator[None]:
+    """Run a task with exactly `adapter_name`'s LoRA on (None: the base model alone) among the
+    adapters `known` to the model; all are off again afterwards. A task selects its adapter once."""
+    present = [name for name in known if has_lora(model, name)]
+    for name in present:
+        set_lora_enabled(model, name, name == adapter_name)
+    try:
+        yield
+    finally:
+        for name in present:
+            set_lora_enabled(model, name, False)
 
 
 def reset_lora(model: nn.Module, adapter_name: str) -> None:
