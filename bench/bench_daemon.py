@@ -30,7 +30,7 @@ from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.core.io.outputs import write_frame
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shot.demo import BUNDLED_MODEL
-from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast_buffers, sky_radiance
 from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
 from renderflow.core.shot.rendering import render_shot
 from renderflow.core.shot.settings import RenderSettings
@@ -45,15 +45,7 @@ def write_shot(folder: Path, frames: int, size: int) -> list[tuple[int, Path]]:
     files = []
     for index in range(frames):
         camera = orbit_camera_to_world(angle=0.15 * index)
-        albedo, normal, depth, material = ray_cast(camera[:3, :3], camera[:3, 3], size, FOV_DEGREES)
-        buffers = {
-            "albedo": albedo,
-            "normal": normal,
-            "depth": depth,
-            "roughness": material[..., :1],
-            "metallic": material[..., 1:2],
-            "specular": material[..., 2:],
-        }
+        buffers = ray_cast_buffers(camera, size, FOV_DEGREES)
         path = folder / f"gbuffers.{1001 + index}.exr"
         write_canonical_frame(path, buffers, {"worldToCamera": to_imath(np.linalg.inv(camera))})
         files.append((1001 + index, path))

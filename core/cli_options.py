@@ -33,12 +33,25 @@ def stacked(*options: Callable[[Command], Command]) -> Callable[[Command], Comma
     return decorate
 
 
+def folder_option(
+    name: str, what: str, exists: bool = True, required: bool = False
+) -> Callable[[Command], Command]:
+    """An option naming a folder (that must exist unless `exists` is False)."""
+    return click.option(
+        name, type=click.Path(exists=exists, file_okay=False, path_type=Path), required=required, help=what
+    )
+
+
+def seconds_option(name: str, default: float, minimum: float, what: str) -> Callable[[Command], Command]:
+    """An option counting seconds, with a floor."""
+    return click.option(
+        name, type=click.FloatRange(min=minimum), default=default, show_default=True, help=what
+    )
+
+
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-checkpoint_option = click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="RenderFlow checkpoint folder (default: the bundled CPU model).",
-)
+CHECKPOINT_HELP = "RenderFlow checkpoint folder (default: the bundled CPU model)."
+checkpoint_option = folder_option("--checkpoint", CHECKPOINT_HELP)
 device_option = click.option(
     "--device",
     default=default_device,
@@ -78,6 +91,11 @@ env_rotate_option = click.option(
 exposure_option = click.option(
     "--exposure", type=float, default=0.0, show_default=True, help="Env map exposure in stops."
 )
+
+
+def data_option(what: str) -> Callable[[Command], Command]:
+    """--data: a dataset folder (clip folders; rf-train synth writes them)."""
+    return folder_option("--data", what, required=True)
 
 
 def out_pattern_option(example: str) -> Callable[[Command], Command]:
@@ -130,16 +148,8 @@ read_options = stacked(
 )
 READ_OPTION_KEYS = ("profile", "aov_mappings", "aov_file", "colour_space", "camera", "camera_prim", "fov")
 
-# Where rf-render's work runs: on daemons, or in process.
-runner_options = stacked(
-    click.option(
-        "--daemon",
-        "daemons",
-        multiple=True,
-        metavar="ADDRESS",
-        help="Render on rf-daemon at ADDRESS (tcp://host:5557); repeat to share the frames between "
-        "several daemons. Without it, rf-render loads the model itself.",
-    ),
+# A client's CurveZMQ keys, for daemons beyond 127.0.0.1 (rf-daemon keys makes them).
+curve_client_options = stacked(
     click.option(
         "--curve-server-key",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -150,12 +160,24 @@ runner_options = stacked(
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="This client's secret key (client.key_secret from rf-daemon keys).",
     ),
+)
+
+# Where rf-render's work runs: on daemons, or in process.
+runner_options = stacked(
     click.option(
+        "--daemon",
+        "daemons",
+        multiple=True,
+        metavar="ADDRESS",
+        help="Render on rf-daemon at ADDRESS (tcp://host:5557); repeat to share the frames between "
+        "several daemons. Without it, rf-render loads the model itself.",
+    ),
+    curve_client_options,
+    seconds_option(
         "--timeout",
-        type=click.FloatRange(min=0.1),
-        default=15.0,
-        show_default=True,
-        help="Seconds of silence after which a daemon counts as gone (it sends keep-alives each second).",
+        15.0,
+        0.1,
+        "Seconds of silence after which a daemon counts as gone (it sends keep-alives each second).",
     ),
     checkpoint_option,
     device_option,

@@ -148,13 +148,10 @@ class DaemonClient:
         return self.call(wire.OP_RENDER, params, payloads, progress, cancel_event)
 
     def decompose(
-        self,
-        params: dict[str, Any],
-        payloads: Sequence[wire.Payload],
-        progress: ProgressCallback | None = None,
-        cancel_event: threading.Event | None = None,
+        self, params: dict[str, Any], payloads: Sequence[wire.Payload], *waiting: Any
     ) -> wire.Message:
-        return self.call(wire.OP_DECOMPOSE, params, payloads, progress, cancel_event)
+        """A decompose request (see `decompose_payloads`); `waiting`: progress and cancel event, as `call`."""
+        return self.call(wire.OP_DECOMPOSE, params, payloads, *waiting)
 
     def call(
         self,

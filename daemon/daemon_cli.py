@@ -16,6 +16,14 @@ from typing import Any
 
 import click
 
+from renderflow.core.cli_options import (
+    CHECKPOINT_HELP,
+    curve_client_options,
+    folder_option,
+    seconds_option,
+    stacked,
+    verbose_option,
+)
 from renderflow.daemon import protocol as wire
 from renderflow.daemon.client import admin_token_file, default_state_file, read_admin_token
 from renderflow.daemon.processes import process_alive, process_start_time
@@ -83,6 +91,24 @@ bind_option = click.option(
 )
 
 
+# The limits hello announces and every request is held to (docs/PROTOCOL.md): option, default, help.
+LIMITS = (
+    ("--max-frames", wire.Limits.max_frames, "Most frames one job may carry (more is refused as too_large)."),
+    ("--max-pixels", wire.Limits.max_pixels, "Most pixels per frame (width x height) a job may carry."),
+    (
+        "--max-message-mb",
+        wire.Limits.max_message_bytes >> 20,
+        "Largest request in MiB; ZeroMQ drops a larger frame as it arrives.",
+    ),
+)
+limit_options = stacked(
+    *(
+        click.option(name, type=click.IntRange(1), default=value, show_default=True, help=text)
+        for name, value, text in LIMITS
+    )
+)
+
+
 @click.group(
     epilog=(
         "Examples:\n\n  rf-daemon start --device cuda --weights ckpt/\n\n"
@@ -91,7 +117,7 @@ bind_option = click.option(
         "--curve-clients keys/clients/\n\n  rf-daemon stop"
     )
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@verbose_option
 def main(verbose: bool) -> None:
     """The RenderFlow render daemon: a warm model behind a ZeroMQ socket (docs/PROTOCOL.md)."""
     logging.basicConfig(
@@ -102,22 +128,14 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @bind_option
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="RenderFlow checkpoint folder (default: the bundled CPU model).",
-)
+@folder_option("--weights", CHECKPOINT_HELP)
 @click.option(
     "--device", default="auto", show_default=True, help="Torch device: auto, cpu, cuda, cuda:1, ..."
 )
 @click.option(
     "--cache-mb", type=click.IntRange(0), default=2048, show_default=True, help="G-buffer latent cache."
 )
-@click.option("--max-frames", type=click.IntRange(1), default=wire.Limits.max_frames, show_default=True)
-@click.option("--max-pixels", type=click.IntRange(1), default=wire.Limits.max_pixels, show_default=True)
-@click.option(
-    "--max-message-mb", type=click.IntRange(1), default=wire.Limits.max_message_bytes >> 20, show_default=True
-)
+@limit_options
 @click.option(
     "--idle-timeout", type=click.FloatRange(min=1), help="Stop after this many seconds without work."
 )
@@ -128,12 +146,13 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="Seconds a running job may finish after SIGTERM or a shutdown request before it is cancelled.",
 )
-@click.option("--curve-secret-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--curve-clients",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of the client public keys (*.key) allowed to connect.",
+    "--curve-secret-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The daemon's secret key (server.key_secret from rf-daemon keys): CurveZMQ for listening beyond "
+    "127.0.0.1.",
 )
+@folder_option("--curve-clients", "Folder of the client public keys (*.key) allowed to connect.")
 @click.option(
     "--foreground/--background",
     default=False,
@@ -141,13 +160,7 @@ def main(verbose: bool) -> None:
     "once the model is warm.",
 )
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Background daemon's log.")
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=1),
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait for the model to load (background start).",
-)
+@seconds_option("--wait", 600.0, 1, "Seconds to wait for the model to load (background start).")
 @state_file_option
 def start(**options: Any) -> None:
     """Start the daemon; with --background (the default) return once the model is warm."""
@@ -309,9 +322,8 @@ def stop(bind: str, state_file: Path | None, wait: float) -> None:
 
 @main.command()
 @click.option("--address", default=wire.DEFAULT_ADDRESS, show_default=True, help="The daemon's endpoint.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
-@click.option("--curve-server-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--curve-client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@seconds_option("--timeout", 3.0, 0.1, "Seconds to wait for the daemon's answer.")
+@curve_client_options
 def status(
     address: str, timeout: float, curve_server_key: Path | None, curve_client_key: Path | None
 ) -> None:

@@ -16,7 +16,7 @@ from renderflow.core.io.exr import write_exr
 from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.core.model.configs import V2_LIGHTING, build_tiny_pipeline
 from renderflow.core.model.pipeline import RenderFlowPipeline
-from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast_buffers
 
 TINY_TRANSFORMER: dict[str, Any] = {
     "patch_size": (1, 2, 2),
@@ -82,18 +82,10 @@ def write_clip(folder: Path, frames: int = 5, size: int = 32, seed: int = 0) -> 
     write_exr(folder / "envmap.exr", envmap_world, ["R", "G", "B"], half=False)
     cameras = np.stack([orbit_camera_to_world(angle=0.2 * frame + seed) for frame in range(frames)])
     for frame, camera in enumerate(cameras):
-        albedo, normal, depth, material = ray_cast(camera[:3, :3], camera[:3, 3], size, 40.0)
-        light = 0.3 + 0.7 * np.clip(normal[..., 1:2], 0.0, 1.0)  # a stand-in for the path-traced beauty
-        buffers = {
-            "beauty": albedo * light * 2.0,
-            "albedo": albedo,
-            "normal": normal,
-            "depth": depth,
-            "roughness": material[..., :1],
-            "metallic": material[..., 1:2],
-            "specular": material[..., 2:],
-            "mask": np.isfinite(depth).astype(np.float32),
-        }
+        buffers = ray_cast_buffers(camera, size, 40.0)
+        light = 0.3 + 0.7 * np.clip(buffers["normal"][..., 1:2], 0.0, 1.0)  # stands in for a path tracer
+        buffers["beauty"] = buffers["albedo"] * light * 2.0
+        buffers["mask"] = np.isfinite(buffers["depth"]).astype(np.float32)
         attributes = {"cameraToWorld": to_imath(camera), "worldToCamera": to_imath(np.linalg.inv(camera))}
         write_canonical_frame(folder / f"frame.{1001 + frame:04d}.exr", buffers, attributes)
     write_camera_json(
@@ -137,3 +129,24 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("random_checkpoint")
     pipeline.save_pretrained(folder)
     return folder
+
+
+def render_args(clip, out, *extra):
+    """`rf-render render` of a test clip's frames under its env map."""
+    return [
+        "render",
+        str(clip / "frame.####.exr"),
+        "--env",
+        str(clip / "envmap.exr"),
+        "--out",
+        str(out),
+        "--fov",
+        "40",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """40 frames: 20 chunks of the tiny model, long enough to cancel or stop a job in the middle."""
+    return write_clip(tmp_path_factory.mktemp("long") / "clip", frames=40, size=32)

@@ -59,12 +59,6 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def long_clip(tmp_path_factory):
-    """40 frames: 20 chunks of the tiny model, long enough to cancel or stop in the middle."""
-    return write_clip(tmp_path_factory.mktemp("daemon_long") / "clip", frames=40, size=32)
-
-
-@pytest.fixture(scope="module")
 def server(random_checkpoint):
     with running_server(random_checkpoint, limits=wire.Limits(max_pixels=64 * 64, max_frames=60)) as server:
         yield server

@@ -38,11 +38,6 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def long_clip(tmp_path_factory):
-    return write_clip(tmp_path_factory.mktemp("hardening_long") / "clip", frames=40, size=32)
-
-
-@pytest.fixture(scope="module")
 def server(random_checkpoint):
     with running_server(random_checkpoint, limits=wire.Limits(max_message_bytes=4 << 20)) as server:
         yield server

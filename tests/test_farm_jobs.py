@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_clip
+from conftest import render_args, write_clip
 
 from renderflow.core.shot.segments import segment_frames, segment_starts
 from renderflow.daemon.opencue_job import LAYER_NAME, ShotJob, build_outline, job_spec
@@ -47,26 +47,13 @@ def test_rf_render_segments_and_a_segment_render(shot, random_checkpoint, tmp_pa
     result = CliRunner().invoke(rf_render, args)
     assert result.exit_code == 0 and result.output.strip() == "1001,1004"
     out = tmp_path / "b.####.exr"
-    render = [
-        "render",
-        str(clip / "frame.####.exr"),
-        "--env",
-        str(clip / "envmap.exr"),
-        "--out",
-        str(out),
-        "--keyframes",
-        keyframes,
-        "--segment",
-        "1004",
-        "--checkpoint",
-        str(random_checkpoint),
-        "--fov",
-        "40",
-    ]
+    render = render_args(
+        clip, out, "--keyframes", keyframes, "--segment", "1004", "--checkpoint", str(random_checkpoint)
+    )
     result = CliRunner().invoke(rf_render, render)
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in tmp_path.iterdir()) == ["b.1004.exr", "b.1005.exr", "b.1006.exr"]
-    bad = CliRunner().invoke(rf_render, [*render[:-6], "--segment", "1005", *render[-4:]])
+    bad = CliRunner().invoke(rf_render, [*render[:-3], "1005", *render[-2:]])
     assert bad.exit_code == 1 and "segments start at [1001, 1004]" in bad.output
 
 

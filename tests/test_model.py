@@ -109,12 +109,7 @@ def test_keyframes_change_the_output_once_the_adapter_is_trained(transformer):
 
 
 def test_a_task_selects_one_lora_and_leaves_every_adapter_off_afterwards(transformer):
-    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
-    inverse = InverseAdapter.for_transformer(transformer, lora_rank=4)
-    keyframe.attach(transformer)
-    inverse.attach(transformer)
-    layers = {name: module for name, module in transformer.named_modules() if hasattr(module, "lora_A")}
-    ffn, query = layers["blocks.0.ffn.net.2"], layers["blocks.0.attn1.to_q"]
+    ffn, query = _both_adapters_lora_layers(transformer)
     with selected_lora(transformer, INVERSE_LORA, ADAPTER_LORAS):
         assert query.disable_adapters is False and ffn.disable_adapters is True
     assert query.disable_adapters is True and ffn.disable_adapters is True
@@ -124,15 +119,17 @@ def test_a_task_selects_one_lora_and_leaves_every_adapter_off_afterwards(transfo
     assert ffn.disable_adapters is True
 
 
+def _both_adapters_lora_layers(transformer):
+    """Attach a keyframe and an inverse adapter; block 0's FFN (keyframe LoRA) and query (inverse LoRA)."""
+    KeyframeAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    InverseAdapter.for_transformer(transformer, lora_rank=4).attach(transformer)
+    layers = {name: module for name, module in transformer.named_modules() if hasattr(module, "lora_A")}
+    return layers["blocks.0.ffn.net.2"], layers["blocks.0.attn1.to_q"]
+
+
 def test_each_lora_acts_when_switched_on_with_both_adapters_attached(transformer):
     """Both adapters on one model: switching one on runs that adapter's LoRA, and only it."""
-    keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
-    inverse = InverseAdapter.for_transformer(transformer, lora_rank=4)
-    keyframe.attach(transformer)
-    inverse.attach(transformer)
-    layers = {name: module for name, module in transformer.named_modules() if hasattr(module, "lora_A")}
-    ffn = layers["blocks.0.ffn.net.2"]
-    query = layers["blocks.0.attn1.to_q"]
+    ffn, query = _both_adapters_lora_layers(transformer)
     x_ffn, x_query = torch.randn(3, ffn.in_features), torch.randn(3, query.in_features)
     with torch.no_grad():
         for name, param in transformer.named_parameters():

@@ -307,6 +307,7 @@ def test_the_plugin_imports_only_the_daemons_protocol_and_client_and_the_camera_
         "renderflow.daemon",
         "renderflow.daemon.client",
         "renderflow.daemon.requests",
+        "renderflow.core.io.buffer_names",
         "renderflow.core.io.camera_files",
         "renderflow_nuke",
     }

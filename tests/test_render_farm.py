@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_clip
+from conftest import render_args, write_clip
 
 from renderflow.core.io.cameras import from_imath
 from renderflow.core.io.exr import Layer, read_exr, write_layers
@@ -38,20 +38,6 @@ def daemons(random_checkpoint):
         server.request_stop()
     for thread in threads:
         thread.join(30)
-
-
-def render_args(clip, out, *extra):
-    return [
-        "render",
-        str(clip / "frame.####.exr"),
-        "--env",
-        str(clip / "envmap.exr"),
-        "--out",
-        str(out),
-        "--fov",
-        "40",
-        *extra,
-    ]
 
 
 def test_render_in_process_writes_every_frame_of_the_range(clip, random_checkpoint, tmp_path):

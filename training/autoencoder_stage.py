@@ -91,12 +91,6 @@ def train_autoencoder(config: AutoencoderConfig, progress: helpers.ProgressFn | 
             "lr": learning_rate,
             "grad_norm": grad_norm,
         }
-        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
-        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
-            if accelerator.is_main_process:
-                autoencoder.eval()
-                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
-                autoencoder.train()
-            accelerator.wait_for_everyone()
+        helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)

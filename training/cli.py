@@ -12,6 +12,8 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from renderflow.core.cli_options import data_option, profile_option, stacked, verbose_option
+
 F = Callable[..., Any]
 
 
@@ -26,7 +28,7 @@ F = Callable[..., Any]
   rf-train inverse --data data/synth --init runs/stage2 --out runs/model
 """,
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@verbose_option
 def main(verbose: bool) -> None:
     """Make path-traced training data and train RenderFlow."""
     logging.basicConfig(
@@ -123,70 +125,51 @@ def sheet(data: Path, split: str | None, clips: int, frame: int, out: Path) -> N
 
 
 # -- options shared by the training stages (defined once, stacked on each command) -----------------
-def _data_options(function: F) -> F:
-    for option in reversed(
-        [
-            click.option(
-                "--data",
-                type=click.Path(exists=True, file_okay=False, path_type=Path),
-                required=True,
-                help="Dataset folder: rf-train synth output, or clip folders of your own EXRs.",
-            ),
-            click.option(
-                "--split", default="train", show_default=True, help="Sub-folder of DATA to train on."
-            ),
-            click.option(
-                "--profile", default="auto", show_default=True, help="AOV profile of the clips' EXRs."
-            ),
-            click.option(
-                "--out",
-                type=click.Path(file_okay=False, path_type=Path),
-                required=True,
-                help="Checkpoint folder; an interrupted run given the same OUT resumes.",
-            ),
-            click.option("--batch-size", type=click.IntRange(1), help="Samples per step."),
-            click.option("--steps", type=click.IntRange(1), help="Optimizer steps in all."),
-            click.option("--lr", "learning_rate", type=float, help="AdamW learning rate."),
-            click.option("--warmup", "warmup_steps", type=click.IntRange(0), help="Linear warm-up steps."),
-            click.option("--seed", type=int, help="Seed of samples, bridge times and noise."),
-            click.option("--device", help="cpu, cuda, cuda:1 ... (bf16 autocast on CUDA)."),
-            click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints."),
-            click.option("--log-every", type=click.IntRange(1), help="Steps between CSV/TensorBoard rows."),
-        ]
-    ):
-        function = option(function)
-    return function
+_data_options = stacked(
+    data_option("Dataset folder: rf-train synth output, or clip folders of your own EXRs."),
+    click.option("--split", default="train", show_default=True, help="Sub-folder of DATA to train on."),
+    profile_option,
+    click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Checkpoint folder; an interrupted run given the same OUT resumes.",
+    ),
+    click.option("--batch-size", type=click.IntRange(1), help="Samples per step."),
+    click.option("--steps", type=click.IntRange(1), help="Optimizer steps in all."),
+    click.option("--lr", "learning_rate", type=float, help="AdamW learning rate."),
+    click.option("--warmup", "warmup_steps", type=click.IntRange(0), help="Linear warm-up steps."),
+    click.option("--seed", type=int, help="Seed of samples, bridge times and noise."),
+    click.option("--device", help="cpu, cuda, cuda:1 ... (bf16 autocast on CUDA)."),
+    click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints."),
+    click.option("--log-every", type=click.IntRange(1), help="Steps between CSV/TensorBoard rows."),
+)
 
 
-def _model_options(function: F) -> F:
-    for option in reversed(
-        [
-            click.option(
-                "--init",
-                type=click.Path(exists=True, file_okay=False, path_type=Path),
-                required=True,
-                help="Checkpoint to start from.",
-            ),
-            click.option("--window", type=click.IntRange(1), help="Frames per sample (the chunk length)."),
-            click.option(
-                "--cache-latents/--no-cache-latents",
-                default=None,
-                help="Encode each clip once with the frozen autoencoder (per-frame autoencoders).",
-            ),
-            click.option(
-                "--gradient-checkpointing/--no-gradient-checkpointing",
-                default=None,
-                help="Recompute activations in the backward pass: less memory, more time.",
-            ),
-            click.option(
-                "--lpips-weights",
-                type=click.Path(exists=True, dir_okay=False),
-                help="LPIPS weights from `rf-train lpips-weights` (else $RENDERFLOW_LPIPS_WEIGHTS).",
-            ),
-        ]
-    ):
-        function = option(function)
-    return function
+_model_options = stacked(
+    click.option(
+        "--init",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        required=True,
+        help="Checkpoint to start from.",
+    ),
+    click.option("--window", type=click.IntRange(1), help="Frames per sample (the chunk length)."),
+    click.option(
+        "--cache-latents/--no-cache-latents",
+        default=None,
+        help="Encode each clip once with the frozen autoencoder (per-frame autoencoders).",
+    ),
+    click.option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        default=None,
+        help="Recompute activations in the backward pass: less memory, more time.",
+    ),
+    click.option(
+        "--lpips-weights",
+        type=click.Path(exists=True, dir_okay=False),
+        help="LPIPS weights from `rf-train lpips-weights` (else $RENDERFLOW_LPIPS_WEIGHTS).",
+    ),
+)
 
 
 def _config(config_type: type, options: dict[str, Any]) -> Any:
@@ -196,6 +179,13 @@ def _config(config_type: type, options: dict[str, Any]) -> Any:
         if key in given:
             given[key] = str(given[key])
     return config_type(**given)
+
+
+def _train(name: str, config_type: type, train: Callable[..., Path], options: dict[str, Any]) -> None:
+    """Run a stage with its config made from the options, a progress bar, and the checkpoint said."""
+    with _progress_bar(name) as progress:
+        out = train(_config(config_type, options), progress)
+    click.echo(f"checkpoint: {out}")
 
 
 @contextmanager
@@ -230,9 +220,7 @@ def autoencoder(**options: Any) -> None:
     """
     from renderflow.training.autoencoder_stage import AutoencoderConfig, train_autoencoder
 
-    with _progress_bar("autoencoder") as progress:
-        out = train_autoencoder(_config(AutoencoderConfig, options), progress)
-    click.echo(f"checkpoint: {out}")
+    _train("autoencoder", AutoencoderConfig, train_autoencoder, options)
 
 
 def _parse_schedule(value: str | None) -> tuple[tuple[int, int | None], ...] | None:
@@ -281,9 +269,7 @@ def stage1(schedule: str | None, phase_lr_factors: str | None, **options: Any) -
             options["phase_lr_factors"] = tuple(float(part) for part in phase_lr_factors.split(","))
         except ValueError:
             raise click.BadParameter(f"{phase_lr_factors!r}: expected factors like 1,0.6") from None
-    with _progress_bar("stage1") as progress:
-        out = train_stage1(_config(Stage1Config, options), progress)
-    click.echo(f"checkpoint: {out}")
+    _train("stage1", Stage1Config, train_stage1, options)
 
 
 @main.command()
@@ -312,9 +298,7 @@ def stage2(**options: Any) -> None:
     """
     from renderflow.training.stage2 import Stage2Config, train_stage2
 
-    with _progress_bar("stage2") as progress:
-        out = train_stage2(_config(Stage2Config, options), progress)
-    click.echo(f"checkpoint: {out}")
+    _train("stage2", Stage2Config, train_stage2, options)
 
 
 @main.command()
@@ -330,9 +314,7 @@ def inverse(**options: Any) -> None:
     """
     from renderflow.training.inverse_stage import InverseConfig, train_inverse
 
-    with _progress_bar("inverse") as progress:
-        out = train_inverse(_config(InverseConfig, options), progress)
-    click.echo(f"checkpoint: {out}")
+    _train("inverse", InverseConfig, train_inverse, options)
 
 
 @main.command("lpips-weights")

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from renderflow.core.cli_options import data_option, folder_option, profile_option, verbose_option
+
 
 def _int_list(value: str) -> tuple[int, ...]:
     try:
@@ -16,20 +18,17 @@ def _int_list(value: str) -> tuple[int, ...]:
         raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 4,8,16") from None
 
 
+ENV_HEIGHT_HELP = "Height of the camera-view env maps (width twice that; never below the frame height)."
+SAMPLER_HELP = "Steps of the diffusion-style baseline (0: leave it out)."
+
+
 @click.command(
     epilog="Example:\n\n  rf-eval --data data/synth64 --checkpoint core/weights/renderflow-cpu --out results",
 )
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Dataset folder (clip folders; rf-train synth output).",
-)
+@data_option("Dataset folder (clip folders; rf-train synth output).")
 @click.option("--split", default="test", show_default=True, help="Sub-folder of DATA to score.")
-@click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="RenderFlow checkpoint; without it only the IBL and Deferred baselines are scored.",
+@folder_option(
+    "--checkpoint", "RenderFlow checkpoint; without it only the IBL and Deferred baselines are scored."
 )
 @click.option(
     "--out",
@@ -37,28 +36,16 @@ def _int_list(value: str) -> tuple[int, ...]:
     required=True,
     help="Folder for results.md, results.json and contact sheets.",
 )
-@click.option("--profile", default="auto", show_default=True, help="AOV profile of the clips' EXRs.")
+@profile_option
 @click.option("--steps", default="1,4", show_default=True, help="RenderFlow step counts to score.")
-@click.option(
-    "--env-height",
-    type=click.IntRange(8),
-    default=64,
-    show_default=True,
-    help="Height of the camera-view env maps (width twice that; never below the frame height).",
-)
+@click.option("--env-height", type=click.IntRange(8), default=64, show_default=True, help=ENV_HEIGHT_HELP)
 @click.option(
     "--fov",
     type=click.FloatRange(1, 179),
     help="Vertical field of view in degrees, for clips without camera.json (cameras from the EXR "
     "headers' cameraToWorld/worldToCamera); overrides camera.json's.",
 )
-@click.option(
-    "--sampler-steps",
-    type=click.IntRange(0),
-    default=30,
-    show_default=True,
-    help="Steps of the diffusion-style baseline (0: leave it out).",
-)
+@click.option("--sampler-steps", type=click.IntRange(0), default=30, show_default=True, help=SAMPLER_HELP)
 @click.option(
     "--keyframe-gaps", default="4,8,16", show_default=True, help="Keyframe gaps to score (Table 6)."
 )
@@ -75,7 +62,7 @@ def _int_list(value: str) -> tuple[int, ...]:
     type=click.Path(exists=True, dir_okay=False),
     help="LPIPS weights (rf-train lpips-weights).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@verbose_option
 def main(
     data: Path,
     split: str,

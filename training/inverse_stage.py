@@ -30,43 +30,23 @@ MIN_DISPARITY = 1e-3  # normalised disparity floor before the log: background is
 
 
 @dataclass
-class InverseConfig:
+class InverseConfig(helpers.AdapterStageConfig):
     # I/O
     data: str = ""
     init: str = ""  # the forward checkpoint (with an inverse adapter)
     out: str = ""
-    split: str = "train"
-    profile: str = "auto"
-    # data
-    window: int = 5
-    crop: int | None = None  # square crop in pixels; None = the whole frame
-    batch_size: int = 32
-    cache_latents: bool = False
-    # optimisation (paper appendix A.2: AdamW, LR 1e-4, batch 32, 20k steps)
-    steps: int = 20000
-    learning_rate: float = 1e-4
-    warmup_steps: int = 0
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    # loss
     lambda_reconstruction: float = 1.0
-    lpips_weights: str | None = None
-    # system
-    seed: int = 0
-    device: str = "cuda"
-    gradient_checkpointing: bool = True
-    checkpoint_every: int = 1000
-    log_every: int = 10
+    # the rest (split, profile, window, crop, batch size, optimisation, system): AdapterStageConfig
 
 
 def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = None) -> Path:
     """Train the inverse adapter; return the checkpoint folder. Resumes from `out/train_state/`."""
     # 1. Seed and device
-    accelerator = helpers.make_accelerator(config.device)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    torch.manual_seed(config.seed)
+    accelerator, device, rank, world = helpers.start_stage(config.device, config.seed)
 
     # 2. Model: the forward model frozen, the inverse adapter and its LoRA trainable
-    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    pipeline = helpers.load_for_training(config.init, device)
     adapter = pipeline.inverse_adapter
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no inverse adapter to train")
@@ -77,19 +57,11 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
         WindowSpec(config.window, config.crop),
         config.seed,
     )
-    transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
-    for module in (transformer, autoencoder, pipeline.keyframe_adapter):
-        if module is not None:
-            module.requires_grad_(False)
-    adapter.requires_grad_(True).train()
-    for name, param in transformer.named_parameters():
-        param.requires_grad_(f".{INVERSE_LORA}." in name)
-    if config.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
+    autoencoder = pipeline.autoencoder
+    params = helpers.train_only_adapter(pipeline, adapter, INVERSE_LORA, config.gradient_checkpointing)
     cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
 
     # 4. Optimizer, and the state of an interrupted run
-    params = helpers.trainable_parameters([("adapter", adapter), ("transformer", transformer)])
     optimizer, start, log = helpers.start_optimizer(params, config, accelerator)
 
     # 5. The loop
@@ -116,11 +88,7 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
             for name in INTRINSICS
         }
         values |= {"lr": learning_rate, "grad_norm": grad_norm}
-        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
-        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
-            if accelerator.is_main_process:
-                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
-            accelerator.wait_for_everyone()
+        helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)
 

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,66 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total, logge
 STATE_DIR = "train_state"
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
+
+
+@dataclass
+class TransformerStageConfig:
+    """The system settings of the stages that train on the transformer (stage 1, stage 2, inverse);
+    each stage's config adds its own groups (I/O, data, optimisation) and stays flat."""
+
+    seed: int = 0
+    device: str = "cuda"
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = 1000
+    log_every: int = 10
+
+
+@dataclass
+class AdapterStageConfig(TransformerStageConfig):
+    """What the adapter stages (keyframes, inverse) share beside the system settings: the data's
+    sub-folder and windows, and the optimisation of paper appendix A (AdamW, LR 1e-4, batch 32,
+    20k steps)."""
+
+    split: str = "train"
+    profile: str = "auto"  # AOV profile of the clips' EXRs
+    window: int = 5
+    crop: int | None = None  # square crop in pixels; None = the whole frame
+    batch_size: int = 32
+    cache_latents: bool = False
+    steps: int = 20000
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lpips_weights: str | None = None
+
+
+def train_only_adapter(
+    pipeline: RenderFlowPipeline, adapter: nn.Module, lora_name: str, gradient_checkpointing: bool
+) -> dict[str, nn.Parameter]:
+    """Freeze the model but `adapter` and its LoRA `lora_name` in the transformer; their parameters."""
+    transformer = pipeline.transformer
+    for module in (transformer, pipeline.autoencoder, pipeline.keyframe_adapter, pipeline.inverse_adapter):
+        if module is not None:
+            module.requires_grad_(False)
+    adapter.requires_grad_(True).train()
+    for name, param in transformer.named_parameters():
+        param.requires_grad_(f".{lora_name}." in name)
+    if gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    return trainable_parameters([("adapter", adapter), ("transformer", transformer)])
+
+
+def start_stage(device: str, seed: int) -> tuple[Accelerator, torch.device, int, int]:
+    """A stage's accelerator, device, process rank and count; torch seeded."""
+    accelerator = make_accelerator(device)
+    torch.manual_seed(seed)
+    return accelerator, accelerator.device, accelerator.process_index, accelerator.num_processes
+
+
+def load_for_training(init: str, device: torch.device) -> RenderFlowPipeline:
+    """The checkpoint a stage starts from, in fp32 master weights (bf16 comes from autocast on CUDA)."""
+    return RenderFlowPipeline.from_pretrained(Path(init)).to(device, torch.float32)
 
 
 def make_accelerator(device: str, gradient_accumulation_steps: int = 1) -> Accelerator:
@@ -301,6 +361,26 @@ def end_of_step(
 
 def checkpoint_due(step: int, total: int, checkpoint_every: int) -> bool:
     return step % checkpoint_every == 0 or step == total
+
+
+def finish_step(
+    step: int,
+    config: Any,
+    values: dict[str, float],
+    progress: ProgressFn | None,
+    log: TrainingLog,
+    accelerator: Accelerator,
+    pipeline: RenderFlowPipeline,
+    params: dict[str, nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    """A finished step (1-based) of a stage whose config has steps, log_every, checkpoint_every and
+    out: reported, logged, and checkpointed when due (by the main process; the others wait)."""
+    end_of_step(step, config.steps, values, progress, log, config.log_every)
+    if checkpoint_due(step, config.steps, config.checkpoint_every):
+        if accelerator.is_main_process:
+            save_checkpoint(pipeline, params, optimizer, step, config, Path(config.out))
+        accelerator.wait_for_everyone()
 
 
 def frozen_model_extras(

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Stage1Config:
+class Stage1Config(helpers.TransformerStageConfig):
     # I/O
     data: str = ""  # dataset folder (rf-train synth, or clip folders of your own EXRs)
     init: str = ""  # checkpoint to start from (rf-train autoencoder, rf-render import-wan, or a stage-1 run)
@@ -49,12 +49,7 @@ class Stage1Config:
     lambda_pixel: float = 1.0  # λ of eq. 8
     reference_probability: float = 0.5  # share of samples conditioned on their first frame (§4.4)
     lpips_weights: str | None = None  # converted LPIPS weights; see training/lpips.py
-    # system
-    seed: int = 0
-    device: str = "cuda"
-    gradient_checkpointing: bool = True
-    checkpoint_every: int = 1000
-    log_every: int = 10
+    # system: seed, device, gradient_checkpointing, checkpoint_every, log_every (TransformerStageConfig)
 
     @property
     def steps(self) -> int:
@@ -81,13 +76,11 @@ class Stage1Config:
 def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = None) -> Path:
     """Train the base model; return the checkpoint folder. Resumes from `out/train_state/`."""
     # 1. Seed and device
-    accelerator = helpers.make_accelerator(config.device)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    torch.manual_seed(config.seed)
+    accelerator, device, rank, world = helpers.start_stage(config.device, config.seed)
 
     # 2. Model: the transformer trains, the rest is frozen
     # fp32 master weights; bf16 comes from autocast on CUDA
-    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    pipeline = helpers.load_for_training(config.init, device)
 
     # 3. Data: clips in memory, as this model sees them; one dataset per crop size of the schedule
     clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
@@ -127,11 +120,7 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
         grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
 
         values = helpers.process_mean(accelerator, losses) | {"lr": learning_rate, "grad_norm": grad_norm}
-        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
-        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
-            if accelerator.is_main_process:
-                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
-            accelerator.wait_for_everyone()
+        helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)
 

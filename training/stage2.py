@@ -30,47 +30,28 @@ from renderflow.training.stage1 import total_loss
 
 
 @dataclass
-class Stage2Config:
+class Stage2Config(helpers.AdapterStageConfig):
     # I/O
     data: str = ""
     init: str = ""  # the stage-1 checkpoint (with a keyframe adapter; rf-train autoencoder makes one)
     fresh_adapter: bool = False  # start the keyframe adapter and its LoRA from scratch, not from init's
     reprojected_source: bool | None = None  # set the adapter's `reprojected_source`; None: init's
     out: str = ""
-    split: str = "train"
-    profile: str = "auto"
     # data
-    window: int = 5
-    crop: int | None = None  # square crop in pixels; None = the whole frame
     keyframe_gap: int = 16  # paper: sparse keyframes
-    batch_size: int = 32
-    cache_latents: bool = False
-    # optimisation (paper appendix A: 20k steps at 512², LR 1e-4)
-    steps: int = 20000
-    learning_rate: float = 1e-4
-    warmup_steps: int = 0
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    # loss
     lambda_pixel: float = 1.0
     reference_probability: float = 0.5
-    lpips_weights: str | None = None
-    # system
-    seed: int = 0
-    device: str = "cuda"
-    gradient_checkpointing: bool = True
-    checkpoint_every: int = 1000
-    log_every: int = 10
+    # the rest (split, profile, window, crop, batch size, optimisation, system): AdapterStageConfig
 
 
 def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = None) -> Path:
     """Train the keyframe adapter; return the checkpoint folder. Resumes from `out/train_state/`."""
     # 1. Seed and device
-    accelerator = helpers.make_accelerator(config.device)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    torch.manual_seed(config.seed)
+    accelerator, device, rank, world = helpers.start_stage(config.device, config.seed)
 
     # 2. Model: everything frozen but the keyframe adapter and its LoRA
-    pipeline = RenderFlowPipeline.from_pretrained(Path(config.init)).to(device, torch.float32)
+    pipeline = helpers.load_for_training(config.init, device)
     adapter = pipeline.keyframe_adapter
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no keyframe adapter to train")
@@ -88,17 +69,10 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
         if config.reprojected_source and not adapter.config["reprojection"]:
             raise ValueError(f"{config.init}: --reprojected-source needs an adapter made with reprojection")
         adapter.register_to_config(reprojected_source=config.reprojected_source)
-    for module in (transformer, autoencoder):
-        module.requires_grad_(False)
-    adapter.requires_grad_(True).train()
-    for name, param in transformer.named_parameters():
-        param.requires_grad_(f".{KEYFRAME_LORA}." in name)
-    if config.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
+    params = helpers.train_only_adapter(pipeline, adapter, KEYFRAME_LORA, config.gradient_checkpointing)
     cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
 
     # 4. Optimizer, and the state of an interrupted run
-    params = helpers.trainable_parameters([("adapter", adapter), ("transformer", transformer)])
     optimizer, start, log = helpers.start_optimizer(params, config, accelerator)
 
     # 5. The loop: one sample at a time, gradients accumulated over the batch
@@ -125,11 +99,7 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
         grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
 
         values = totals | {"lr": learning_rate, "grad_norm": grad_norm}
-        helpers.end_of_step(step + 1, config.steps, values, progress, log, config.log_every)
-        if helpers.checkpoint_due(step + 1, config.steps, config.checkpoint_every):
-            if accelerator.is_main_process:
-                helpers.save_checkpoint(pipeline, params, optimizer, step + 1, config, Path(config.out))
-            accelerator.wait_for_everyone()
+        helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)
 

@@ -16,25 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from renderflow.core.io.buffer_names import BUFFER_CHANNELS
 from renderflow.core.io.exr import ExrImage
 
-# Canonical buffers and their channel counts. `glossiness` is read only to make roughness (1 - g);
-# `diffuse_albedo` ((1 - metallic) · base colour, what most renderers' albedo AOVs hold) and
-# `specular_colour` (their specular/reflection filter, the base colour on metals) only to make albedo.
-BUFFER_CHANNELS = {
-    "beauty": 3,
-    "alpha": 1,
-    "albedo": 3,
-    "diffuse_albedo": 3,
-    "specular_colour": 3,
-    "normal": 3,
-    "depth": 1,
-    "roughness": 1,
-    "metallic": 1,
-    "specular": 1,
-    "glossiness": 1,
-    "mask": 1,
-}
 REQUIRED_BUFFERS = ("albedo", "normal", "depth")
 # Disney BRDF defaults used when a renderer wrote no material AOV (logged loudly by gbuffer_io).
 DEFAULT_MATERIAL = {"roughness": 0.5, "metallic": 0.0, "specular": 0.5}

@@ -94,3 +94,18 @@ def ray_cast(
         s[..., None].astype(np.float32),
         material.astype(np.float32),
     )
+
+
+def ray_cast_buffers(camera_to_world: np.ndarray, size: int, fov_degrees: float) -> dict[str, np.ndarray]:
+    """One frame of the demo scene from a camera `[4, 4]`, as the named buffers a canonical EXR holds."""
+    albedo, normal, depth, material = ray_cast(
+        camera_to_world[:3, :3], camera_to_world[:3, 3], size, fov_degrees
+    )
+    return {
+        "albedo": albedo,
+        "normal": normal,
+        "depth": depth,
+        "roughness": material[..., :1],
+        "metallic": material[..., 1:2],
+        "specular": material[..., 2:],
+    }

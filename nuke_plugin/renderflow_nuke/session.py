@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from renderflow.core.io.buffer_names import BUFFER_CHANNELS as CANONICAL_CHANNELS
+from renderflow.core.io.buffer_names import PICKABLE_BUFFERS
 from renderflow.daemon import protocol as wire
 from renderflow.daemon import requests
 from renderflow.daemon.client import (
@@ -32,16 +34,7 @@ WORKING_SPACE = "working space"  # the colour-space knob's default: the script's
 # Nuke's own config calls its working space "linear": linear Rec.709 primaries.
 NUKE_DEFAULT_SPACES = {"linear": "lin_rec709", "Linear": "lin_rec709"}
 # albedo is the base colour; renderers' albedo AOVs are diffuse albedos (docs/AOV_PROFILES.md).
-BUFFER_CHANNELS = {
-    "albedo": 3,
-    "diffuse_albedo": 3,
-    "specular_colour": 3,
-    "normal": 3,
-    "depth": 1,
-    "roughness": 1,
-    "metallic": 1,
-    "specular": 1,
-}
+BUFFER_CHANNELS = {buffer: CANONICAL_CHANNELS[buffer] for buffer in PICKABLE_BUFFERS}
 NUKE_SUFFIX_TO_EXR = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}  # what Nuke's Write writes
 VERSION_PATTERN = re.compile(r"^v(\d{3,})$")
 ProgressFn = Callable[[float, str], None]  # (fraction done, message)
