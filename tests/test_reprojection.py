@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from renderflow.core.shading.reprojection import pixel_rays, reproject, reproject_keyframes
+from renderflow.core.shading.rays import pixel_rays
+from renderflow.core.shading.reprojection import reproject, reproject_keyframes
 from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, orbit_camera_to_world, ray_cast
 
 SIZE, FOV = 64, 40.0

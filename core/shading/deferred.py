@@ -16,6 +16,7 @@ Background pixels (infinite depth) show the env map along the view ray.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.model import encodings as enc
+from renderflow.core.shading import rays
 
 BASELINES = ("ibl", "deferred")
 DIELECTRIC_F0_AT_SPECULAR_1 = 0.08  # Disney: F0 = 0.08·specular, 0.04 at the default 0.5
@@ -36,11 +38,7 @@ BRDF_TABLE_SAMPLES = 512
 # -- directions -----------------------------------------------------------------------------------
 def view_rays(height: int, width: int, vertical_fov_degrees: float) -> torch.Tensor:
     """Camera-space unit directions from the eye through each pixel centre, `[H, W, 3]` (-Z forward)."""
-    tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
-    x = ((torch.arange(width) + 0.5) / width * 2 - 1) * tan_half * width / height
-    y = (1 - (torch.arange(height) + 0.5) / height * 2) * tan_half
-    rays = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None], -torch.ones(height, width)), dim=-1)
-    return F.normalize(rays.double(), dim=-1)
+    return torch.from_numpy(rays.view_rays(height, width, vertical_fov_degrees))
 
 
 def camera_view_directions(height: int, width: int) -> torch.Tensor:
@@ -273,6 +271,37 @@ def render_baseline(
 BLOCK_ROWS = 128  # rows shaded at once: 2K frames cost per pixel what small ones do
 
 
+@dataclass
+class Surface:
+    """What a shader needs of the G-buffer rows, in camera space (double precision)."""
+
+    albedo: torch.Tensor  # [F, h, W, 3]
+    normal: torch.Tensor  # [F, h, W, 3], unit
+    reflected: torch.Tensor  # [F, h, W, 3]: the view ray mirrored about the normal
+    roughness: torch.Tensor  # [F, h, W]
+    diffuse_colour: torch.Tensor  # [F, h, W, 3]: (1 - metallic)(1 - E_spec)·albedo
+    specular_albedo: torch.Tensor  # [F, h, W, 3]: E_spec = F0·A + B (split sum)
+    background: torch.Tensor  # [F, h, W] bool: no geometry
+
+
+def surface(gbuffers: GBuffers, view: torch.Tensor, rows: slice) -> Surface:
+    """The rows `rows` of every frame as a Surface; `view` `[F, h, W, 3]` are their view rays."""
+    albedo = torch.from_numpy(gbuffers.albedo[:, rows]).double()
+    normal = F.normalize(torch.from_numpy(gbuffers.normal[:, rows]).double(), dim=-1)
+    material = torch.from_numpy(gbuffers.material[:, rows]).double()
+    background = ~torch.isfinite(torch.from_numpy(gbuffers.depth[:, rows]))[..., 0]
+    roughness, metallic, specular = material.unbind(-1)
+    to_eye = -view
+    n_dot_v = (normal * to_eye).sum(-1).clamp(1e-4, 1.0)
+    reflected = 2 * n_dot_v[..., None] * normal - to_eye
+    dielectric_f0 = (DIELECTRIC_F0_AT_SPECULAR_1 * specular)[..., None].expand_as(albedo)
+    f0 = dielectric_f0 * (1 - metallic[..., None]) + albedo * metallic[..., None]
+    scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
+    specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
+    diffuse_colour = (1 - metallic[..., None]) * (1 - specular_albedo) * albedo
+    return Surface(albedo, normal, reflected, roughness, diffuse_colour, specular_albedo, background)
+
+
 def _shade(
     method: str,
     gbuffers: GBuffers,
@@ -283,28 +312,15 @@ def _shade(
     rows: slice,
 ) -> np.ndarray:
     """The baseline for the rows `rows` of every frame: `[F, h, W, 3]`."""
-    albedo = torch.from_numpy(gbuffers.albedo[:, rows]).double()
-    normal = F.normalize(torch.from_numpy(gbuffers.normal[:, rows]).double(), dim=-1)
-    material = torch.from_numpy(gbuffers.material[:, rows]).double()
-    background = ~torch.isfinite(torch.from_numpy(gbuffers.depth[:, rows]))[..., 0]
-
-    diffuse_light = sh_irradiance_of(coefficients, normal) / math.pi  # a white Lambertian surface's radiance
+    shading = surface(gbuffers, view, rows)
+    diffuse_light = sh_irradiance_of(coefficients, shading.normal) / math.pi  # a white Lambertian's radiance
     if method == "ibl":
-        beauty = albedo * diffuse_light
+        beauty = shading.albedo * diffuse_light
     else:
-        roughness, metallic, specular = material.unbind(-1)
-        to_eye = -view
-        n_dot_v = (normal * to_eye).sum(-1).clamp(1e-4, 1.0)
-        reflected = 2 * n_dot_v[..., None] * normal - to_eye
-        dielectric_f0 = (DIELECTRIC_F0_AT_SPECULAR_1 * specular)[..., None].expand_as(albedo)
-        f0 = dielectric_f0 * (1 - metallic[..., None]) + albedo * metallic[..., None]
-        scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
-        specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
-        prefiltered = sample_prefiltered(prefiltered_levels, reflected, roughness).double()
-        diffuse_weight = (1 - metallic[..., None]) * (1 - specular_albedo)
-        beauty = diffuse_weight * albedo * diffuse_light + specular_albedo * prefiltered
+        prefiltered = sample_prefiltered(prefiltered_levels, shading.reflected, shading.roughness).double()
+        beauty = shading.diffuse_colour * diffuse_light + shading.specular_albedo * prefiltered
     sky = sample_camera_view(env, view).double()
-    beauty = torch.where(background[..., None], sky, beauty)
+    beauty = torch.where(shading.background[..., None], sky, beauty)
     return beauty.float().numpy()
 
 

@@ -8,7 +8,7 @@ keyframe's own depth) or it falls outside the keyframe. That is exact geometry, 
 should not have to learn: the adapter gets the reprojected radiance and a validity mask.
 
 Cameras are camera-to-world `[4, 4]` (column vectors, translation in the last column; the camera
-looks down -Z with +Y up, ARCHITECTURE §2); pixel centres as `baselines.view_rays`.
+looks down -Z with +Y up, ARCHITECTURE §2); pixel centres as core/shading/rays.py.
 """
 
 from __future__ import annotations
@@ -17,17 +17,11 @@ import math
 
 import numpy as np
 
+from renderflow.core.shading.rays import pixel_rays
+
 # A reprojected point is visible in the keyframe when its depth there is within this fraction
 # of the keyframe's own depth at that pixel.
 DEPTH_TOLERANCE = 0.03
-
-
-def pixel_rays(height: int, width: int, vertical_fov_degrees: float) -> np.ndarray:
-    """Camera-space points at planar depth 1 through each pixel centre, `[H, W, 3]` (z = -1)."""
-    tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
-    x = ((np.arange(width) + 0.5) / width * 2 - 1) * tan_half * width / height
-    y = (1 - (np.arange(height) + 0.5) / height * 2) * tan_half
-    return np.stack(np.broadcast_arrays(x[None, :], y[:, None], -np.ones((height, width))), axis=-1)
 
 
 def reproject(

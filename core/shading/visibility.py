@@ -1,0 +1,343 @@
+"""Visibility in the physics prior: the env map's dominant lights with screen-space shadows, and the
+rest of the sky through screen-space occlusion (beyond the paper; docs/MODEL.md, "Model v3").
+
+The Deferred shader (deferred.py) lights every pixel with the whole env map as if nothing stood in
+the way. Here the camera-view env map is split, energy-conserving, into up to MAX_LIGHTS lights
+(the texels far above the map's mean, clustered: a sun, softboxes, a bright window) and the
+residual map (those texels clipped to the threshold). Then per pixel:
+
+    beauty = D·(AO·E_res + Σ_i V_i·E_i·max(0, n·l_i)/π) + S·(SO·P_res + Σ_i V_i·P_i)
+
+with D the diffuse colour and S the split-sum specular albedo of deferred.py, E_res the residual's
+SH irradiance / π, P the GGX-prefiltered maps along the reflection, V_i a soft shadow ray-marched
+against the depth buffer toward the light (several rays over a large light's extent), AO the
+share of cosine-weighted hemisphere rays that leave without hitting the depth buffer, and SO the
+visibility along the reflection (blended with AO by roughness). Rays that leave the screen meet the
+depth buffer's border pixels, so a room whose walls and ceiling fill the frame stays enclosed and
+is lit only where its openings show the sky.
+
+Screen space cannot see what the camera does not: an occluder off screen casts no shadow, an
+object's back is assumed to be THICKNESS times its depth thick, and an opening off screen is
+taken for wall. Every term depends on the env map linearly and on the geometry only otherwise,
+so scaling the env map by k scales the result by k exactly; nothing is random.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.model import encodings as enc
+from renderflow.core.shading import rays
+from renderflow.core.shading.deferred import (
+    camera_view_directions,
+    prefiltered_envmaps,
+    sample_camera_view,
+    sample_prefiltered,
+    sh_coefficients,
+    sh_irradiance_of,
+    solid_angles,
+    surface,
+)
+
+MAX_LIGHTS = 3
+LIGHT_CONTRAST = 6.0  # texels brighter than this × the map's mean luminance may belong to a light
+LIGHT_MIN_SHARE = 0.05  # a light carries at least this share of the map's energy ∫Y dΩ
+LIGHT_CLUSTER_RADIANS = math.radians(25.0)  # texels this close to a light's peak join it
+SOFT_SHADOW_RADIANS = math.radians(2.0)  # lights wider than this cast soft shadows (5 rays)
+SHADOW_STEPS = 16
+OCCLUSION_DIRECTIONS = 8
+OCCLUSION_STEPS = 12
+RAY_RANGE = 2.0  # rays march this many times the pixel's depth
+THICKNESS = 0.6  # an occluder is this many times its depth thick (behind its visible surface)
+NORMAL_OFFSET = 0.01  # rays start this many times the depth off the surface (no self-shadowing)
+ENCLOSURE_SKY_SHARE = 0.1  # a sequence showing at least this much sky is open beyond the view
+# ... and enclosed when this share of its surfaces faces each other across one axis (walls, floor
+# and ceiling); a share of OPPOSING_FLOOR or less (a sphere's sides) is no evidence
+OPPOSING_FULL, OPPOSING_FLOOR = 0.2, 0.05
+DEPTH_BIAS = 0.01  # a sample is behind the depth buffer when beyond it by this share of its depth
+BAYER_4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16 + 1 / 32
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+
+
+@dataclass
+class EnvLight:
+    """One light of a camera-view env map."""
+
+    direction: torch.Tensor  # [3] camera space, unit: the radiance-weighted mean direction
+    irradiance: torch.Tensor  # [3] ∫ L dΩ over the light (the irradiance at normal incidence)
+    radius: float  # angular radius in radians (radiance-weighted RMS distance from the direction)
+    radiance: torch.Tensor  # [He, We, 3]: the light's share of the map (zero elsewhere)
+
+
+def split_lights(envmap_cam: torch.Tensor) -> tuple[list[EnvLight], torch.Tensor]:
+    """A camera-view env map `[He, We, 3]` as its lights and the residual map; lights + residual
+    = the map exactly."""
+    height, width, _ = envmap_cam.shape
+    env = envmap_cam.double()
+    directions = camera_view_directions(height, width)  # [He, We, 3]
+    omega = solid_angles(height, width).expand(height, width)
+    luminance = env @ torch.tensor(LUMINANCE, dtype=torch.float64)
+    total = float((luminance * omega).sum())
+    threshold = LIGHT_CONTRAST * total / (4 * math.pi)
+    excess = (luminance - threshold).clamp_min(0)  # per texel, above the threshold
+    energy = excess * omega
+    free = energy > 0
+    lights, residual = [], env.clone()
+    for _ in range(MAX_LIGHTS):
+        if not free.any() or total <= 0:
+            break
+        peak = directions.reshape(-1, 3)[torch.argmax(torch.where(free, energy, -1.0))]
+        member = free & ((directions @ peak).clamp(-1, 1).acos() < LIGHT_CLUSTER_RADIANS)
+        weight = torch.where(member, energy, 0.0)
+        if float(weight.sum()) < LIGHT_MIN_SHARE * total:
+            break
+        free &= ~member
+        share = torch.where(member, excess / luminance.clamp_min(1e-30), 0.0)[..., None]  # of each texel
+        radiance = env * share  # the texels' radiance above the threshold, colour kept
+        residual -= radiance
+        mean = F.normalize((directions * weight[..., None]).sum((0, 1)), dim=0)
+        angle = (directions @ mean).clamp(-1, 1).acos()
+        radius = float(torch.sqrt((angle**2 * weight).sum() / weight.sum()))
+        irradiance = (radiance * omega[..., None]).sum((0, 1))
+        lights.append(EnvLight(mean, irradiance, radius, radiance))
+    return lights, residual
+
+
+def enclosure(gbuffers: GBuffers) -> float:
+    """How enclosed the space of a sequence is, 0 (open) to 1 (a closed room): rays that leave the
+    view meet wall with this probability. Evidence, over all frames at once (no flicker): little sky
+    in view, and surfaces facing each other (camera-space normals beyond ±0.5 on x or y)."""
+    finite = np.isfinite(gbuffers.depth[..., 0])
+    if not finite.any():
+        return 0.0
+    sky_share = 1.0 - float(finite.mean())
+    normals = gbuffers.normal[finite]  # [N, 3]
+    opposing = max(min(float((axis > 0.5).mean()), float((axis < -0.5).mean())) for axis in normals[:, :2].T)
+    facing = min(1.0, max(0.0, (opposing - OPPOSING_FLOOR) / (OPPOSING_FULL - OPPOSING_FLOOR)))
+    return facing * max(0.0, 1.0 - sky_share / ENCLOSURE_SKY_SHARE)
+
+
+def shade_with_visibility(
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+) -> np.ndarray:
+    """Scene-linear beauty `[F, H, W, 3]` of the G-buffers under camera-view env maps `[F, He, We, 3]`
+    (or one `[He, We, 3]` for all frames), with shadows and occlusion (module docstring)."""
+    num_frames, height, width = gbuffers.validate()
+    env = torch.from_numpy(np.ascontiguousarray(envmap_cam, dtype=np.float32))
+    if env.ndim == 3:
+        env = env[None].expand(num_frames, *env.shape)
+    if env.ndim != 4 or env.shape[0] != num_frames or env.shape[-1] != 3:
+        raise ValueError(
+            f"env map: expected [He, We, 3] or [{num_frames}, He, We, 3], got {list(envmap_cam.shape)}"
+        )
+    view = torch.from_numpy(rays.view_rays(height, width, vertical_fov_degrees))  # [H, W, 3]
+    enclosed = enclosure(gbuffers)
+    out = np.empty((num_frames, height, width, 3), np.float32)
+    for frame in range(num_frames):
+        frame_buffers = GBuffers(*(buffer[frame : frame + 1] for buffer in _buffers(gbuffers)))
+        out[frame] = _shade_frame(frame_buffers, env[frame], view, vertical_fov_degrees, enclosed)
+    return out
+
+
+def _buffers(gbuffers: GBuffers) -> tuple[np.ndarray, ...]:
+    return gbuffers.albedo, gbuffers.normal, gbuffers.depth, gbuffers.material
+
+
+def _shade_frame(
+    gbuffers: GBuffers, env: torch.Tensor, view: torch.Tensor, fov: float, enclosed: float
+) -> np.ndarray:
+    """One frame (`gbuffers` of one frame, its env map `[He, We, 3]`) -> `[H, W, 3]`."""
+    shading = surface(gbuffers, view[None], slice(None))
+    depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()  # [H, W], inf on the background
+    normal = shading.normal[0]
+    marcher = Marcher(depth, normal, fov, enclosed)
+    lights, residual = split_lights(env)
+
+    occlusion, occluders = marcher.occlusion(normal)  # [H, W], [D, H, W]
+    reflection, mirrored = marcher.march(F.normalize(shading.reflected[0], dim=-1), SHADOW_STEPS)
+    roughness = shading.roughness[0][..., None]
+    sky_irradiance = sh_irradiance_of(sh_coefficients(residual[None]), normal[None])[0] / math.pi
+    sky_reflection = _prefiltered(residual, shading.reflected, shading.roughness)
+    direct_diffuse = torch.zeros_like(sky_irradiance)
+    direct_specular = torch.zeros_like(sky_reflection)
+    for light in lights:
+        shadow = marcher.soft_visibility(light.direction, light.radius)[..., None]  # [H, W, 1]
+        cosine = (normal @ light.direction).clamp_min(0)[..., None]
+        direct_diffuse += shadow * light.irradiance * cosine / math.pi
+        direct_specular += shadow * _prefiltered(light.radiance, shading.reflected, shading.roughness)
+    sky = sample_camera_view(env[None].double(), view[None])[0].double()
+
+    def compose(bounce_diffuse: torch.Tensor, bounce_specular: torch.Tensor) -> torch.Tensor:
+        """The frame, with what blocked rays see (`bounce_*`, radiance) in place of the sky."""
+        ambient = occlusion[..., None] * sky_irradiance + (1 - occlusion[..., None]) * bounce_diffuse
+        mirror = reflection[..., None] * sky_reflection + (1 - reflection[..., None]) * bounce_specular
+        glossy = mirror + (ambient - mirror) * roughness  # rough lobes see what the hemisphere sees
+        beauty = shading.diffuse_colour[0] * (ambient + direct_diffuse)
+        beauty = beauty + shading.specular_albedo[0] * (glossy + direct_specular)
+        return torch.where(shading.background[0][..., None], sky, beauty)
+
+    # one bounce: blocked rays see the surface they meet, lit as the first pass lights it
+    first = compose(torch.zeros_like(sky_irradiance), torch.zeros_like(sky_reflection)).reshape(-1, 3)
+    seen = torch.where(occluders[..., None] >= 0, first[occluders.clamp_min(0)], 0.0)  # [D, H, W, 3]
+    count = (occluders >= 0).sum(0).clamp_min(1)[..., None]
+    bounce_diffuse = seen.sum(0) / count
+    bounce_specular = torch.where(mirrored[..., None] >= 0, first[mirrored.clamp_min(0)], bounce_diffuse)
+    return compose(bounce_diffuse, bounce_specular).float().numpy()
+
+
+def _prefiltered(env: torch.Tensor, reflected: torch.Tensor, roughness: torch.Tensor) -> torch.Tensor:
+    """The GGX-prefiltered map `[He, We, 3]` along the reflections `[1, H, W, 3]` -> `[H, W, 3]`."""
+    levels = prefiltered_envmaps(env[None].float())
+    return sample_prefiltered(levels, reflected, roughness)[0].double()
+
+
+class Marcher:
+    """Rays from each pixel's surface point, marched against the frame's depth buffer."""
+
+    def __init__(
+        self, depth: torch.Tensor, normal: torch.Tensor, vertical_fov_degrees: float, enclosure: float = 0.0
+    ) -> None:
+        """`depth` `[H, W]` planar (inf on the background), `normal` `[H, W, 3]` camera space,
+        `enclosure` how enclosed the space is (`enclosure()`)."""
+        self.height, self.width = depth.shape
+        self.tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
+        finite = torch.isfinite(depth)
+        planar = torch.where(finite, depth, 0.0)
+        pixel_rays = torch.from_numpy(rays.pixel_rays(self.height, self.width, vertical_fov_degrees))
+        self.origins = pixel_rays * planar[..., None] + normal * NORMAL_OFFSET * planar[..., None]
+        self.range = planar * RAY_RANGE  # [H, W]
+        self.depth = depth.reshape(-1)  # inf on the background: never occludes
+        # how much the depth changes to the next pixel: a sample is behind the buffer only beyond
+        # that (a flat floor seen at a grazing angle must not occlude itself)
+        self.slack = _depth_step(depth).reshape(-1)
+        # how thick a surface is behind its visible point: THICKNESS × depth where it faces the camera,
+        # nothing at a silhouette (a ray passing just behind a sphere's outline is not blocked)
+        facing = (F.normalize(pixel_rays, dim=-1) * normal).sum(-1).abs()
+        self.thickness = (THICKNESS * facing * planar).reshape(-1)
+        self.unknown_open = 1.0 - enclosure  # what a ray that leaves the view meets, unseen
+        tiles = (self.height + 3) // 4, (self.width + 3) // 4
+        self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[: self.height, : self.width])  # [H, W]
+
+    def visibility(self, direction: torch.Tensor, steps: int = SHADOW_STEPS) -> torch.Tensor:
+        """How open the ray from each pixel along `direction` (`[3]` or `[H, W, 3]`, unit) is: 0 where
+        it passes behind the depth buffer, 1 where it stays in front of it or crosses the background,
+        `unknown_open` where it leaves the view before either: `[H, W]`."""
+        return self.march(direction, steps)[0]
+
+    def march(self, direction: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`visibility`, and the pixel (flat index) each blocked ray first passes behind: `[H, W]`
+        (-1 where none), whose radiance is what the ray sees instead of the sky."""
+        hit = torch.full((self.height, self.width), -1, dtype=torch.long)
+        occluded = torch.zeros(self.height, self.width, dtype=torch.bool)
+        sky = torch.zeros_like(occluded)
+        left = torch.zeros_like(occluded)
+        for step in range(steps):
+            t = self.range * ((step + self.jitter) / steps) ** 2
+            sample = self.origins + direction * t[..., None]
+            z = -sample[..., 2]  # planar depth of the sample
+            left |= z <= 1e-6  # behind the camera
+            safe = torch.where(left, 1.0, z)
+            column = (sample[..., 0] / (safe * self.tan_half * self.width / self.height) + 1) / 2 * self.width
+            row = (1 - sample[..., 1] / (safe * self.tan_half)) / 2 * self.height
+            outside = (row < 0) | (row >= self.height) | (column < 0) | (column >= self.width)
+            index = (
+                row.floor().clamp(0, self.height - 1).long() * self.width
+                + column.floor().clamp(0, self.width - 1).long()
+            )
+            buffer = self.depth[index]
+            behind = (buffer + self.slack[index] < z * (1 - DEPTH_BIAS)) & (
+                z - buffer < self.thickness[index]
+            )
+            first = ~left & ~outside & behind & ~occluded
+            hit = torch.where(first, index, hit)
+            occluded |= first
+            sky |= ~left & ~outside & torch.isinf(buffer)
+            left |= outside
+        unknown = torch.full_like(self.range, self.unknown_open)
+        return torch.where(occluded, 0.0, torch.where(sky | ~left, 1.0, unknown)), hit
+
+    def soft_visibility(self, direction: torch.Tensor, radius: float) -> torch.Tensor:
+        """Visibility of a light of angular `radius` around `direction`: the mean over its centre and
+        four directions at 0.7 of its radius, for lights wider than SOFT_SHADOW_RADIANS."""
+        if radius <= SOFT_SHADOW_RADIANS:
+            return self.visibility(direction)
+        tangent = F.normalize(torch.linalg.cross(direction, _not_parallel(direction)), dim=0)
+        bitangent = torch.linalg.cross(direction, tangent)
+        offset = math.tan(0.7 * radius)
+        rays_ = [direction] + [
+            F.normalize(direction + offset * (math.cos(a) * tangent + math.sin(a) * bitangent), dim=0)
+            for a in (0.25 * math.pi, 0.75 * math.pi, 1.25 * math.pi, 1.75 * math.pi)
+        ]
+        return torch.stack([self.visibility(ray) for ray in rays_]).mean(0)
+
+    def occlusion(self, normal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The share of cosine-weighted hemisphere rays around `normal` `[H, W, 3]` that leave `[H, W]`,
+        and the pixels the blocked ones meet `[D, H, W]` (-1: none)."""
+        helper = torch.where(
+            normal[..., 1:2].abs() < 0.9, torch.tensor([0.0, 1.0, 0.0]), torch.tensor([1.0, 0.0, 0.0])
+        )
+        tangent = F.normalize(torch.linalg.cross(normal, helper.double(), dim=-1), dim=-1)
+        bitangent = torch.linalg.cross(normal, tangent, dim=-1)
+        turn = 2 * math.pi * self.jitter  # a per-pixel turn of the pattern: no banding, no noise
+        visible = torch.zeros(self.height, self.width, dtype=torch.float64)
+        hits = []
+        for index in range(OCCLUSION_DIRECTIONS):
+            radius = math.sqrt((index + 0.5) / OCCLUSION_DIRECTIONS)  # cosine-weighted (Malley)
+            angle = turn + 2 * math.pi * index * 0.6180339887  # golden-angle spiral
+            x, y = radius * torch.cos(angle), radius * torch.sin(angle)
+            z = math.sqrt(max(0.0, 1 - radius**2)) * torch.ones_like(x)
+            direction = x[..., None] * tangent + y[..., None] * bitangent + z[..., None] * normal
+            openness, hit = self.march(direction, OCCLUSION_STEPS)
+            visible += openness
+            hits.append(hit)
+        depth = self.depth.reshape(self.height, self.width)
+        return _depth_aware_blur(visible / OCCLUSION_DIRECTIONS, depth), torch.stack(hits)
+
+
+def _depth_step(depth: torch.Tensor) -> torch.Tensor:
+    """The largest depth difference of each pixel to its four neighbours `[H, W]` (0 at silhouettes
+    against the background)."""
+    finite = torch.where(torch.isfinite(depth), depth, torch.nan)
+    padded = F.pad(finite[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    neighbours = torch.stack(
+        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    )  # [4, H, W]
+    steps = (neighbours - finite).abs()
+    steps = torch.where(torch.isnan(steps) | (steps > 0.1 * finite.abs()), 0.0, steps)  # silhouettes: none
+    return torch.nan_to_num(steps.amax(0), nan=0.0)
+
+
+BLUR_RADIUS = 2  # the occlusion is averaged over (2r + 1)² pixels of similar depth: the dither goes
+
+
+def _depth_aware_blur(values: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """`values` `[H, W]` averaged over the neighbours within 5 % of each pixel's depth."""
+    finite = torch.where(torch.isfinite(depth), depth, 0.0)
+    size = 2 * BLUR_RADIUS + 1
+    padded_values = F.pad(values[None, None], (BLUR_RADIUS,) * 4, mode="replicate")
+    padded_depth = F.pad(finite[None, None], (BLUR_RADIUS,) * 4, mode="replicate")
+    value_patches = F.unfold(padded_values, size)[0]  # [size², H·W]
+    depth_patches = F.unfold(padded_depth, size)[0]
+    centre = finite.reshape(1, -1)
+    weights = ((depth_patches - centre).abs() <= 0.05 * centre).double()
+    blurred = (value_patches * weights).sum(0) / weights.sum(0).clamp_min(1)
+    return blurred.reshape(values.shape)
+
+
+def _not_parallel(direction: torch.Tensor) -> torch.Tensor:
+    axis = torch.zeros(3, dtype=direction.dtype)
+    axis[int(torch.argmin(direction.abs()))] = 1.0
+    return axis
+
+
+def shaded_visibility_source_model(
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+) -> np.ndarray:
+    """The bridge's `shaded_visibility` source: `shade_with_visibility` in model space `[F, H, W, 3]`."""
+    return enc.beauty_to_model(shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees))

@@ -1,0 +1,130 @@
+"""The physics prior with visibility: lights split from the env map, screen-space shadows against
+the analytic shadow of a sphere over a plane, occlusion in enclosed spaces, exposure equivariance."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.envmap import camera_view_directions
+from renderflow.core.shading import rays
+from renderflow.core.shading.visibility import Marcher, enclosure, shade_with_visibility, split_lights
+from renderflow.core.shot.demo_scene import (
+    SPHERE_CENTRE,
+    SPHERE_RADIUS,
+    SUN_DIRECTION,
+    orbit_camera_to_world,
+    ray_cast,
+    sky_radiance,
+)
+
+SIZE, FOV = 96, 40.0
+
+
+def sphere_over_plane():
+    """The demo scene (a sphere on a plane under a sky with a sun) from one camera."""
+    camera = orbit_camera_to_world(angle=0.3)
+    rotation, position = camera[:3, :3], camera[:3, 3]
+    albedo, normal, depth, material = ray_cast(rotation, position, SIZE, FOV)
+    env_cam = sky_radiance(camera_view_directions(SIZE // 2, SIZE) @ rotation.T)
+    return GBuffers(albedo[None], normal[None], depth[None], material[None]), env_cam, rotation, position
+
+
+def analytic_shadow(depth, rotation, position):
+    """Ground pixels whose ray towards the sun meets the sphere `[H, W]`, and the ground mask."""
+    points_cam = rays.pixel_rays(SIZE, SIZE, FOV) * np.nan_to_num(depth[..., 0], posinf=0.0)[..., None]
+    points = points_cam @ rotation.T + position
+    ground = np.isfinite(depth[..., 0]) & (np.abs(points[..., 1]) < 1e-3)
+    to_centre = points - SPHERE_CENTRE
+    b = to_centre @ SUN_DIRECTION
+    c = (to_centre**2).sum(-1) - SPHERE_RADIUS**2
+    hits = (b * b - c > 0) & (-b - np.sqrt(np.maximum(b * b - c, 0)) > 0)
+    return hits & ground, ground
+
+
+def test_a_sun_becomes_one_light_and_lights_plus_residual_are_the_map():
+    _, env_cam, rotation, _ = sphere_over_plane()
+    env = torch.from_numpy(env_cam)
+    lights, residual = split_lights(env)
+    assert len(lights) == 1
+    sun_cam = SUN_DIRECTION @ rotation  # world -> camera
+    assert math.degrees(math.acos(float(lights[0].direction.numpy() @ sun_cam))) < 2.0
+    total = residual + sum(light.radiance for light in lights)
+    torch.testing.assert_close(total, env.double(), rtol=1e-12, atol=1e-12)
+
+
+def test_screen_space_shadow_of_the_sphere_matches_the_analytic_shadow():
+    gbuffers, _, rotation, position = sphere_over_plane()
+    depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()
+    marcher = Marcher(depth, torch.from_numpy(gbuffers.normal[0]).double(), FOV)
+    visible = marcher.visibility(torch.from_numpy(SUN_DIRECTION @ rotation)).numpy()
+    truth, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
+    found = (visible < 0.5) & ground
+    assert truth.sum() > 100  # the shadow is in view
+    iou = (found & truth).sum() / (found | truth).sum()
+    assert iou >= 0.8, iou
+
+
+def test_the_shaded_source_is_dark_in_the_shadow_and_follows_the_env_map_exactly():
+    gbuffers, env_cam, rotation, position = sphere_over_plane()
+    shaded = shade_with_visibility(gbuffers, env_cam, FOV)[0]
+    truth, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
+    luminance = shaded @ np.array([0.2126, 0.7152, 0.0722])
+    dark_squares = gbuffers.albedo[0, ..., 0] < 0.3
+    inside = luminance[truth & dark_squares].mean()
+    outside = luminance[ground & ~truth & dark_squares].mean()
+    assert inside < 0.75 * outside  # the sun's share is gone where the sphere blocks it
+    brighter = shade_with_visibility(gbuffers, env_cam * np.float32(37.0), FOV)[0]
+    np.testing.assert_allclose(brighter, shaded * 37.0, rtol=1e-5, atol=1e-6)
+
+
+def room(size: int = 64):
+    """A camera inside a closed box (4 × 3 × 4), near one wall, looking at the other with a 90° lens
+    (floor, ceiling, side walls and the far wall in view): G-buffers."""
+    half, eye = np.array([2.0, 1.5, 2.0]), np.array([0.0, 0.0, 1.6])
+    coords = (np.arange(size) + 0.5) / size * 2 - 1
+    x, y = np.meshgrid(coords, -coords)  # tan(45°) = 1
+    direction = np.stack([x, y, -np.ones_like(x)], axis=-1)  # planar: z = -1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distances = np.where(direction > 0, half - eye, -half - eye) / direction
+    distances = np.where(np.isfinite(distances) & (distances > 0), distances, np.inf)
+    axis = np.argmin(distances, axis=-1)
+    depth = np.min(distances, axis=-1)[..., None]
+    normal = np.zeros_like(direction)
+    np.put_along_axis(
+        normal, axis[..., None], -np.sign(np.take_along_axis(direction, axis[..., None], -1)), -1
+    )
+    albedo = np.full_like(direction, 0.6)
+    material = np.broadcast_to(np.array([0.8, 0.0, 0.5]), direction.shape)
+    return GBuffers(*(np.asarray(b, np.float32)[None] for b in (albedo, normal, depth, material)))
+
+
+def test_a_closed_room_does_not_receive_the_open_sky_and_an_open_floor_does():
+    gbuffers = room()
+    assert enclosure(gbuffers) == 1.0
+    depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()
+    normal = torch.from_numpy(gbuffers.normal[0]).double()
+    occlusion, _ = Marcher(depth, normal, 90.0, enclosure(gbuffers)).occlusion(normal)
+    assert float(occlusion.mean()) < 0.5  # an open plane sees the whole sky: 1
+    sky = np.ones((32, 64, 3), np.float32)
+    inside = shade_with_visibility(gbuffers, sky, 90.0)
+    assert inside.mean() < 0.5 * 0.6  # a white sky of 1 lights an open 0.6 wall to about 0.6
+    floor = GBuffers(
+        *(b[:, 54:, 16:48] for b in (gbuffers.albedo, gbuffers.normal, gbuffers.depth, gbuffers.material))
+    )
+    assert enclosure(floor) == 0.0  # the floor alone, seen from above: no evidence of walls
+
+
+@pytest.mark.parametrize("k", [0.01, 1000.0])
+def test_without_geometry_the_frame_shows_the_env_map(k):
+    empty = GBuffers(
+        np.zeros((1, 16, 16, 3), np.float32),
+        np.zeros((1, 16, 16, 3), np.float32),
+        np.full((1, 16, 16, 1), np.inf, np.float32),
+        np.zeros((1, 16, 16, 3), np.float32),
+    )
+    env = np.random.default_rng(0).random((8, 16, 3)).astype(np.float32) * k
+    out = shade_with_visibility(empty, env, 40.0)
+    assert np.isfinite(out).all() and out.max() <= env.max() * (1 + 1e-5)
