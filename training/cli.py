@@ -12,7 +12,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from renderflow.core.cli_options import data_option, profile_option, stacked, verbose_option
+from renderflow.core.cli_options import data_option, folder_option, profile_option, stacked, verbose_option
 
 F = Callable[..., Any]
 
@@ -315,6 +315,24 @@ def inverse(**options: Any) -> None:
     from renderflow.training.inverse_stage import InverseConfig, train_inverse
 
     _train("inverse", InverseConfig, train_inverse, options)
+
+
+@main.command()
+@folder_option("--init", "The checkpoint whose weights the new model starts from.", required=True)
+@click.option("--model", required=True, help="Named model configuration to build (cpu-v3, ...).")
+@folder_option("--out", "Folder for the converted checkpoint.", exists=False, required=True)
+def convert(init: Path, model: str, out: Path) -> None:
+    """Start a model of a newer configuration from an older checkpoint's weights (where they fit).
+
+    The albedo attribute of cpu-v3 starts at zero, so the converted model renders as the old one
+    did from the same source until stage 1 trains it on its own source.
+    """
+    from renderflow.training.convert import convert as convert_checkpoint
+
+    try:
+        click.echo(f"checkpoint: {convert_checkpoint(init, model, out)}")
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
 
 
 @main.command("lpips-weights")

@@ -25,7 +25,7 @@ from renderflow.core.io.clips import Clip, load_clip
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.autoencoder import Autoencoder
 from renderflow.core.model.pipeline import RenderFlowPipeline
-from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.model.sources import SOURCE_SHADERS
 from renderflow.core.shading.lighting import (
     LightingConfig,
     env_brackets_to_model,
@@ -54,7 +54,8 @@ class ModelInputs:
 
     With `lighting.normalise`, env map, beauty and keyframes are divided by the clip's light scale,
     and `plate` is the beauty divided by its own exposure (what `decompose` sees); `env1`, `env2`...
-    are the darker env brackets; `shaded` is the Deferred bridge source.
+    are the darker env brackets; `shaded` or `shaded_visibility` is the image bridge source, named as
+    the source is (core/model/sources.py).
     """
 
     lighting: LightingConfig = field(default_factory=LightingConfig)
@@ -67,7 +68,7 @@ class ModelInputs:
     @property
     def names(self) -> tuple[str, ...]:
         brackets = tuple(f"env{index}" for index in range(1, len(self.lighting.env_brackets)))
-        shaded = ("shaded",) if self.bridge_source == "shaded" else ()
+        shaded = (self.bridge_source,) if SOURCE_SHADERS[self.bridge_source] is not None else ()
         plate = ("plate",) if self.lighting.normalise else ()
         return BUFFERS + brackets + shaded + plate
 
@@ -135,8 +136,9 @@ def to_model_space(clip: Clip, inputs: ModelInputs | None = None) -> ClipArrays:
         "beauty": enc.beauty_to_model(clip.beauty / np.float32(scale)),
     }
     buffers |= dict(zip(inputs.env_names(), brackets, strict=True))
-    if inputs.bridge_source == "shaded":
-        buffers["shaded"] = shaded_source_model(gbuffers, env_cam, clip.vertical_fov_degrees)
+    shader = SOURCE_SHADERS[inputs.bridge_source]
+    if shader is not None:
+        buffers[inputs.bridge_source] = shader(gbuffers, env_cam, clip.vertical_fov_degrees)
     if inputs.lighting.normalise:
         buffers["plate"] = enc.beauty_to_model(clip.beauty / np.float32(image_exposure_scale(clip.beauty)))
     stack = np.stack([buffers[name] for name in inputs.names]).astype(np.float32)

@@ -17,6 +17,7 @@ import torch
 
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
 from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
@@ -149,7 +150,10 @@ def stage1_losses(
     mask = torch.zeros_like(z1[:, :1])
     reference[:, :, :1] = torch.where(conditioned.view(-1, 1, 1, 1, 1), z1[:, :, :1], 0.0)
     mask[:, :, :1] = conditioned.view(-1, 1, 1, 1, 1).float()
-    attributes = torch.cat([latents["normal"], latents["depth"], latents["material"], reference, mask], dim=1)
+    albedo = latents["albedo"] if pipeline.transformer.config.get("albedo_attribute", False) else None
+    attributes = attribute_latent(
+        latents["normal"], latents["depth"], latents["material"], reference, mask, albedo
+    )
 
     velocity = forward_velocity(pipeline.transformer, z_t, t, attributes, latents["env"])
     z1_predicted = z_t + velocity * (1 - t).view(-1, 1, 1, 1, 1)  # eq. 6

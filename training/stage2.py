@@ -22,6 +22,7 @@ from renderflow.core.model.bridge import interpolant, sample_train_times, veloci
 from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter
 from renderflow.core.model.lora import reset_lora, selected_lora
 from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
+from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
 from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
@@ -87,7 +88,7 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
             sample_latents = {name: latent[index : index + 1] for name, latent in latents.items()}
             if "reprojected" in samples and adapter.config["reprojected_source"]:
                 sample_latents["source"] = source_from_keyframes(
-                    autoencoder, samples, index, dataset.clips[0].names.index("shaded"), device
+                    autoencoder, samples, index, dataset.clips[0].names.index(pipeline.bridge.source), device
                 )
             with accelerator.autocast():
                 losses = stage2_losses(
@@ -145,7 +146,10 @@ def stage2_losses(
     if conditioned:
         reference[:, :, :1] = z1[:, :, :1]
         mask[:, :, :1] = 1.0
-    attributes = torch.cat([latents["normal"], latents["depth"], latents["material"], reference, mask], dim=1)
+    albedo = latents["albedo"] if pipeline.transformer.config.get("albedo_attribute", False) else None
+    attributes = attribute_latent(
+        latents["normal"], latents["depth"], latents["material"], reference, mask, albedo
+    )
 
     # keyframes [K, 3, H, W] -> one-frame clips [K, 3, 1, H, W] -> latents [K, C, 1, h, w] -> [1, C, K, h, w]
     with torch.no_grad():

@@ -21,7 +21,7 @@ import torch
 WAN_NUM_TRAIN_TIMESTEPS = 1000
 
 
-BRIDGE_SOURCES = ("albedo", "shaded")
+BRIDGE_SOURCES = ("albedo", "shaded", "shaded_visibility")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class BridgeConfig:
 
     sigma: float = 0.005  # ARCHITECTURE §3 / paper §4.3
     train_times: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)  # the four discrete training times
-    source: str = "albedo"  # z0: "albedo" (paper) or "shaded" (Deferred shading of the G-buffers)
+    # z0: "albedo" (paper), "shaded" (Deferred shading of the G-buffers) or "shaded_visibility" (with
+    # shadows, occlusion and one screen-space bounce: core/shading/visibility.py)
+    source: str = "albedo"
 
     def __post_init__(self) -> None:
         if self.source not in BRIDGE_SOURCES:

@@ -55,11 +55,27 @@ class ModelSpec:
     bridge_source: str = "albedo"
     reprojection: bool = False
     reprojected_source: bool = False
+    albedo_attribute: bool = False  # the albedo latent among the transformer's attributes
+    pixel_residual: bool = False  # PipelineConfig.pixel_residual
+    hdr_bound: bool = False  # PipelineConfig.hdr_bound
 
 
 MODEL_CONFIGS: dict[str, ModelSpec] = {
     "cpu-default": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
     "cpu-v2": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, V2_LIGHTING, "shaded", True, True),
+    # v3 (docs/MODEL.md, "Model v3"): the shading with visibility as the source, albedo as an input,
+    # the output as the source's pixels plus the network's change, bounded HDR.
+    "cpu-v3": ModelSpec(
+        CPU_DEFAULT_TRANSFORMER,
+        CPU_DEFAULT_AUTOENCODER,
+        V2_LIGHTING,
+        "shaded_visibility",
+        True,
+        True,
+        albedo_attribute=True,
+        pixel_residual=True,
+        hdr_bound=True,
+    ),
 }
 
 
@@ -73,15 +89,20 @@ def build_tiny_pipeline(
     bridge_source: str = "albedo",
     reprojection: bool = False,
     reprojected_source: bool = False,
+    albedo_attribute: bool = False,
+    pixel_residual: bool = False,
+    hdr_bound: bool = False,
 ) -> RenderFlowPipeline:
     """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
 
-    With the `shaded` bridge source the output head starts at zero: a model trained from scratch
-    then starts as the Deferred shading it is given (up to the autoencoder) and learns corrections.
+    With an image bridge source (`shaded`, `shaded_visibility`) the output head starts at zero: a model
+    trained from scratch then starts as the shading it is given and learns corrections.
     """
     lighting = lighting or LightingConfig()
-    transformer = RenderFlowTransformer(**transformer_config, env_latents=len(lighting.env_brackets))
-    if bridge_source == "shaded":
+    transformer = RenderFlowTransformer(
+        **transformer_config, env_latents=len(lighting.env_brackets), albedo_attribute=albedo_attribute
+    )
+    if bridge_source != "albedo":
         zero_init(transformer.proj_out)
     autoencoder = TinyAutoencoder(**autoencoder_config)
     keyframe = (
@@ -96,7 +117,7 @@ def build_tiny_pipeline(
         keyframe,
         inverse,
         BridgeConfig(source=bridge_source),
-        PipelineConfig(chunk_frames),
+        PipelineConfig(chunk_frames, pixel_residual=pixel_residual, hdr_bound=hdr_bound),
         lighting,
     )
 
@@ -111,6 +132,9 @@ def build_model(spec: ModelSpec, lora_rank: int = 8) -> RenderFlowPipeline:
         bridge_source=spec.bridge_source,
         reprojection=spec.reprojection,
         reprojected_source=spec.reprojected_source,
+        albedo_attribute=spec.albedo_attribute,
+        pixel_residual=spec.pixel_residual,
+        hdr_bound=spec.hdr_bound,
     )
 
 

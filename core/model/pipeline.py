@@ -25,8 +25,9 @@ from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter
 from renderflow.core.model.lora import selected_lora
 from renderflow.core.model.sources import BridgeSource
 from renderflow.core.model.tiling import TiledAutoencoder
-from renderflow.core.model.transformer import ATTRIBUTE_LATENTS, RenderFlowTransformer
+from renderflow.core.model.transformer import RenderFlowTransformer, attribute_latent
 from renderflow.core.model.velocity import ChunkInputs, WindowPlan, chunk_velocity, inverse_velocity
+from renderflow.core.shading.hdr_bound import bounded, hdr_bound
 from renderflow.core.shading.lighting import (
     LightingConfig,
     env_brackets_to_model,
@@ -55,6 +56,11 @@ class PipelineConfig:
     transformer_window_batch: int = 16
     # ... on the low frequencies of one pass over the whole frame shrunk to a window (windows.py)
     transformer_global_context: bool = True
+    # With an image bridge source: the output is the source's own pixels plus what the network changed
+    # (decode(ẑ1) - decode(z0)), so the autoencoder no longer caps sharp reflections or keyframes.
+    pixel_residual: bool = False
+    # No pixel brighter than the env map allows (core/shading/hdr_bound.py).
+    hdr_bound: bool = False
 
 
 @dataclass
@@ -240,25 +246,31 @@ class RenderFlowPipeline:
                 velocity = chunk_velocity(self.transformer, self.keyframe_adapter, inputs, self.windows)
                 z0 = gbuffer_latents[:1] if source is None else source  # the albedo latent, or the source's
                 beauty = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
+                if self.config.pixel_residual and source is not None and source_model is not None:
+                    unchanged = self._ae.decode(z0).float()[:, :, : end - start]
+                    beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + beauty - unchanged
                 reference = beauty[:, :, -1:]
                 # one copy to the host per chunk: device memory stays flat in the number of frames
                 outputs.append(enc.tensor_to_frames(beauty if index == 0 else beauty[:, :, 1:]))
                 if progress is not None:
                     progress(index + 1, len(encoded.chunks))
-        return enc.model_to_beauty(np.concatenate(outputs)) * np.float32(light_scale)
+        beauty_linear = enc.model_to_beauty(np.concatenate(outputs))
+        if self.config.hdr_bound:
+            prior = None if source_model is None else enc.model_to_beauty(source_model)
+            beauty_linear = bounded(beauty_linear, hdr_bound(env_cam, prior))
+        return beauty_linear * np.float32(light_scale)
 
     def _attributes(self, gbuffer_latents: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
-        """A chunk's attribute latents `[1, 4·C + 1, f', h, w]`: normal, depth, material (of the
-        G-buffer latents `[4, C, f', h, w]`), the previous chunk's last frame and its mask."""
-        _, normal, depth, material = gbuffer_latents.split(1, dim=0)
+        """A chunk's attribute latents (`transformer.attribute_latent`) from its G-buffer latents
+        `[4, C, f', h, w]` (albedo, normal, depth, material) and the previous chunk's last frame."""
+        albedo, normal, depth, material = gbuffer_latents.split(1, dim=0)
         reference_latent = torch.zeros_like(normal)
         mask = torch.zeros_like(normal[:, :1])
         if reference is not None:
             reference_latent[:, :, :1] = self._ae.encode(reference).to(self.dtype)
             mask[:, :, :1] = 1.0
-        attributes = torch.cat([normal, depth, material, reference_latent, mask], dim=1)
-        assert attributes.shape[1] == normal.shape[1] * len(ATTRIBUTE_LATENTS) + 1
-        return attributes
+        given_albedo = albedo if self.transformer.config.get("albedo_attribute", False) else None
+        return attribute_latent(normal, depth, material, reference_latent, mask, given_albedo)
 
     def _encode_videos(self, videos_model: np.ndarray) -> torch.Tensor:
         """Model-space videos `[N, f, H, W, 3]` -> latents `[N, C, f', h, w]` in one batched encode."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES, GBuffers
 from renderflow.core.shading.deferred import shaded_source_model
+from renderflow.core.shading.visibility import shaded_visibility_source_model
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ SourceShader = Callable[[GBuffers, np.ndarray, float], np.ndarray]
 SOURCE_SHADERS: dict[str, SourceShader | None] = {
     "albedo": None,  # the paper: z0 is the albedo latent
     "shaded": shaded_source_model,  # Deferred shading (SH diffuse + split-sum GGX), no visibility
+    "shaded_visibility": shaded_visibility_source_model,  # with shadows, occlusion and one bounce
 }
 
 

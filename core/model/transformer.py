@@ -32,9 +32,25 @@ from torch import nn
 from renderflow.core.model.attention import zero_init
 from renderflow.core.model.bridge import wan_timestep
 
-# The latents stacked into the attribute embedder's input, in this order, then one mask channel
-# that is 1 on the latent frames given as conditioning (the previous chunk's last frame).
+# The latents stacked into the attribute embedder's input, in this order, then the albedo latent for
+# a model made with `albedo_attribute`, then one mask channel that is 1 on the latent frames given as
+# conditioning (the previous chunk's last frame).
 ATTRIBUTE_LATENTS = ("normal", "depth", "material", "reference")
+
+
+def attribute_latent(
+    normal: torch.Tensor,
+    depth: torch.Tensor,
+    material: torch.Tensor,
+    reference: torch.Tensor,
+    mask: torch.Tensor,
+    albedo: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The attribute embedder's input `[B, 4C (+ C) + 1, F, H, W]` from latents `[B, C, F, H, W]` and
+    the conditioning mask `[B, 1, F, H, W]`; `albedo` for a model made with `albedo_attribute`."""
+    parts = [normal, depth, material, reference] + ([albedo] if albedo is not None else []) + [mask]
+    return torch.cat(parts, dim=1)
+
 
 Branch = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,6 +162,8 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         rope_max_seq_len: longest position the 3D RoPE table covers.
         env_latents: env-map latents stacked on channels (one per exposure bracket,
             `LightingConfig.env_brackets`); the paper's single Reinhard env map is 1.
+        albedo_attribute: the albedo latent is an attribute too (a model whose bridge starts from
+            a shading of the G-buffers, where albedo would otherwise reach it only through the shading).
     """
 
     _supports_gradient_checkpointing = True
@@ -174,6 +192,7 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         eps: float = 1e-6,
         rope_max_seq_len: int = 1024,
         env_latents: int = 1,
+        albedo_attribute: bool = False,
     ) -> None:
         super().__init__()
         patch_size = tuple(patch_size)  # type: ignore[assignment]  # JSON configs give lists
@@ -182,7 +201,9 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         # 1. Patch embeddings: render tokens, attribute tokens (added), env tokens (AdaLN)
         self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
         self.patch_embedding = nn.Conv3d(in_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
-        attribute_channels = in_channels * len(ATTRIBUTE_LATENTS) + 1
+        # with an image bridge source the albedo is an input of its own (an albedo edit under the
+        # same shading still changes the render)
+        attribute_channels = in_channels * (len(ATTRIBUTE_LATENTS) + int(albedo_attribute)) + 1
         self.attribute_embedder = nn.Conv3d(
             attribute_channels, inner_dim, kernel_size=patch_size, stride=patch_size
         )
@@ -244,7 +265,7 @@ class RenderFlowTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # d
         Args:
             render_latent: the bridge interpolant z_t `[B, C, F, H, W]` (the albedo latent at t = 0).
             t: bridge times `[B]` in [0, 1).
-            attribute_latent: `[B, 4C + 1, F, H, W]`, ATTRIBUTE_LATENTS then the conditioning mask.
+            attribute_latent: `[B, 4C (+ C) + 1, F, H, W]` (`attribute_latent`).
             env_latent: camera-view env-map latents `[B, C·env_latents, F, H, W]`, brackets stacked.
             branches: adapter branches (keyframe guidance); None for the stage-1 model.
         Returns:

@@ -210,19 +210,20 @@ class Marcher:
         finite = torch.isfinite(depth)
         planar = torch.where(finite, depth, 0.0)
         pixel_rays = torch.from_numpy(rays.pixel_rays(self.height, self.width, vertical_fov_degrees))
-        self.origins = pixel_rays * planar[..., None] + normal * NORMAL_OFFSET * planar[..., None]
-        self.range = planar * RAY_RANGE  # [H, W]
-        self.depth = depth.reshape(-1)  # inf on the background: never occludes
+        # marching runs in float32: positions need no more, and it halves the time
+        self.origins = (pixel_rays * planar[..., None] + normal * NORMAL_OFFSET * planar[..., None]).float()
+        self.range = (planar * RAY_RANGE).float()  # [H, W]
+        self.depth = depth.reshape(-1).float()  # inf on the background: never occludes
         # how much the depth changes to the next pixel: a sample is behind the buffer only beyond
         # that (a flat floor seen at a grazing angle must not occlude itself)
-        self.slack = _depth_step(depth).reshape(-1)
+        self.slack = _depth_step(depth).reshape(-1).float()
         # how thick a surface is behind its visible point: THICKNESS × depth where it faces the camera,
         # nothing at a silhouette (a ray passing just behind a sphere's outline is not blocked)
         facing = (F.normalize(pixel_rays, dim=-1) * normal).sum(-1).abs()
-        self.thickness = (THICKNESS * facing * planar).reshape(-1)
+        self.thickness = (THICKNESS * facing * planar).reshape(-1).float()
         self.unknown_open = 1.0 - enclosure  # what a ray that leaves the view meets, unseen
         tiles = (self.height + 3) // 4, (self.width + 3) // 4
-        self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[: self.height, : self.width])  # [H, W]
+        self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[: self.height, : self.width]).float()
 
     def visibility(self, direction: torch.Tensor, steps: int = SHADOW_STEPS) -> torch.Tensor:
         """How open the ray from each pixel along `direction` (`[3]` or `[H, W, 3]`, unit) is: 0 where
@@ -231,25 +232,25 @@ class Marcher:
         return self.march(direction, steps)[0]
 
     def march(self, direction: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`visibility`, and the pixel (flat index) each blocked ray first passes behind: `[H, W]`
-        (-1 where none), whose radiance is what the ray sees instead of the sky."""
-        hit = torch.full((self.height, self.width), -1, dtype=torch.long)
-        occluded = torch.zeros(self.height, self.width, dtype=torch.bool)
+        """`visibility`, and the pixel (flat index) each blocked ray first passes behind: `[..., H, W]`
+        (-1 where none), whose radiance is what the ray sees instead of the sky. `direction` may carry
+        leading dimensions `[..., H, W, 3]` (or `[..., 1, 1, 3]`): many rays per pixel in one march."""
+        shape = torch.broadcast_shapes(direction.shape[:-1], (self.height, self.width))
+        hit = torch.full(shape, -1, dtype=torch.long)
+        occluded = torch.zeros(shape, dtype=torch.bool)
         sky = torch.zeros_like(occluded)
         left = torch.zeros_like(occluded)
         for step in range(steps):
             t = self.range * ((step + self.jitter) / steps) ** 2
-            sample = self.origins + direction * t[..., None]
+            sample = self.origins + direction.float() * t[..., None]
             z = -sample[..., 2]  # planar depth of the sample
             left |= z <= 1e-6  # behind the camera
             safe = torch.where(left, 1.0, z)
             column = (sample[..., 0] / (safe * self.tan_half * self.width / self.height) + 1) / 2 * self.width
             row = (1 - sample[..., 1] / (safe * self.tan_half)) / 2 * self.height
             outside = (row < 0) | (row >= self.height) | (column < 0) | (column >= self.width)
-            index = (
-                row.floor().clamp(0, self.height - 1).long() * self.width
-                + column.floor().clamp(0, self.width - 1).long()
-            )
+            # clamped first, so truncation is the floor; off screen the border pixel stands in
+            index = row.clamp(0, self.height - 1).long() * self.width + column.clamp(0, self.width - 1).long()
             buffer = self.depth[index]
             behind = (buffer + self.slack[index] < z * (1 - DEPTH_BIAS)) & (
                 z - buffer < self.thickness[index]
@@ -259,8 +260,8 @@ class Marcher:
             occluded |= first
             sky |= ~left & ~outside & torch.isinf(buffer)
             left |= outside
-        unknown = torch.full_like(self.range, self.unknown_open)
-        return torch.where(occluded, 0.0, torch.where(sky | ~left, 1.0, unknown)), hit
+        unknown = torch.full(shape, self.unknown_open)
+        return torch.where(occluded, 0.0, torch.where(sky | ~left, 1.0, unknown)).double(), hit
 
     def soft_visibility(self, direction: torch.Tensor, radius: float) -> torch.Tensor:
         """Visibility of a light of angular `radius` around `direction`: the mean over its centre and
@@ -274,7 +275,7 @@ class Marcher:
             F.normalize(direction + offset * (math.cos(a) * tangent + math.sin(a) * bitangent), dim=0)
             for a in (0.25 * math.pi, 0.75 * math.pi, 1.25 * math.pi, 1.75 * math.pi)
         ]
-        return torch.stack([self.visibility(ray) for ray in rays_]).mean(0)
+        return self.visibility(torch.stack(rays_)[:, None, None, :]).mean(0)
 
     def occlusion(self, normal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The share of cosine-weighted hemisphere rays around `normal` `[H, W, 3]` that leave `[H, W]`,
@@ -285,19 +286,18 @@ class Marcher:
         tangent = F.normalize(torch.linalg.cross(normal, helper.double(), dim=-1), dim=-1)
         bitangent = torch.linalg.cross(normal, tangent, dim=-1)
         turn = 2 * math.pi * self.jitter  # a per-pixel turn of the pattern: no banding, no noise
-        visible = torch.zeros(self.height, self.width, dtype=torch.float64)
-        hits = []
-        for index in range(OCCLUSION_DIRECTIONS):
-            radius = math.sqrt((index + 0.5) / OCCLUSION_DIRECTIONS)  # cosine-weighted (Malley)
-            angle = turn + 2 * math.pi * index * 0.6180339887  # golden-angle spiral
-            x, y = radius * torch.cos(angle), radius * torch.sin(angle)
-            z = math.sqrt(max(0.0, 1 - radius**2)) * torch.ones_like(x)
-            direction = x[..., None] * tangent + y[..., None] * bitangent + z[..., None] * normal
-            openness, hit = self.march(direction, OCCLUSION_STEPS)
-            visible += openness
-            hits.append(hit)
+        index = torch.arange(OCCLUSION_DIRECTIONS, dtype=torch.float32)[:, None, None]  # [D, 1, 1]
+        radius = torch.sqrt((index + 0.5) / OCCLUSION_DIRECTIONS)  # cosine-weighted (Malley)
+        angle = turn + 2 * math.pi * index * 0.6180339887  # golden-angle spiral, [D, H, W]
+        x, y, z = (
+            radius * torch.cos(angle),
+            radius * torch.sin(angle),
+            torch.sqrt(1 - radius**2).expand_as(angle),
+        )
+        direction = x[..., None] * tangent + y[..., None] * bitangent + z[..., None] * normal  # [D, H, W, 3]
+        openness, hits = self.march(direction, OCCLUSION_STEPS)
         depth = self.depth.reshape(self.height, self.width)
-        return _depth_aware_blur(visible / OCCLUSION_DIRECTIONS, depth), torch.stack(hits)
+        return _depth_aware_blur(openness.mean(0), depth), hits
 
 
 def _depth_step(depth: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,182 @@
+"""Model v3: never worse than the physics it starts from (pixel-space residual, keyframes returned
+where the network changes nothing), HDR that cannot blow out, albedo as an input, the inverse
+path's conventions, and v2 weights converted to v3."""
+
+import numpy as np
+import torch
+from conftest import randomise, tiny_v2_pipeline
+
+from renderflow.core.io.buffers import GBuffers
+from renderflow.core.io.envmap import camera_view_directions
+from renderflow.core.model import encodings as enc
+from renderflow.core.model.pipeline import _intrinsic_from_model
+from renderflow.core.model.transformer import attribute_latent
+from renderflow.core.model.velocity import forward_velocity
+from renderflow.core.shading.hdr_bound import HDR_MARGIN, bounded, hdr_bound
+from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale, normalised_envmap
+from renderflow.core.shading.visibility import shade_with_visibility
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
+from renderflow.training.convert import copy_fitting
+from renderflow.training.datasets import BUFFERS
+from renderflow.training.inverse_stage import intrinsic_target
+
+V3 = {
+    "bridge_source": "shaded_visibility",
+    "albedo_attribute": True,
+    "pixel_residual": True,
+    "hdr_bound": True,
+}
+SIZE, FOV = 32, 40.0
+
+
+def scene(frames: int = 3, moving: bool = True):
+    """The demo scene (sphere on a plane, sky with a sun): G-buffers, camera-view env maps, cameras."""
+    cameras = np.stack([orbit_camera_to_world(0.1 * frame if moving else 0.0) for frame in range(frames)])
+    buffers = [ray_cast(c[:3, :3], c[:3, 3], SIZE, FOV) for c in cameras]
+    gbuffers = GBuffers(*(np.stack([b[i] for b in buffers]) for i in range(4)))
+    env = np.stack([sky_radiance(camera_view_directions(SIZE // 2, SIZE) @ c[:3, :3].T) for c in cameras])
+    return gbuffers, env, cameras
+
+
+def test_a_model_that_changes_nothing_returns_its_physics_prior_at_full_resolution():
+    pipeline = tiny_v2_pipeline(**V3)  # zero output head: the velocity is 0, so ẑ1 = z0
+    gbuffers, env, _ = scene()
+    beauty = pipeline.render(gbuffers, env, vertical_fov_degrees=FOV)
+    normalised, scale = normalised_envmap(env, pipeline.lighting)
+    prior = shade_with_visibility(gbuffers, normalised, FOV) * scale  # no autoencoder in between
+    geometry = np.isfinite(gbuffers.depth[..., 0])
+    assert np.abs(beauty - prior)[geometry].max() < 1e-3 * max(1.0, float(prior.max()))
+
+
+def test_with_a_static_camera_the_keyframe_path_returns_the_keyframe_where_it_is_valid():
+    pipeline = tiny_v2_pipeline(**V3, reprojected_source=True)
+    gbuffers, env, cameras = scene(moving=False)
+    keyframe = np.random.default_rng(0).random((SIZE, SIZE, 3)).astype(np.float32) * 3.0  # any radiance
+    beauty = pipeline.render(
+        gbuffers, env, keyframes={0: keyframe}, vertical_fov_degrees=FOV, camera_to_world=cameras
+    )
+    geometry = np.isfinite(gbuffers.depth[0, ..., 0])
+    for frame in range(3):  # the keyframe itself, and the frames that see it from the same camera
+        np.testing.assert_allclose(beauty[frame][geometry], keyframe[geometry], rtol=2e-3, atol=2e-3)
+
+
+def test_a_saturated_model_cannot_emit_a_pixel_above_the_bound():
+    pipeline = tiny_v2_pipeline(**V3)
+    with torch.no_grad():
+        pipeline.transformer.proj_out.bias.fill_(50.0)  # every latent pushed far past saturation
+    gbuffers, env, _ = scene()
+    beauty = pipeline.render(gbuffers, env, vertical_fov_degrees=FOV)
+    normalised, scale = normalised_envmap(env, pipeline.lighting)
+    prior = shade_with_visibility(gbuffers, normalised, FOV)
+    luminance = beauty @ LUMINANCE_WEIGHTS
+    peak = (env @ LUMINANCE_WEIGHTS).max()
+    mean = np.array([light_scale(frame[None]) for frame in normalised])[:, None, None]  # per frame
+    allowed = HDR_MARGIN * np.maximum(prior @ LUMINANCE_WEIGHTS, mean) * scale
+    assert (luminance <= np.minimum(allowed, peak) * (1 + 1e-4)).all()
+
+
+def test_the_bound_is_smooth_and_leaves_what_is_below_its_knee_alone():
+    bound = np.full((1, 1, 4, 1), 10.0)
+    beauty = np.array([[[[1.0] * 3, [7.9] * 3, [12.0] * 3, [1e6] * 3]]], np.float32)
+    out = bounded(beauty, bound)
+    np.testing.assert_allclose(out[0, 0, :2], beauty[0, 0, :2], rtol=1e-6)
+    assert 8.0 < out[0, 0, 2, 0] < out[0, 0, 3, 0] <= 10.0
+    assert hdr_bound(np.ones((1, 4, 8, 3), np.float32), None).shape == (1, 1, 1, 1)
+
+
+def test_v3_follows_the_env_maps_exposure_exactly():
+    pipeline = tiny_v2_pipeline(**V3)
+    randomise(pipeline.transformer)
+    gbuffers, env, _ = scene()
+    once = pipeline.render(gbuffers, env, vertical_fov_degrees=FOV)
+    brighter = pipeline.render(gbuffers, env * np.float32(20.0), vertical_fov_degrees=FOV)
+    np.testing.assert_allclose(brighter, once * 20.0, rtol=2e-3, atol=1e-4)
+
+
+def test_changing_albedo_under_the_same_shading_changes_the_render():
+    inputs = [torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(s)) for s in range(6)]
+    z_t, normal, depth, material, albedo, other_albedo = inputs
+    reference, mask, env, t = (
+        torch.zeros_like(normal),
+        torch.zeros(1, 1, 2, 8, 8),
+        torch.randn(1, 8, 2, 8, 8),
+        torch.zeros(1),
+    )
+    for albedo_attribute in (True, False):
+        pipeline = tiny_v2_pipeline(**(V3 | {"albedo_attribute": albedo_attribute}))
+        randomise(pipeline.transformer)
+        given = albedo if albedo_attribute else None
+        edited = other_albedo if albedo_attribute else None
+        with torch.no_grad():
+            one = forward_velocity(
+                pipeline.transformer,
+                z_t,
+                t,
+                attribute_latent(normal, depth, material, reference, mask, given),
+                env,
+            )
+            two = forward_velocity(
+                pipeline.transformer,
+                z_t,
+                t,
+                attribute_latent(normal, depth, material, reference, mask, edited),
+                env,
+            )
+        assert (not torch.allclose(one, two)) == albedo_attribute
+
+
+def test_inverse_targets_and_outputs_keep_channel_order_and_signs():
+    """A constructed scene: each intrinsic's training target, read back as decompose reads its output,
+    is the intrinsic itself: metallic is channel 1 of the material, normals keep X right, Y up."""
+    gbuffers, _, _ = scene(frames=1)
+    stack = {
+        "albedo": enc.albedo_to_model(gbuffers.albedo),
+        "normal": enc.normal_to_model(gbuffers.normal),
+        "depth": enc.depth_to_model(gbuffers.depth, enc.disparity_range(gbuffers.depth)),
+        "material": enc.material_to_model(gbuffers.material),
+    }
+    material = gbuffers.material.copy()
+    material[..., 1] = np.linspace(0, 1, SIZE)[None, None, :]  # metallic rises left to right
+    stack["material"] = enc.material_to_model(material)
+    # [F, H, W, 3] per buffer -> [B, N, 3, F, H, W] as the training loop sees them
+    buffers = torch.stack(
+        [
+            torch.from_numpy(stack.get(name, np.zeros_like(stack["albedo"]))).permute(3, 0, 1, 2)
+            for name in BUFFERS
+        ]
+    )[None]
+
+    def read_back(intrinsic):
+        return _intrinsic_from_model(intrinsic, enc.tensor_to_frames(intrinsic_target(intrinsic, buffers)))
+
+    np.testing.assert_allclose(read_back("metallic")[..., 0], material[..., 1], atol=1e-6)
+    np.testing.assert_allclose(read_back("roughness")[..., 0], material[..., 0], atol=1e-6)
+    geometry = np.isfinite(gbuffers.depth[..., 0])
+    normal = read_back("normal")
+    np.testing.assert_allclose(normal[geometry], gbuffers.normal[geometry], atol=1e-5)
+    right_side = geometry & (gbuffers.normal[..., 0] > 0.5)  # the sphere's right flank faces +X
+    assert right_side.any() and (normal[right_side][:, 0] > 0.5).all()
+    np.testing.assert_allclose(read_back("albedo")[geometry], gbuffers.albedo[geometry], atol=1e-5)
+
+
+def test_v2_weights_converted_to_v3_render_as_before_from_the_same_inputs():
+    v2 = tiny_v2_pipeline()
+    randomise(v2.transformer)
+    v3 = tiny_v2_pipeline(**V3)
+    assert copy_fitting(v2.transformer, v3.transformer) == []
+    inputs = [torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(s)) for s in range(5)]
+    z_t, normal, depth, material, albedo = inputs
+    reference, mask, env, t = (
+        torch.zeros_like(normal),
+        torch.ones(1, 1, 2, 8, 8),
+        torch.randn(1, 8, 2, 8, 8),
+        torch.zeros(1),
+    )
+    with torch.no_grad():
+        before = forward_velocity(
+            v2.transformer, z_t, t, attribute_latent(normal, depth, material, reference, mask), env
+        )
+        after = forward_velocity(
+            v3.transformer, z_t, t, attribute_latent(normal, depth, material, reference, mask, albedo), env
+        )
+    torch.testing.assert_close(after, before)
