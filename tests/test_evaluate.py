@@ -60,6 +60,7 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
     assert set(forward) == {
         "IBL",
         "Deferred",
+        "Deferred + visibility (no network)",
         "Autoencoder ceiling",
         "RenderFlow (1 step)",
         "RenderFlow (4 steps)",
@@ -135,7 +136,8 @@ def test_rf_eval_without_a_checkpoint_scores_the_baselines(tiny_dataset, tmp_pat
     result = CliRunner().invoke(rf_eval, ["--data", str(tiny_dataset), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["forward"]) == {"IBL", "Deferred"} and results["inverse"] is None
+    assert set(results["forward"]) == {"IBL", "Deferred", "Deferred + visibility (no network)"}
+    assert results["inverse"] is None
     missing = CliRunner().invoke(
         rf_eval, ["--data", str(tiny_dataset), "--split", "val", "--out", str(tmp_path)]
     )

@@ -26,6 +26,7 @@ from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
+from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
@@ -162,6 +163,8 @@ class Method:
 
 def baseline_renderer(method: str) -> RenderFn:
     def render(clip: Clip) -> np.ndarray:
+        if method == "visibility":  # the physics prior of model v3, without the network
+            return shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
         return render_baseline(method, clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
 
     return render
@@ -214,7 +217,11 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     )
     folders = find_clips(Path(config.data), config.split)[: config.max_clips]
 
-    methods = {"IBL": Method(baseline_renderer("ibl")), "Deferred": Method(baseline_renderer("deferred"))}
+    methods = {
+        "IBL": Method(baseline_renderer("ibl")),
+        "Deferred": Method(baseline_renderer("deferred")),
+        "Deferred + visibility (no network)": Method(baseline_renderer("visibility")),
+    }
     if pipeline is not None:
         methods["Autoencoder ceiling"] = Method(autoencoder_ceiling(pipeline))
         for steps in sorted({*config.steps, config.sampler_steps} - {0}):

@@ -17,6 +17,7 @@ from renderflow.core.io.outputs import camera_attributes, colour_attributes, dat
 from renderflow.core.io.sequences import has_frame_token
 from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
+from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.reading import ReadOptions, Shot, read_plate, read_shot, shot_envmaps
 from renderflow.core.shot.segments import keyframe_numbers
 from renderflow.core.shot.settings import OutputFrame, RenderSettings
@@ -61,10 +62,15 @@ def render_shot(
 def preview_shot(
     shot: Shot, envmap_path: Path, method: str, env_transform: EnvTransform, colour_space: str
 ) -> list[OutputFrame]:
-    """The shot shaded without the network (`method`: deferred or ibl), laid out like a render."""
+    """The shot shaded without the network (`method`: deferred, ibl, or visibility: the Deferred
+    shading with shadows, occlusion and one bounce), laid out like a render."""
     settings = RenderSettings(env_transform=env_transform)
     envmap_cam = shot_envmaps(shot, envmap_path, colour_space, settings.env_transform)
-    beauty = render_baseline(method, shot.sequence.gbuffers, envmap_cam, shot.vertical_fov_degrees)
+    gbuffers, fov = shot.sequence.gbuffers, shot.vertical_fov_degrees
+    if method == "visibility":
+        beauty = shade_with_visibility(gbuffers, envmap_cam, fov)
+    else:
+        beauty = render_baseline(method, gbuffers, envmap_cam, fov)
     outputs = render_frames(shot, beauty, settings, colour_space)
     for frame in outputs:
         frame.attributes["renderflow/preview"] = method

@@ -103,10 +103,11 @@ def inspect(file: str, frame: int | None, **reading: Any) -> None:
 @frames_option
 @click.option(
     "--method",
-    type=click.Choice(["deferred", "ibl"]),
+    type=click.Choice(["deferred", "visibility", "ibl"]),
     default="deferred",
     show_default=True,
-    help="deferred: diffuse + GGX split-sum specular; ibl: SH diffuse only.",
+    help="deferred: diffuse + GGX split-sum specular; visibility: the same with shadows of the env map's "
+    "lights, occlusion and one screen-space bounce (what model v3 starts from); ibl: SH diffuse only.",
 )
 @read_options
 def preview(
@@ -120,10 +121,11 @@ def preview(
     exposure: float,
     **reading: Any,
 ) -> None:
-    """Fast preview without the network: the Deferred or IBL baseline from the same inputs.
+    """Fast preview without the network: the physics prior or a baseline from the same inputs.
 
     GBUFFERS is a sequence pattern (shot.####.exr); the beauty is written per frame to OUT like a
-    render (docs/OUTPUTS.md), scene-linear HDR. No shadows: a look-dev check, not a render.
+    render (docs/OUTPUTS.md), scene-linear HDR. A look-dev check, not a render: screen-space
+    shadows at best (--method visibility), no light from off screen.
     """
     from renderflow.core.io.envmap import EnvTransform
     from renderflow.core.io.outputs import check_output_pattern
