@@ -339,3 +339,30 @@ def test_rope_is_applied_inside_the_keyframe_cross_attention():
     torch.testing.assert_close(shifted, at_rest, rtol=1e-4, atol=1e-5)  # only the offset counts
     assert not torch.allclose(moved_keys, at_rest, atol=1e-4)  # the temporal distance counts
     assert not torch.allclose(without, at_rest, atol=1e-4)  # positions are used at all
+
+
+def test_the_keyframe_adapter_rotates_queries_and_keys_by_their_positions(transformer, monkeypatch):
+    """The wiring, not only the attention: a render with keyframes rotates the frame's queries by the
+    transformer's token positions and the keys by the keyframes' (removing either fails here)."""
+    import renderflow.core.model.attention as attention_module
+
+    calls = []
+
+    def recording(values, positions, theta):
+        calls.append(positions.clone())
+        return rotate_by_position(values, positions, theta)
+
+    monkeypatch.setattr(attention_module, "rotate_by_position", recording)
+    z, t, attributes, env = _inputs()
+    adapter = KeyframeAdapter.for_transformer(transformer, lora_rank=4)
+    adapter.attach(transformer)
+    keyframes = adapter.embed(torch.randn(1, C, 2, 8, 8), torch.tensor([0.0, 3.0]))
+    with torch.no_grad():
+        forward_velocity(
+            transformer, z, t, attributes, env, adapter, keyframes, first_frame=1.0, frame_step=1.0
+        )
+    queries = transformer.token_positions(z, 1.0, 1.0)
+    assert len(calls) == 2 * len(adapter.attentions)  # queries and keys, in every block
+    for query_call, key_call in zip(calls[::2], calls[1::2], strict=True):
+        torch.testing.assert_close(query_call, queries)
+        torch.testing.assert_close(key_call, keyframes.positions)
