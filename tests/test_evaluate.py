@@ -65,7 +65,9 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
         "RenderFlow (1 step)",
         "RenderFlow (4 steps)",
         "RenderFlow sampler (3 steps)",
+        "Keyframes reprojected, visibility fill (gap 2, no network)",
         "RenderFlow + keyframes (gap 2)",
+        "Keyframes reprojected, visibility fill (gap 4, no network)",
         "RenderFlow + keyframes (gap 4)",
     }
     assert forward["RenderFlow (1 step)"]["steps"] == 1 and forward["Deferred"]["steps"] == 0
@@ -179,3 +181,28 @@ def test_rf_train_sheet(tiny_dataset, tmp_path):
         rf_train, ["sheet", "--data", str(tiny_dataset), "--frame", "9", "--out", str(out)]
     )
     assert bad.exit_code == 1 and "no frame index 9" in bad.output
+
+
+def test_failure_scores_see_shadows_metals_and_fireflies(tiny_dataset):
+    from renderflow.core.io.envmap import camera_view_envmaps
+    from renderflow.training.evaluate import failure_scores, shadow_regions
+
+    folder = sorted((tiny_dataset / "test").iterdir())[0]
+    clip = load_clip(folder)
+    clip.envmap_cam = camera_view_envmaps(clip.envmap_world, clip.camera_to_world, 16, 32)
+    geometry = clip.mask[..., 0] > 0.5
+    shadow, lit = geometry.copy(), geometry.copy()
+    shadow[:, : shadow.shape[1] // 2] = False  # a constructed split: bottom half "in shadow"
+    lit[:, shadow.shape[1] // 2 :] = False
+    clip.gbuffers.material[..., 1] = np.where(geometry, 1.0, 0.0)  # every geometry pixel a metal
+    exact = failure_scores(clip.beauty, clip, shadow, lit)
+    assert exact["shadow_contrast"] == pytest.approx(1.0) and exact["peak_ratio"] == pytest.approx(1.0)
+    assert math.isinf(exact["psnr_metal"])
+    flat = np.where(shadow[..., None], clip.beauty * 3.0, clip.beauty)  # shadows three times too bright
+    assert failure_scores(flat, clip, shadow, lit)["shadow_contrast"] == pytest.approx(1 / 3, rel=1e-3)
+    firefly = clip.beauty.copy()
+    firefly[0][geometry[0]] *= 0.5
+    firefly[0][np.argwhere(geometry[0])[0][0], np.argwhere(geometry[0])[0][1]] = 1000.0
+    assert failure_scores(firefly, clip, shadow, lit)["peak_ratio"] > 10
+    found_shadow, found_lit = shadow_regions(clip)
+    assert found_shadow.shape == geometry.shape and not (found_shadow & found_lit).any()

@@ -26,6 +26,7 @@ from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
+from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.training import metrics
@@ -103,6 +104,47 @@ def beauty_scores(
         if others:
             scores["psnr_non_key"] = metrics.psnr(predicted[others], reference[others])
     return scores
+
+
+SHADOW_DARKER = 0.5  # reference pixels below this share of the unshadowed shading are in shadow
+LIT_SHARE = 0.8  # ... and above this share, lit
+METAL = 0.5  # metallic above this is a metal pixel
+
+
+def shadow_regions(clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+    """Where the path tracer has shadows the Deferred shading (no visibility) lacks, and where both
+    are lit: masks `[F, H, W]` over the geometry."""
+    unshadowed = render_baseline("deferred", clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+    ratio = (clip.beauty @ LUMINANCE_WEIGHTS) / np.maximum(unshadowed @ LUMINANCE_WEIGHTS, 1e-6)
+    geometry = clip.mask[..., 0] > 0.5
+    return geometry & (ratio < SHADOW_DARKER), geometry & (ratio > LIT_SHARE)
+
+
+def failure_scores(
+    prediction: np.ndarray, clip: Clip, shadow: np.ndarray, lit: np.ndarray
+) -> dict[str, float]:
+    """What whole-frame PSNR hides: PSNR on metal pixels; shadow contrast (lit / shadowed luminance,
+    over the reference's; 1 = right, above 1 = too dark in shadow); the brightest geometry pixel over
+    the reference's (above 1: highlights the path tracer does not have)."""
+    geometry = clip.mask[..., 0] > 0.5
+    metal = geometry & (clip.gbuffers.material[..., 1] > METAL)
+    nan = float("nan")
+    predicted, reference = metrics.display(prediction), metrics.display(clip.beauty)
+    luminance, truth = prediction @ LUMINANCE_WEIGHTS, clip.beauty @ LUMINANCE_WEIGHTS
+    contrast = nan
+    if shadow.sum() >= SHADOW_MIN_PIXELS and lit.sum() >= SHADOW_MIN_PIXELS:
+        ours = luminance[lit].mean() / max(luminance[shadow].mean(), 1e-9)
+        contrast = float(ours / (truth[lit].mean() / max(truth[shadow].mean(), 1e-9)))
+    return {
+        "psnr_metal": metrics.psnr(predicted[metal], reference[metal]) if metal.any() else nan,
+        "shadow_contrast": contrast,
+        "peak_ratio": float(luminance[geometry].max() / max(truth[geometry].max(), 1e-9))
+        if geometry.any()
+        else nan,
+    }
+
+
+SHADOW_MIN_PIXELS = 20
 
 
 def exposure_gain(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
@@ -199,6 +241,21 @@ def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int |
     return render
 
 
+def reprojection_renderer(keyframe_gap: int) -> RenderFn:
+    """No network: the reference's keyframes every `keyframe_gap` frames moved into each frame by
+    depth and cameras where they are seen, the physics prior elsewhere."""
+
+    def render(clip: Clip) -> np.ndarray:
+        keyframes = {frame: clip.beauty[frame] for frame in range(0, len(clip.beauty), keyframe_gap)}
+        reprojected = reproject_keyframes(
+            clip.gbuffers.depth, clip.camera_to_world, clip.vertical_fov_degrees, keyframes
+        )
+        fill = shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+        return np.where(reprojected[..., 3:] > 0, reprojected[..., :3], fill)
+
+    return render
+
+
 def _timed(render: RenderFn, clip: Clip) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     image = render(clip)
@@ -232,6 +289,9 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             methods[name] = Method(model_renderer(pipeline, steps), steps)
         if pipeline.keyframe_adapter is not None:
             for gap in config.keyframe_gaps:
+                methods[f"Keyframes reprojected, visibility fill (gap {gap}, no network)"] = Method(
+                    reprojection_renderer(gap), 0, gap
+                )
                 methods[f"RenderFlow + keyframes (gap {gap})"] = Method(
                     model_renderer(pipeline, 1, gap), 1, gap
                 )
@@ -246,11 +306,14 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
         )
         renders: dict[str, np.ndarray] = {}
+        shadow, lit = shadow_regions(clip)
         for name, method in methods.items():
             image, seconds = _timed(method.render, clip)
             keyframes = list(range(0, len(image), method.keyframe_gap)) if method.keyframe_gap else None
             scores[name].add(
-                beauty_scores(image, clip, perceptual, keyframes) | {"seconds_per_frame": seconds}
+                beauty_scores(image, clip, perceptual, keyframes)
+                | failure_scores(image, clip, shadow, lit)
+                | {"seconds_per_frame": seconds}
             )
             renders[name] = image
         if pipeline is not None and config.repeats > 1:
@@ -317,6 +380,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 FORWARD_HEADER = ["Method", "Steps", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "PSNR mask ↑", "SSIM mask ↑"]
 FORWARD_HEADER += ["Flicker ↓", "Gain (median)", "Time/frame (s) ↓"]
+FAILURE_HEADER = ["Method", "PSNR metal ↑", "Shadow contrast (1 = right)", "Brightest / reference's"]
 GAP_HEADER = ["Keyframes", "PSNR ↑", "PSNR non-key frames ↑", "SSIM ↑", "LPIPS ↓"]
 INVERSE_HEADER = ["Inverse", "Albedo PSNR ↑", "Normal angle (°) ↓", "Depth log-RMSE (SSI) ↓"]
 INVERSE_HEADER += ["Roughness RMSE ↓", "Metallic RMSE ↓"]
@@ -357,6 +421,19 @@ def results_markdown(results: dict[str, Any]) -> str:
     spread = results["run_to_run_psnr_std"]
     if spread is not None:
         lines += ["", f"Run-to-run spread of the 1-step model's PSNR: σ = {spread:.4f} dB."]
+    failure_rows = [
+        [name, _cell(row["psnr_metal"], 2), _cell(row["shadow_contrast"], 2), _cell(row["peak_ratio"], 2)]
+        for name, row in forward.items()
+        if "psnr_metal" in row
+    ]
+    if failure_rows:
+        lines += ["", *_table(FAILURE_HEADER, failure_rows)]
+        lines += [
+            "",
+            "Shadow contrast: lit over shadowed luminance (shadows: the reference below half the Deferred "
+            "shading), over the reference's own; 1 = right. Brightest: the brightest geometry pixel over "
+            "the reference's.",
+        ]
     gap_rows = [
         [
             name,
