@@ -114,7 +114,7 @@ METAL = 0.5  # metallic above this is a metal pixel
 def shadow_regions(clip: Clip) -> tuple[np.ndarray, np.ndarray]:
     """Where the path tracer has shadows the Deferred shading (no visibility) lacks, and where both
     are lit: masks `[F, H, W]` over the geometry."""
-    unshadowed = render_baseline("deferred", clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+    unshadowed = shaded("deferred", clip)
     ratio = (clip.beauty @ LUMINANCE_WEIGHTS) / np.maximum(unshadowed @ LUMINANCE_WEIGHTS, 1e-6)
     geometry = clip.mask[..., 0] > 0.5
     return geometry & (ratio < SHADOW_DARKER), geometry & (ratio > LIT_SHARE)
@@ -203,11 +203,27 @@ class Method:
     keyframe_gap: int | None = None
 
 
+_SHADED: dict[tuple[str, str], np.ndarray] = {}  # (method, clip) -> image, for the clip being scored
+
+
+def shaded(method: str, clip: Clip) -> np.ndarray:
+    """The clip under a shader without network (ibl, deferred, or visibility: the physics prior of
+    model v3), made once per clip however many rows and scores use it."""
+    key = (method, clip.name)
+    if key not in _SHADED:
+        if len(_SHADED) > 8:  # only the clip being scored is kept
+            _SHADED.clear()
+        if method == "visibility":
+            image = shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+        else:
+            image = render_baseline(method, clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+        _SHADED[key] = image
+    return _SHADED[key]
+
+
 def baseline_renderer(method: str) -> RenderFn:
     def render(clip: Clip) -> np.ndarray:
-        if method == "visibility":  # the physics prior of model v3, without the network
-            return shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
-        return render_baseline(method, clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+        return shaded(method, clip)
 
     return render
 
@@ -250,7 +266,7 @@ def reprojection_renderer(keyframe_gap: int) -> RenderFn:
         reprojected = reproject_keyframes(
             clip.gbuffers.depth, clip.camera_to_world, clip.vertical_fov_degrees, keyframes
         )
-        fill = shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
+        fill = shaded("visibility", clip)
         return np.where(reprojected[..., 3:] > 0, reprojected[..., :3], fill)
 
     return render
@@ -306,16 +322,18 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
         )
         renders: dict[str, np.ndarray] = {}
-        shadow, lit = shadow_regions(clip)
+        times: dict[str, float] = {}
         for name, method in methods.items():
-            image, seconds = _timed(method.render, clip)
+            renders[name], times[name] = _timed(method.render, clip)
+        shadow, lit = shadow_regions(clip)  # from the Deferred row's image
+        for name, method in methods.items():
+            image = renders[name]
             keyframes = list(range(0, len(image), method.keyframe_gap)) if method.keyframe_gap else None
             scores[name].add(
                 beauty_scores(image, clip, perceptual, keyframes)
                 | failure_scores(image, clip, shadow, lit)
-                | {"seconds_per_frame": seconds}
+                | {"seconds_per_frame": times[name]}
             )
-            renders[name] = image
         if pipeline is not None and config.repeats > 1:
             runs = [
                 pipeline.render(

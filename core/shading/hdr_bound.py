@@ -14,7 +14,7 @@ import numpy as np
 
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
 
-HDR_MARGIN = 4.0  # the prior's radiance times this (the evaluation's brightest-pixel ratio: 4)
+HDR_MARGIN = 2.0  # the prior's radiance times this: inter-reflection rarely doubles what the prior has
 HDR_KNEE = 0.8  # luminance below this share of the bound is untouched
 
 

@@ -15,3 +15,11 @@ $RF stage1 --data "$DATA" --init "$RUNS/init" --out "$RUNS/stage1" \
 $RF stage2 --data "$DATA" --init "$RUNS/stage1" --out "$RUNS/stage2" \
     --steps 600 --batch-size 4 --lr 2e-4 --warmup 50 --keyframe-gap 4 \
     --cache-latents --no-gradient-checkpointing --device cpu --checkpoint-every 200
+# The inverse adapter on the same stage-1 base (it runs beside stage 2: the two adapters train
+# different LoRA targets on the same frozen base). The bundle is stage2 with this inverse adapter.
+$RF inverse --data "$DATA" --init "$RUNS/stage1" --out "$RUNS/inverse" \
+    --steps 1500 --batch-size 8 --crop 32 --lr 3e-4 \
+    --cache-latents --no-gradient-checkpointing --device cpu --checkpoint-every 500
+mkdir -p "$RUNS/bundle"
+cp "$RUNS/stage2/"*.safetensors "$RUNS/stage2/config.json" "$RUNS/bundle/"
+cp "$RUNS/inverse/inverse_adapter.safetensors" "$RUNS/bundle/"
