@@ -372,7 +372,12 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
 def _contact_sheet(path: Path, clip: Clip, renders: dict[str, np.ndarray]) -> None:
     """Reference, each method, and the error maps of the 1-step model and Deferred."""
     columns = {"path traced": display_colour(clip.beauty)}
-    short = {"IBL": "IBL", "Deferred": "Deferred", "RenderFlow (1 step)": "RF 1 step"}
+    short = {
+        "IBL": "IBL",
+        "Deferred": "Deferred",
+        "Deferred + visibility (no network)": "prior",
+        "RenderFlow (1 step)": "RF 1 step",
+    }
     keyframe_rows = [name for name in renders if name.startswith("RenderFlow + keyframes")]
     if keyframe_rows:  # the first keyframe row scored (the smallest gap asked for first)
         short[keyframe_rows[0]] = "RF + kf " + keyframe_rows[0].split("gap ")[1].rstrip(")")
