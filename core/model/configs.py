@@ -143,7 +143,7 @@ def parameter_counts(transformer_config: dict[str, Any], lora_rank: int = 64) ->
     with torch.device("meta"):
         transformer = RenderFlowTransformer(**transformer_config)
         keyframe = KeyframeAdapter.for_transformer(transformer, lora_rank)
-        inverse = InverseAdapter.for_transformer(transformer, lora_rank)  # as build_tiny_pipeline and import_wan
+        inverse = InverseAdapter.for_transformer(transformer, lora_rank)  # the rank the builders use
         backbone = sum(p.numel() for p in transformer.parameters())
         keyframe.attach(transformer)
         with_keyframe_lora = sum(p.numel() for p in transformer.parameters())
