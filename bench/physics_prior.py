@@ -1,8 +1,10 @@
 """How close the physics prior alone (no network) comes to path-traced clips: PSNR in display space
 (rf-eval's) of the Deferred shading and of the shading with visibility (core/shading/visibility.py),
-on every clip of a split, with the time per frame. Prints a table, writes bench/results/physics_prior.json.
+on every clip of a split, with the time per frame; and, with --sizes, the time per frame of both on
+the demo scene at those sizes. Prints tables, writes bench/results/physics_prior*.json.
 
     .venv/bin/python bench/physics_prior.py --data data/ood64
+    .venv/bin/python bench/physics_prior.py --sizes 64 256
 """
 
 from __future__ import annotations
@@ -33,12 +35,43 @@ SHADERS = {
 }
 
 
+def timing(sizes: list[int], out: Path) -> None:
+    """ms per frame of each shader on 3 frames of the demo scene (after one warm-up run)."""
+    from types import SimpleNamespace
+
+    from renderflow.core.shot.demo_scene import demo_clip
+
+    rows = {}
+    print("| size | " + " | ".join(f"{name} (ms/frame)" for name in SHADERS) + " |")
+    print("|---|" + "---|" * len(SHADERS))
+    for size in sizes:
+        gbuffers, env = demo_clip(frames=3, size=size)
+        clip = SimpleNamespace(gbuffers=gbuffers, envmap_cam=env, vertical_fov_degrees=40.0)
+        rows[size] = {}
+        for name, shade in SHADERS.items():
+            shade(clip)
+            started = time.perf_counter()
+            shade(clip)
+            rows[size][name] = (time.perf_counter() - started) / 3 * 1000
+        print(f"| {size}² | " + " | ".join(f"{rows[size][name]:.1f}" for name in SHADERS) + " |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"ms_per_frame": rows}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="Dataset folder (clip folders).")
+    parser.add_argument("--data", type=Path, help="Dataset folder (clip folders).")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", help="Time both shaders at these frame sizes instead."
+    )
     parser.add_argument("--split", default="test", help="Sub-folder of DATA.")
     parser.add_argument("--out", type=Path, default=RESULTS / "physics_prior.json", help="Results file.")
     args = parser.parse_args()
+    if args.sizes:
+        timing(args.sizes, RESULTS / "physics_prior_timing.json")
+        return
+    if args.data is None:
+        parser.error("--data or --sizes")
     rows: dict[str, list[float]] = {name: [] for name in SHADERS}
     seconds: dict[str, float] = dict.fromkeys(SHADERS, 0.0)
     frames = 0
