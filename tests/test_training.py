@@ -299,3 +299,19 @@ def test_stage2_trains_a_reprojecting_adapter_from_the_reprojected_source(tiny_d
     assert adapter is not None and adapter.config["reprojected_source"]
     assert np.isfinite(_logged_losses(tmp_path / "s2")).all()
     assert any(value.abs().sum() > 0 for value in lora_state_dict(trained.transformer, "keyframe").values())
+
+
+def test_a_checkpoint_renders_whole_frames_up_to_the_size_it_was_trained_at(
+    tiny_dataset, tiny_checkpoint, tmp_path
+):
+    """Issue #29: the transformer window follows the checkpoint; a model trained on whole frames of a
+    size never renders those frames in windows."""
+    narrow = tmp_path / "narrow"
+    pipeline = RenderFlowPipeline.from_pretrained(tiny_checkpoint)
+    pipeline.config = dataclasses.replace(pipeline.config, transformer_window=8)  # below the clips' size
+    pipeline.save_pretrained(narrow)
+    config = Stage1Config(**common(tiny_dataset, tmp_path / "s1", narrow, schedule=((1, None),)))
+    trained = RenderFlowPipeline.from_pretrained(train_stage1(config))
+    frame_size = max(load_dataset(tiny_dataset, "train")[0].stack.shape[2:4])
+    assert trained.config.transformer_window == frame_size
+    assert max(trained.windows.window, 1) * trained.autoencoder.spatial_factor >= frame_size  # one window

@@ -48,6 +48,7 @@ def wan_folder(tmp_path_factory):
 def test_wan_weights_land_in_renderflow_and_text_parts_are_dropped(wan_folder):
     wan = WanTransformer3DModel.from_pretrained(wan_folder / "transformer").state_dict()
     pipeline = import_wan(wan_folder, lora_rank=4)
+    assert pipeline.config.transformer_window == 832  # Wan's own frames render whole, never in windows
     ours = pipeline.transformer.state_dict()
     for key in (
         "blocks.1.attn1.to_q.weight",

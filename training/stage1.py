@@ -8,6 +8,7 @@ chunked inference does (paper §4.4).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline
 from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
@@ -89,6 +90,10 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
         crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)
         for crop in {crop for _, crop in config.schedule}
     }
+    # the checkpoint renders without windows up to the largest frame it trains on (core/model/windows.py)
+    full = max(max(clip.stack.shape[2:4]) for clip in clips)  # [N, F, H, W, 3]
+    largest = max(crop or full for _, crop in config.schedule)
+    pipeline.config = trained_window(pipeline.config, largest)
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     autoencoder.requires_grad_(False)
     transformer.requires_grad_(False)
@@ -124,6 +129,12 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
         helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)
+
+
+def trained_window(config: PipelineConfig, trained_size: int) -> PipelineConfig:
+    """`config` with its transformer window at least `trained_size`: frames up to the size a model was
+    trained at go through it whole, as in training."""
+    return dataclasses.replace(config, transformer_window=max(config.transformer_window, trained_size))
 
 
 def stage1_losses(

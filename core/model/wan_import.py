@@ -27,6 +27,7 @@ from renderflow.core.model.transformer import RenderFlowTransformer
 from renderflow.core.shading.lighting import LightingConfig
 
 logger = logging.getLogger(__name__)
+WAN_TRAINED_SIZE = 832  # the longer side of Wan2.1-T2V-1.3B's 480p videos
 
 # Wan config keys that carry over unchanged to RenderFlowTransformer.
 SHARED_CONFIG_KEYS = (
@@ -114,6 +115,7 @@ def import_wan(
         keyframe_adapter,
         inverse_adapter,
         BridgeConfig(source=spec.bridge_source if spec is not None else "albedo"),
-        PipelineConfig(chunk_frames),
+        # Wan2.1-1.3B generates 832 × 480: frames up to that go through the transformer whole
+        PipelineConfig(chunk_frames, transformer_window=WAN_TRAINED_SIZE),
         lighting,
     )
