@@ -21,6 +21,11 @@ from renderflow.core.cli_options import (
 )
 from renderflow.daemon.rf_render.common import echo_path, frames_to_do, pop_reading, runner, user_errors
 
+PREVIEW_METHODS = ["deferred", "visibility", "ibl"]
+METHOD_HELP = (
+    "deferred: diffuse + GGX split-sum specular; visibility: the same with shadows of the env map's "
+    "lights, occlusion and one screen-space bounce (what model v3 starts from); ibl: SH diffuse only."
+)
 AOV_CHOICES = ["albedo", "normal", "depth", "roughness", "metallic", "specular"]
 
 
@@ -102,12 +107,7 @@ def inspect(file: str, frame: int | None, **reading: Any) -> None:
 @out_pattern_option("preview/beauty.####.exr")
 @frames_option
 @click.option(
-    "--method",
-    type=click.Choice(["deferred", "visibility", "ibl"]),
-    default="deferred",
-    show_default=True,
-    help="deferred: diffuse + GGX split-sum specular; visibility: the same with shadows of the env map's "
-    "lights, occlusion and one screen-space bounce (what model v3 starts from); ibl: SH diffuse only.",
+    "--method", type=click.Choice(PREVIEW_METHODS), default="deferred", show_default=True, help=METHOD_HELP
 )
 @read_options
 def preview(
