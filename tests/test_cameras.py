@@ -130,9 +130,36 @@ def test_camera_json_round_trip_and_errors(tmp_path):
     np.testing.assert_allclose(read.camera_to_world, track.camera_to_world)
     (tmp_path / "bad.json").write_text('{"frames": [{"frame": 1}]}')
     with pytest.raises(
-        ValueError, match=r"bad\.json: frames\[0\]: expected one of .camera_to_world. or .world_to_camera."
+        ValueError, match=r"bad\.json: frames\[0\]: expected .camera_to_world. or .world_to_camera."
     ):
         read_camera_json(tmp_path / "bad.json")
+
+
+def test_camera_json_with_both_matrices_and_an_fov_per_axis_reads_as_our_own_schema(tmp_path):
+    """Issue #30: other tools' camera.json: both matrices (checked against each other), `fov_deg` with
+    `fov_axis`, given once at the top for every frame."""
+    camera = _turned_camera_to_world()
+    ours = CameraTrack([1, 2], np.stack([np.eye(4), camera]), [30.0, 30.0])
+    write_camera_json(tmp_path / "ours.json", ours)
+    horizontal = 2 * np.degrees(np.arctan(np.tan(np.radians(15.0)) * 16 / 9))
+    frames = [
+        {"frame": f, "camera_to_world": m.tolist(), "world_to_camera": np.linalg.inv(m).tolist()}
+        for f, m in ((1, np.eye(4)), (2, camera))
+    ]
+    (tmp_path / "theirs.json").write_text(
+        json.dumps({"fov_deg": horizontal, "fov_axis": "x", "frames": frames})
+    )
+    theirs = read_camera(tmp_path / "theirs.json", [1, 2], aspect=16 / 9)
+    np.testing.assert_allclose(
+        theirs.camera_to_world, read_camera_json(tmp_path / "ours.json").camera_to_world
+    )
+    np.testing.assert_allclose(theirs.vertical_fov_degrees, [30.0, 30.0])
+    frames[1]["world_to_camera"] = np.eye(4).tolist()  # no longer the inverse
+    (tmp_path / "bad.json").write_text(json.dumps({"fov_deg": 30.0, "frames": frames}))
+    with pytest.raises(
+        ValueError, match=r"bad\.json: frames\[1\]: .camera_to_world. and .world_to_camera. are not"
+    ):
+        read_camera(tmp_path / "bad.json", [1, 2], aspect=16 / 9)
 
 
 # -- cameras from the files a shot comes with (docs/CAMERAS.md) ---------------------------------------

@@ -32,6 +32,7 @@ def test_find_clips_by_split_and_skips_incomplete(tiny_dataset, tmp_path, caplog
     assert len(find_clips(tiny_dataset)) == 3
     copy = tmp_path / "copy"
     shutil.copytree(tiny_dataset, copy)
+    (copy / "synth.json").write_text("{}")  # rf-train synth writes it first
     (copy / "train" / "clip_0001" / "done").unlink()  # an interrupted rf-train synth clip
     assert [folder.name for folder in find_clips(copy, "train")] == ["clip_0000"]
     assert "incomplete clip" in caplog.text
@@ -39,14 +40,29 @@ def test_find_clips_by_split_and_skips_incomplete(tiny_dataset, tmp_path, caplog
         find_clips(tiny_dataset, "val")
 
 
-def test_frame_pattern_needs_one_sequence(tiny_dataset, tmp_path):
+def test_a_folder_of_clips_from_another_tool_needs_no_done_file(tiny_dataset, tmp_path):
+    """Issue #30: frames, envmap.exr, camera.json and a scene.json, without rf-train synth's markers."""
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_dataset / "train" / "clip_0000", foreign / "shot_a")
+    (foreign / "shot_a" / "done").unlink()
+    assert [folder.name for folder in find_clips(foreign)] == ["shot_a"]
+
+
+def test_frame_pattern_picks_the_frames_or_says_which_sequences_it_cannot_tell_apart(tiny_dataset, tmp_path):
     clip = tiny_dataset / "train" / "clip_0000"
     assert frame_pattern(clip) == str(clip / "frame.####.exr")
     two = tmp_path / "two"
     shutil.copytree(clip, two)
     shutil.copy(two / "frame.1001.exr", two / "other.1001.exr")
-    with pytest.raises(ValueError, match="exactly one EXR frame sequence"):
-        frame_pattern(two)
+    assert frame_pattern(two) == str(two / "frame.####.exr")  # frame.####.exr among several
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for name in ("beauty.1001.exr", "beauty.1002.exr", "gbuf.1001.exr", "gbuf.1002.exr"):
+        shutil.copy(clip / "frame.1001.exr", renamed / name)
+    with pytest.raises(
+        ValueError, match=r"expected one EXR frame sequence \(or frame.####.exr among several\)"
+    ):
+        frame_pattern(renamed)
 
 
 def test_load_clip_matches_the_files(tiny_dataset):
@@ -198,3 +214,15 @@ def test_items_carry_keyframes_reprojected_into_their_frames(clips):
             )
             torch.testing.assert_close(item["keyframes"][index], beauty[:, int(frame)])
     assert (reprojected[3] > 0).float().mean() > 0.5
+
+
+def test_a_clip_folder_with_numbered_textures_beside_its_frames_reads_its_frames(tiny_dataset, tmp_path):
+    """Issue #30: `tex_wall0-2#.exr` beside `frame.####.exr` no longer stops rf-eval."""
+    from renderflow.core.io.clips import frame_pattern, load_clip
+
+    clip = tmp_path / "clip"
+    shutil.copytree(tiny_dataset / "train" / "clip_0000", clip)
+    for index in range(3):
+        shutil.copy(clip / "envmap.exr", clip / f"tex_wall{index}.exr")
+    assert frame_pattern(clip) == str(clip / "frame.####.exr")
+    assert load_clip(clip).beauty.shape[0] == 5

@@ -100,15 +100,16 @@ def find_clips(root: Path, split: str | None = None) -> list[Path]:
     """Clip folders under `root` (or `root/split`), sorted; a folder is a clip when it holds `envmap.exr`
     (its cameras come from camera.json or the frames' headers).
 
-    Clips of `rf-train synth` count only once complete (their `done` file exists).
+    In a dataset `rf-train synth` writes (its `synth.json` beside the splits), a clip counts only once
+    complete (its `done` file exists); any other folder of clips is taken as it is on disk.
     """
     base = Path(root) / split if split else Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"{base}: no such dataset folder")
+    made_by_synth = any((folder / "synth.json").exists() for folder in (base, base.parent))
     clips = []
     for envmap in sorted(base.rglob("envmap.exr")):
         folder = envmap.parent
-        made_by_synth = (folder / "scene.json").exists()
         if made_by_synth and not (folder / DONE_FILE).exists():
             logger.warning("%s: incomplete clip (no %s file), skipped", folder, DONE_FILE)
             continue

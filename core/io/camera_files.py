@@ -56,16 +56,22 @@ def read_camera_json(
 ) -> CameraTrack:
     """camera.json: `{"frames": [{"frame", a matrix, a fov}, ...]}`, or one static camera `{a matrix, a fov}`.
 
-    A matrix: `camera_to_world` or `world_to_camera`, 4x4 nested or 16 flat, column-vector layout
-    (translation in the last column) unless `"layout": "row"` (Imath, translation in the last row).
-    A fov (optional): `vertical_fov_degrees`, `horizontal_fov_degrees`, or `focal_length` with
-    `horizontal_aperture` (same units, e.g. mm). Other keys are ignored.
+    A matrix: `camera_to_world` or `world_to_camera` (or both, inverses of each other), 4x4 nested or 16
+    flat, column-vector layout (translation in the last column) unless `"layout": "row"` (Imath,
+    translation in the last row). A fov (optional, per frame or once at the top):
+    `vertical_fov_degrees`, `horizontal_fov_degrees`, `fov_deg` with `fov_axis` ("x" or "y"), or
+    `focal_length` with `horizontal_aperture` (same units, e.g. mm). Other keys are ignored.
     """
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CameraFileError(f"{path}: not readable JSON ({error})") from error
     return camera_json_track(data, str(path), frames, aspect)
+
+
+# every key of the fov forms `_json_fov` reads
+FOV_KEYS: tuple[str, ...] = ("vertical_fov_degrees", "horizontal_fov_degrees", "fov_deg", "fov_axis")
+FOV_KEYS += ("focal_length", "horizontal_aperture")
 
 
 def camera_json_track(
@@ -92,7 +98,9 @@ def camera_json_track(
             numbers.append(int(entry["frame"]))
         except (TypeError, ValueError) as error:
             raise CameraFileError(f"{where}: 'frame' must be an integer, got {entry['frame']!r}") from error
-        matrix, fov = _json_camera(entry, str(entry.get("layout", layout)), aspect, where)
+        # a fov given once at the top applies to every frame that has none of its own
+        shared = {key: data[key] for key in FOV_KEYS if key in data and not any(k in entry for k in FOV_KEYS)}
+        matrix, fov = _json_camera(entry | shared, str(entry.get("layout", layout)), aspect, where)
         matrices.append(matrix)
         fovs.append(fov)
     return CameraTrack(numbers, np.stack(matrices), fovs)
@@ -104,22 +112,35 @@ def _json_camera(
     if layout not in ("column", "row"):
         raise CameraFileError(f"{where}: layout {layout!r}; expected 'column' or 'row'")
     keys = [key for key in ("camera_to_world", "world_to_camera") if key in entry]
-    if len(keys) != 1:
-        raise CameraFileError(f"{where}: expected one of 'camera_to_world' or 'world_to_camera' (4x4)")
+    if not keys:
+        raise CameraFileError(f"{where}: expected 'camera_to_world' or 'world_to_camera' (4x4)")
+    matrices = [_json_matrix(entry, key, layout, where) for key in keys]
+    if len(matrices) == 2:  # both given: they must be inverses of each other
+        if not np.allclose(matrices[0] @ matrices[1], np.eye(4), atol=1e-4):
+            raise CameraFileError(
+                f"{where}: 'camera_to_world' and 'world_to_camera' are not inverses of each other; "
+                "give one of them, or both consistent"
+            )
+    elif keys[0] == "world_to_camera":
+        matrices[0] = np.linalg.inv(matrices[0])
+    matrix = matrices[0]
+    return matrix, _json_fov(entry, aspect, where)
+
+
+def _json_matrix(entry: dict[str, Any], key: str, layout: str, where: str) -> np.ndarray:
+    """`entry[key]` as a 4x4 affine matrix in column-vector layout."""
     try:
-        matrix: np.ndarray = np.asarray(entry[keys[0]], dtype=np.float64).reshape(4, 4)
+        matrix: np.ndarray = np.asarray(entry[key], dtype=np.float64).reshape(4, 4)
     except (TypeError, ValueError) as error:
-        raise CameraFileError(f"{where}: '{keys[0]}' must be 4x4 or 16 numbers ({error})") from error
+        raise CameraFileError(f"{where}: '{key}' must be 4x4 or 16 numbers ({error})") from error
     if not np.isfinite(matrix).all():
-        raise CameraFileError(f"{where}: '{keys[0]}' has NaN or inf")
+        raise CameraFileError(f"{where}: '{key}' has NaN or inf")
     if layout == "row":
         matrix = matrix.T
     if not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-6):
         hint = ' (translation in the last row: add "layout": "row")' if layout == "column" else ""
-        raise CameraFileError(f"{where}: '{keys[0]}' is not an affine 4x4{hint}")
-    if keys[0] == "world_to_camera":
-        matrix = np.linalg.inv(matrix)
-    return matrix, _json_fov(entry, aspect, where)
+        raise CameraFileError(f"{where}: '{key}' is not an affine 4x4{hint}")
+    return matrix
 
 
 def _json_fov(entry: dict[str, Any], aspect: float | None, where: str) -> float:
@@ -131,6 +152,12 @@ def _json_fov(entry: dict[str, Any], aspect: float | None, where: str) -> float:
             return vertical_from_horizontal(
                 _checked_fov(float(entry["horizontal_fov_degrees"]), where), aspect, where
             )
+        if "fov_deg" in entry:  # other tools' form: an angle and the axis it spans ("x" or "y")
+            axis = str(entry.get("fov_axis", "y")).lower()
+            if axis not in ("x", "y"):
+                raise CameraFileError(f"{where}: fov_axis {axis!r}; expected 'x' (horizontal) or 'y'")
+            degrees = _checked_fov(float(entry["fov_deg"]), where)
+            return degrees if axis == "y" else vertical_from_horizontal(degrees, aspect, where)
         if "focal_length" in entry:
             focal, aperture = float(entry["focal_length"]), float(entry["horizontal_aperture"])
             if focal <= 0 or aperture <= 0:
@@ -142,8 +169,8 @@ def _json_fov(entry: dict[str, Any], aspect: float | None, where: str) -> float:
         if isinstance(error, CameraFileError):
             raise
         raise CameraFileError(
-            f"{where}: unreadable fov ({error}); give vertical_fov_degrees, horizontal_fov_degrees or "
-            "focal_length with horizontal_aperture"
+            f"{where}: unreadable fov ({error}); give vertical_fov_degrees, horizontal_fov_degrees, "
+            "fov_deg with fov_axis, or focal_length with horizontal_aperture"
         ) from error
     return math.nan
 

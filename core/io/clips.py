@@ -5,6 +5,7 @@ The project's datasets, the bundled demo clip and rf-eval all read clips through
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,16 +36,24 @@ class Clip:
 
 
 def frame_pattern(folder: Path) -> str:
-    """The one EXR sequence of a clip folder (any name, `name.####.exr`) as a `####` pattern."""
+    """The frame sequence of a clip folder (any name, `name.####.exr`) as a `####` pattern: the one
+    sequence, or among several (textures beside the frames) `frame.####.exr`, else the longest."""
     sequences = [
         seq
         for seq in fileseq.findSequencesOnDisk(str(folder), pad_style=fileseq.PAD_STYLE_HASH1)
         if seq.extension() == ".exr" and seq.frameSet() is not None and seq.basename() != "envmap"
     ]
-    if len(sequences) != 1:
+    named = [seq for seq in sequences if seq.basename() == "frame."]
+    longest = sorted(sequences, key=len, reverse=True)
+    if named:
+        sequence = named[0]
+    elif len(longest) == 1 or (len(longest) > 1 and len(longest[0]) > len(longest[1])):
+        sequence = longest[0]
+    else:
         found = [str(seq) for seq in sequences] or "none"
-        raise ValueError(f"{folder}: expected exactly one EXR frame sequence, found {found}")
-    sequence = sequences[0]
+        raise ValueError(
+            f"{folder}: expected one EXR frame sequence (or frame.####.exr among several), found {found}"
+        )
     return str(Path(folder) / f"{sequence.basename()}{'#' * sequence.zfill()}.exr")
 
 
@@ -62,13 +71,18 @@ def load_clip(
     sequence = read_sequence(pattern, profile=profile)
     if sequence.beauty is None:
         raise ValueError(f"{folder}: the frames hold no beauty (R, G, B): a clip needs its path-traced image")
-    num_frames, height, _ = sequence.gbuffers.validate()
+    num_frames, height, width = sequence.gbuffers.validate()
     if (folder / "camera.json").exists():
-        track = read_camera_json(folder / "camera.json")
+        track = read_camera_json(folder / "camera.json", aspect=width / height)
         if len(track.frames) != num_frames:
             raise ValueError(f"{folder}/camera.json has {len(track.frames)} cameras for {num_frames} frames")
         camera_to_world = track.camera_to_world
         vertical_fov_degrees = vertical_fov_degrees or track.vertical_fov_degrees[0]
+        if not math.isfinite(vertical_fov_degrees):  # a camera.json with matrices only
+            raise ValueError(
+                f"{folder}/camera.json gives no field of view; add vertical_fov_degrees (or fov_deg with "
+                "fov_axis) to it, or give one (rf-eval --fov)"
+            )
     else:
         if vertical_fov_degrees is None:
             raise ValueError(
