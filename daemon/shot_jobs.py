@@ -87,7 +87,8 @@ def run_in_process(
     written: WrittenFn,
 ) -> None:
     """Run `work(pipeline, frame list)` batch by batch (bounded memory) and write each batch's frames.
-    A batch that fails is logged and the others go on; FramesFailed at the end if any failed."""
+    A batch that fails is retried frame by frame, as the daemons' batches are, so one bad frame fails
+    alone; the others go on; FramesFailed at the end if any failed."""
     pipeline = load_pipeline(where.checkpoint, where.device)
     per_batch = where.batch_frames or len(frames)
     failed: dict[int, str] = {}
@@ -97,8 +98,19 @@ def run_in_process(
             try:
                 write_outputs(out, work(pipeline, batch), written, start, len(frames))
             except (OSError, ValueError) as error:
-                logger.error("frames %d-%d failed: %s", batch[0], batch[-1], error)
-                failed |= {frame: str(error) for frame in batch}
+                if len(batch) == 1:
+                    logger.error("frame %d failed: %s", batch[0], error)
+                    failed[batch[0]] = str(error)
+                else:
+                    logger.warning(
+                        "frames %d-%d failed (%s); trying them one by one", batch[0], batch[-1], error
+                    )
+                    for frame in batch:
+                        try:
+                            write_outputs(out, work(pipeline, [frame]), written, start, len(frames))
+                        except (OSError, ValueError) as frame_error:
+                            logger.error("frame %d failed: %s", frame, frame_error)
+                            failed[frame] = str(frame_error)
             bar.update(len(batch))
     raise_if_failed(failed, len(frames))
 

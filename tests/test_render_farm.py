@@ -312,3 +312,39 @@ def test_passes_in_their_own_files_and_a_chan_camera_render_the_same_through_a_d
             tmp_path / "remote" / f"b.{frame}.exr"
         ).read_bytes()
     assert not list(Path(tempfile.gettempdir()).glob("rf-passes-*"))
+
+
+def test_in_process_one_bad_frame_fails_alone_and_names_its_file(clip, random_checkpoint, tmp_path):
+    """Issue #30: as on daemons, a batch that fails is retried frame by frame."""
+    shot = tmp_path / "shot"
+    shot.mkdir()
+    for path in sorted(clip.glob("frame.*.exr"))[:4]:
+        (shot / path.name).write_bytes(path.read_bytes())
+    (shot / "frame.1003.exr").write_bytes((clip / "envmap.exr").read_bytes())  # an RGB image, no G-buffers
+    (shot / "envmap.exr").write_bytes((clip / "envmap.exr").read_bytes())
+    out = tmp_path / "out" / "b.####.exr"
+    result = CliRunner().invoke(rf_render, render_args(shot, out, "--checkpoint", str(random_checkpoint)))
+    assert result.exit_code == 1
+    assert "1 of 4 frame(s) failed (1003-1003)" in result.output and "frame.1003.exr" in result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["b.1001.exr", "b.1002.exr", "b.1004.exr"]
+
+
+def test_a_plate_with_nan_names_its_file(clip, random_checkpoint, tmp_path):
+    from renderflow.core.io.exr import read_exr, write_exr
+
+    image = read_exr(clip / "frame.1002.exr").select(["R", "G", "B"]).copy()
+    image[3, 4, 1] = np.nan
+    write_exr(tmp_path / "plate.1002.exr", image, ["R", "G", "B"], half=False)
+    result = CliRunner().invoke(
+        rf_render,
+        [
+            "decompose",
+            str(tmp_path / "plate.####.exr"),
+            "--out",
+            str(tmp_path / "i.####.exr"),
+            "--checkpoint",
+            str(random_checkpoint),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "plate.1002.exr: 1 pixel(s) of the plate hold NaN or infinite values" in result.output

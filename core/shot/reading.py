@@ -140,6 +140,12 @@ def read_plate(
             raise GBufferError(
                 f"{error.args[0]}: choose the image's layer (rf-render --layer, params.layer)"
             ) from error
+        if not np.isfinite(images[-1]).all():
+            bad = int((~np.isfinite(images[-1])).any(axis=-1).sum())
+            raise GBufferError(
+                f"{path}: {bad} pixel(s) of the plate hold NaN or infinite values; fix them upstream "
+                "(a Nuke Expression or Clamp node) before decomposing"
+            )
         if images[-1].shape != images[0].shape:
             raise GBufferError(
                 f"{path}: {images[-1].shape[1]}x{images[-1].shape[0]} differs from the first frame"
