@@ -190,18 +190,6 @@ runner_options = stacked(
     ),
     steps_option,
 )
-RUNNER_OPTION_KEYS = (
-    "daemons",
-    "curve_server_key",
-    "curve_client_key",
-    "timeout",
-    "checkpoint",
-    "device",
-    "frames",
-    "skip_existing",
-    "batch_frames",
-    "steps",
-)
 
 # The workflow commands (relight, insert, edit): in process, on plates.
 workflow_options = stacked(checkpoint_option, device_option, frames_option, steps_option, colour_space_option)
