@@ -36,7 +36,6 @@ from renderflow.training.lpips import PerceptualFn, load_lpips
 logger = logging.getLogger(__name__)
 
 EVAL_ENV_HEIGHT = 64  # camera-view env maps of 64x128: enough for the baselines' mirror lobes
-NAIVE_ROUGHNESS = 0.5  # the naive decomposition: the image as albedo, constant mid roughness, no metal
 CONTACT_SHEET_CLIPS = 4
 RenderFn = Callable[[Clip], np.ndarray]
 
@@ -183,14 +182,29 @@ def inverse_scores(decomposed: dict[str, np.ndarray], clip: Clip) -> dict[str, f
     }
 
 
-def naive_decomposition(image_linear: np.ndarray) -> dict[str, np.ndarray]:
-    """The naive baseline an inverse model must beat: albedo = the image clipped to [0, 1], constant
-    roughness and metallic."""
-    constant = np.ones((*image_linear.shape[:3], 1), np.float32)
+NAIVE_ROW = "Naive (image as albedo, camera-facing normals, best constants)"
+NAIVE_ROW_BEFORE = "Naive (image as albedo, constants)"  # results written before the per-buffer baselines
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def naive_decomposition(clip: Clip) -> dict[str, np.ndarray]:
+    """The naive baselines an inverse model must beat, per buffer: albedo = the image clipped to
+    [0, 1], every normal facing the camera, and roughness and metallic at the best constant (the
+    truth's mean over the geometry: an oracle no real method has)."""
+    constant = np.ones((*clip.beauty.shape[:3], 1), np.float32)
+    geometry = clip.mask[..., 0] > 0.5
+    best = {
+        name: float(clip.gbuffers.material[..., channel][geometry].mean())
+        for name, channel in (("roughness", 0), ("metallic", 1))
+    }
     return {
-        "albedo": np.clip(image_linear, 0.0, 1.0),
-        "roughness": NAIVE_ROUGHNESS * constant,
-        "metallic": 0.0 * constant,
+        "albedo": np.clip(clip.beauty, 0.0, 1.0),
+        "normal": np.broadcast_to(np.array([0.0, 0.0, 1.0], np.float32), clip.beauty.shape),
+        "roughness": best["roughness"] * constant,
+        "metallic": best["metallic"] * constant,
     }
 
 
@@ -346,7 +360,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             )
         if pipeline is not None and config.inverse and pipeline.inverse_adapter is not None:
             inverse.add(inverse_scores(pipeline.decompose(clip.beauty), clip))
-            naive.add(inverse_scores(naive_decomposition(clip.beauty), clip))
+            naive.add(inverse_scores(naive_decomposition(clip), clip))
         if index < CONTACT_SHEET_CLIPS:
             _contact_sheet(out / f"contact_{folder.name}.png", clip, renders)
         if progress is not None:
@@ -486,7 +500,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         if naive:
             rows.append(
                 [
-                    "Naive (image as albedo, constants)",
+                    NAIVE_ROW if _finite(naive.get("normal_degrees")) else NAIVE_ROW_BEFORE,
                     *(_cell(naive[key], places) for key, places in digits.items()),
                 ]
             )
