@@ -145,3 +145,17 @@ def test_bad_env_maps_are_errors_naming_the_file(tmp_path):
     write_exr(tmp_path / "grey.exr", np.ones((16, 32, 1), np.float32), ["Y"])
     with pytest.raises(EnvMapError, match=r"grey\.exr: an env map needs R, G, B"):
         read_envmap(tmp_path / "grey.exr")
+
+
+def test_an_8_bit_env_map_is_decoded_from_srgb_and_8_bit_g_buffers_are_refused(tmp_path, caplog):
+    """Issue #30: JPEG/PNG inputs are display-referred: decoded with a warning, or refused where they
+    cannot be right."""
+    from renderflow.core.io.exr import write_png
+    from renderflow.core.io.gbuffer_io import GBufferError, read_frame
+
+    write_png(tmp_path / "sky.png", np.full((8, 16, 3), 0.5, np.float32))
+    env = read_envmap(tmp_path / "sky.png")
+    np.testing.assert_allclose(env, 0.2140, atol=2e-3)  # sRGB 0.5 (128/255) as linear
+    assert "8/16-bit image, read as sRGB" in caplog.text
+    with pytest.raises(GBufferError, match=r"sky\.png: an 8/16-bit image cannot hold G-buffers"):
+        read_frame(tmp_path / "sky.png")

@@ -9,10 +9,13 @@ lin_rec2020 and the rest work without files.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import numpy as np
 import PyOpenColorIO as ocio
+
+logger = logging.getLogger(__name__)
 
 MODEL_COLOUR_SPACE = "lin_rec709"
 BUILTIN_CONFIG = "ocio://cg-config-latest"
@@ -61,6 +64,20 @@ def convert(pixels: np.ndarray, source: str, target: str) -> np.ndarray:
     processor = config().getProcessor(source_name, target_name).getDefaultCPUProcessor()
     processor.applyRGB(out.reshape(-1, 3))
     return out
+
+
+SRGB_ENCODED = "sRGB - Texture"  # what an 8/16-bit image without a colour space holds
+
+
+def display_referred_to_linear(pixels: np.ndarray, path: object) -> np.ndarray:
+    """An 8/16-bit image's pixels (sRGB-encoded by default) as linear Rec.709, with a warning: such a
+    file holds no light above 1, so a plate or an env map read from it loses its highlights."""
+    logger.warning(
+        "%s: an 8/16-bit image, read as sRGB and decoded to linear; a scene-linear float EXR (or .hdr) "
+        "keeps the highlights it cannot hold",
+        path,
+    )
+    return convert(np.clip(pixels, 0.0, 1.0), SRGB_ENCODED, MODEL_COLOUR_SPACE)
 
 
 def to_model(pixels: np.ndarray, source: str) -> np.ndarray:

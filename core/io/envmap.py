@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from renderflow.core.io import colour
 from renderflow.core.io.exr import ExrImage, read_exr
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def envmap_pixels(image: ExrImage) -> np.ndarray:
     if not all(name in image.channels for name in names):
         raise EnvMapError(f"{image.path}: an env map needs R, G, B channels; the file has {image.channels}")
     pixels = image.select(names)
+    if image.integer:  # a JPEG/PNG env map: display-referred, decoded with a warning
+        pixels = colour.display_referred_to_linear(pixels, image.path)
     height, width = pixels.shape[:2]
     if abs(width / height - 2.0) > 2.0 * ASPECT_TOLERANCE:
         raise EnvMapError(

@@ -39,6 +39,7 @@ class ExrImage:
     channels: list[str]
     attributes: dict[str, object] = field(default_factory=dict)
     path: Path | None = None
+    integer: bool = False  # stored as 8/16-bit integers (JPEG, PNG, TIFF): display-referred, not linear
 
     def select(self, names: Sequence[str]) -> np.ndarray:
         """The named channels, in the order asked, `[H, W, len(names)]`."""
@@ -190,7 +191,8 @@ def read_exr(path: Path) -> ExrImage:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ImageFileError(f"{path}: channels {duplicates} appear in more than one part")
-    return ExrImage(np.concatenate(arrays, axis=-1), names, attributes, path)
+    integer = str(first.format).startswith(("uint", "int"))
+    return ExrImage(np.concatenate(arrays, axis=-1), names, attributes, path, integer)
 
 
 def image_size(path: Path) -> tuple[int, int]:

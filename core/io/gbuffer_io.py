@@ -93,6 +93,11 @@ def convert_frame(
     world_to_camera: np.ndarray | None = None,
     vertical_fov_degrees: float | None = None,
 ) -> CanonicalFrame:
+    if image.integer:
+        raise GBufferError(
+            f"{image.path}: an 8/16-bit image cannot hold G-buffers (signed normals, depth beyond 1, "
+            "linear albedo); write them as float EXRs"
+        )
     chosen, _ = resolve_profile(image, profile)
     raw: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}

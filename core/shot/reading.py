@@ -135,7 +135,10 @@ def read_plate(
     for number, path in sequence_files(pattern, frames):
         image = read_exr(path)
         try:
-            images.append(colour.to_model(image.select(names), colour_space))
+            pixels = image.select(names)
+            if image.integer:  # a JPEG/PNG plate: display-referred, decoded with a warning
+                pixels = colour.display_referred_to_linear(pixels, path)
+            images.append(colour.to_model(pixels, colour_space))
         except KeyError as error:
             raise GBufferError(
                 f"{error.args[0]}: choose the image's layer (rf-render --layer, params.layer)"
