@@ -217,7 +217,8 @@ class Method:
     keyframe_gap: int | None = None
 
 
-_SHADED: dict[tuple[str, str], np.ndarray] = {}  # (method, clip) -> image, for the clip being scored
+# (method, clip) -> image, for the clip being scored only: evaluate() empties it before each clip
+_SHADED: dict[tuple[str, str], np.ndarray] = {}
 
 
 def shaded(method: str, clip: Clip) -> np.ndarray:
@@ -225,8 +226,6 @@ def shaded(method: str, clip: Clip) -> np.ndarray:
     model v3), made once per clip however many rows and scores use it."""
     key = (method, clip.name)
     if key not in _SHADED:
-        if len(_SHADED) > 8:  # only the clip being scored is kept
-            _SHADED.clear()
         if method == "visibility":
             image = shade_with_visibility(clip.gbuffers, clip.envmap_cam, clip.vertical_fov_degrees)
         else:
@@ -335,6 +334,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
         clip.envmap_cam = camera_view_envmaps(
             clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
         )
+        _SHADED.clear()  # another dataset's clip of the same name must never be served
         renders: dict[str, np.ndarray] = {}
         times: dict[str, float] = {}
         for name, method in methods.items():
