@@ -79,6 +79,11 @@ profile_option = click.option(
 fov_option = click.option(
     "--fov", type=float, help="Vertical field of view in degrees (overrides the camera's)."
 )
+view_option = click.option(
+    "--view",
+    help="The view to read from multi-view (stereo) EXRs: left, right, ... (files without views serve "
+    "every view).",
+)
 camera_option = click.option(
     "--camera",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -145,8 +150,18 @@ read_options = stacked(
     camera_option,
     click.option("--camera-prim", help="The USD camera's prim path, when the stage has several."),
     fov_option,
+    view_option,
 )
-READ_OPTION_KEYS = ("profile", "aov_mappings", "aov_file", "colour_space", "camera", "camera_prim", "fov")
+READ_OPTION_KEYS = (
+    "profile",
+    "aov_mappings",
+    "aov_file",
+    "colour_space",
+    "camera",
+    "camera_prim",
+    "fov",
+    "view",
+)
 
 # A client's CurveZMQ keys, for daemons beyond 127.0.0.1 (rf-daemon keys makes them).
 curve_client_options = stacked(

@@ -37,7 +37,7 @@ from renderflow.daemon.shot_requests import render_settings, request_read_option
 
 logger = logging.getLogger(__name__)
 
-GBUFFER_DECODE_PARAMS = ("profile", "aov", "aov_profile_toml", "colour_space", "camera", "fov")
+GBUFFER_DECODE_PARAMS = ("profile", "aov", "aov_profile_toml", "colour_space", "camera", "fov", "view")
 OUTPUT_PATTERN = "{name}.{frame:04d}.exr"
 JOB_FOLDER_PREFIX = "rf-job-"  # + the daemon's pid: folders of dead daemons are found and removed
 
@@ -264,10 +264,8 @@ class Renderer:
             buffers = pipeline.decompose(_float_array(payloads[0]), targets, steps, progress)
             return {"frames": None}, [wire.Payload.from_array(name, buffers[name]) for name in targets]
         pattern, frames = _write_sequence(workdir, "image", payloads)
-        numbers, images = read_plate(pattern, frames, asked.layer, colour_space)
-        outputs = decompose_plate(
-            pipeline, [int(n or 0) for n in numbers], images, targets, steps, colour_space, progress
-        )
+        plate = read_plate(pattern, frames, asked.layer, colour_space, asked.view)
+        outputs = decompose_plate(pipeline, plate, targets, steps, colour_space, progress)
         return {"frames": frames}, _exr_payloads("intrinsics", outputs, workdir)
 
 

@@ -106,13 +106,20 @@ PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
         "colour_space": (str,),
         "camera": (dict,),
         "fov": _NUMBER,
+        "view": (str,),
         "env_rotate": _NUMBER,
         "env_flip": (bool,),
         "exposure": _NUMBER,
         "aovs": (list,),
         "keyframe_frames": (list,),
     },
-    OP_DECOMPOSE: {"steps": (int,), "targets": (list,), "colour_space": (str,), "layer": (str,)},
+    OP_DECOMPOSE: {
+        "steps": (int,),
+        "targets": (list,),
+        "colour_space": (str,),
+        "layer": (str,),
+        "view": (str,),
+    },
 }
 MAX_STEPS = 100
 # Numbers with a range: params outside it are bad requests, never `internal` errors later.

@@ -42,6 +42,7 @@ class ShotParams:
     colour_space: str = DEFAULT_COLOUR_SPACE
     camera: Mapping[str, Any] | None = None  # a camera.json object (docs/CAMERAS.md)
     fov: float | None = None  # vertical, degrees; overrides the camera's
+    view: str | None = None  # of multi-view (stereo) EXRs
 
     def __post_init__(self) -> None:
         base = self.profile if self.aov_profile_toml is None else "studio"
@@ -67,6 +68,7 @@ class DecomposeParams:
     targets: Sequence[str] = wire.INTRINSIC_NAMES
     colour_space: str = DEFAULT_COLOUR_SPACE
     layer: str = ""  # the plate's layer; "" = the unprefixed R, G, B
+    view: str | None = None  # of a multi-view (stereo) plate
 
 
 def render_params(shot: ShotParams, render: RenderParams) -> dict[str, Any]:
@@ -88,17 +90,22 @@ def render_params(shot: ShotParams, render: RenderParams) -> dict[str, Any]:
         params["camera"] = dict(shot.camera)
     if shot.fov is not None:
         params["fov"] = shot.fov
+    if shot.view is not None:
+        params["view"] = shot.view
     return params
 
 
 def decompose_params(decompose: DecomposeParams) -> dict[str, Any]:
     """The `params` of a decompose request."""
-    return {
+    params: dict[str, Any] = {
         "colour_space": decompose.colour_space,
         "layer": decompose.layer,
         "steps": decompose.steps,
         "targets": list(decompose.targets),
     }
+    if decompose.view is not None:
+        params["view"] = decompose.view
+    return params
 
 
 def shot_params_of(params: Mapping[str, Any]) -> ShotParams:
@@ -116,6 +123,7 @@ def shot_params_of(params: Mapping[str, Any]) -> ShotParams:
         str(params.get("colour_space", DEFAULT_COLOUR_SPACE)),
         params.get("camera"),
         float(params["fov"]) if "fov" in params else None,
+        str(params["view"]) if "view" in params else None,
     )
 
 
@@ -137,4 +145,5 @@ def decompose_params_of(params: Mapping[str, Any]) -> DecomposeParams:
         tuple(str(name) for name in params.get("targets", wire.INTRINSIC_NAMES)),
         str(params.get("colour_space", DEFAULT_COLOUR_SPACE)),
         str(params.get("layer", "")),
+        str(params["view"]) if "view" in params else None,
     )

@@ -217,9 +217,8 @@ def decompose_plate_job(
         single = not has_frame_token(plate)  # one file, numbered by its name or frame 1
 
         def work(pipeline: RenderFlowPipeline, batch: list[int]) -> list[OutputFrame]:
-            numbers, images = read_plate(plate, None if single else batch, asked.layer, asked.colour_space)
-            numbered = [1 if number is None else number for number in numbers]
-            return decompose_plate(pipeline, numbered, images, asked.targets, asked.steps, asked.colour_space)
+            read = read_plate(plate, None if single else batch, asked.layer, asked.colour_space, asked.view)
+            return decompose_plate(pipeline, read, asked.targets, asked.steps, asked.colour_space)
 
         run_in_process("decompose", frames, where, out, work, written)
         return

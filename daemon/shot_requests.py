@@ -44,6 +44,7 @@ class CliReading:
     camera: Path | None = None
     camera_prim: str | None = None
     fov: float | None = None
+    view: str | None = None
     channel_mappings: dict[str, tuple[str, ...]] = field(init=False, default_factory=dict)
     pass_files: dict[str, PassFile] = field(init=False, default_factory=dict)
 
@@ -64,7 +65,13 @@ def read_options(reading: CliReading) -> ReadOptions:
     if reading.channel_mappings:
         base = with_mapping(get_profile(base) if isinstance(base, str) else base, reading.channel_mappings)
     return ReadOptions(
-        base, reading.pass_files, reading.colour_space, reading.camera, reading.camera_prim, reading.fov
+        base,
+        reading.pass_files,
+        reading.colour_space,
+        reading.camera,
+        reading.camera_prim,
+        reading.fov,
+        reading.view,
     )
 
 
@@ -76,7 +83,11 @@ def request_read_options(shot: requests.ShotParams) -> ReadOptions:
     if shot.aov:
         base = with_mapping(get_profile(base) if isinstance(base, str) else base, dict(shot.aov))
     return ReadOptions(
-        base, colour_space=shot.colour_space, camera=shot.camera, vertical_fov_degrees=shot.fov
+        base,
+        colour_space=shot.colour_space,
+        camera=shot.camera,
+        vertical_fov_degrees=shot.fov,
+        view=shot.view,
     )
 
 
@@ -126,6 +137,7 @@ def shot_request(
         reading.colour_space,
         camera,
         reading.fov,
+        reading.view,
     )
     return ShotRequest(requests.render_params(shot, render), by_frame, folder)
 

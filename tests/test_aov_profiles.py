@@ -354,6 +354,77 @@ def test_diffuse_albedo_without_metals_is_divided_back(tmp_path, truth):
     np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=4e-3)
 
 
+STOCK_MATERIAL_LAYERS = {
+    "arnold": ("specular_roughness", "metalness", "specular_weight"),
+    "vray": ("VRayMtlReflectGlossiness.R", "VRayMtlMetalness.R", "VRayMtlReflectAmount.R"),
+    "cycles": ("ViewLayer.Roughness.X", "ViewLayer.Metallic.X", "ViewLayer.Specular.X"),
+}
+
+
+def _stock(name, truth):
+    """The renderer's stock multilayer: diffuse and specular colours, no material AOVs (specular 0.5)."""
+    stock = dict(truth, specular=np.full_like(truth["specular"], 0.5))
+    layers, attributes = ENCODERS[name](stock)
+    dropped = STOCK_MATERIAL_LAYERS[name]
+    kept = [
+        layer
+        for layer in layers
+        if not any(f"{layer.name}.{c}".lstrip(".") in dropped for c in layer.channels)
+    ]
+    return stock, kept, attributes
+
+
+@pytest.mark.parametrize("name", sorted(STOCK_MATERIAL_LAYERS))
+def test_stock_layers_without_metallic_recover_metals(tmp_path, truth, name):
+    _, layers, attributes = _stock(name, truth)
+    path = _write_encoded(tmp_path / f"{name}_stock.exr", layers, attributes)
+    frame = read_frame(path, name, world_to_camera=_camera_override(name, truth))
+    assert "no metallic layer" in frame.sources["metallic"]
+    mask = truth["mask"][..., 0] > 0
+    metals = mask & (truth["metallic"][..., 0] >= 0.1)
+    np.testing.assert_allclose(frame.buffers["metallic"][metals], truth["metallic"][metals], atol=2e-3)
+    assert (frame.buffers["metallic"][mask & (truth["metallic"][..., 0] < 0.09)] == 0).all()
+    # the base colour of metals is back (read as a diffuse albedo they would be black); pixels snapped
+    # to dielectric keep their diffuse albedo, (1 - m) · base
+    np.testing.assert_allclose(frame.buffers["albedo"][metals], truth["albedo"][metals], atol=5e-3)
+
+
+@pytest.mark.parametrize("name", sorted(STOCK_MATERIAL_LAYERS))
+def test_stock_diffuse_albedo_alone_is_refused_where_metals_may_be(tmp_path, truth, name):
+    _, layers, attributes = _stock(name, truth)
+    specular = ("specular_albedo", "VRayReflectionFilter", "ViewLayer.GlossCol")
+    layers = [layer for layer in layers if layer.name not in specular]
+    path = _write_encoded(tmp_path / f"{name}_diffuse_only.exr", layers, attributes)
+    with pytest.raises(
+        GBufferError, match=rf"{name}_diffuse_only\.exr: layer .* black on \d+ geometry pixels"
+    ):
+        read_frame(path, name, world_to_camera=_camera_override(name, truth))
+    # without metals (nothing black) the same layout reads, the diffuse albedo as the base colour
+    dielectric = dict(truth, metallic=np.zeros_like(truth["metallic"]))
+    _, layers, attributes = _stock(name, dielectric)
+    layers = [layer for layer in layers if layer.name not in specular]
+    frame = read_frame(
+        _write_encoded(tmp_path / f"{name}_plastic.exr", layers, attributes),
+        name,
+        world_to_camera=_camera_override(name, truth),
+    )
+    np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=2e-3)
+
+
+def test_vray_metalness_from_an_extra_tex_element(tmp_path, truth):
+    layers, attributes = _encode_vray(truth)
+    layers = [
+        Layer("VRayExtraTex_metalness", truth["metallic"], ["R"], half=False)
+        if layer.name == "VRayMtlMetalness"
+        else layer
+        for layer in layers
+    ]
+    frame = read_frame(_write_encoded(tmp_path / "extratex.exr", layers, attributes), "vray")
+    assert frame.sources["metallic"] == "VRayExtraTex_metalness.R"
+    np.testing.assert_allclose(frame.buffers["metallic"], truth["metallic"], atol=1e-3)
+    np.testing.assert_allclose(frame.buffers["albedo"], truth["albedo"], atol=2e-3)
+
+
 def test_normalised_vray_zdepth_is_refused_then_read_with_its_range(tmp_path, truth):
     near, far = 2.0, 12.0  # V-Ray's ZDepth element: black at near, white at far, clamped to 0-1
     normalised = np.clip((truth["depth"] - near) / (far - near), 0.0, 1.0)

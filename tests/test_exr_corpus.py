@@ -2,6 +2,8 @@
 tiled, mip-mapped, multi-part, multi-view, deep, display windows, luminance/chroma, damaged and
 truncated files, non-UTF-8 attribute names. Each ends in a correct read or a one-line error."""
 
+import re
+
 import numpy as np
 import OpenImageIO as oiio
 import pytest
@@ -121,7 +123,12 @@ def _corpus(folder):
         .read_bytes()
         .replace(b"owner", b"\xf0wner")
     )
-    for name in ("truncated", "header_only", "damaged", "empty", "not_exr", "bad_attribute"):
+    # a cube-face env map: OpenImageIO cannot write one, so the header's envmap attribute is set by hand
+    _write(folder / "cube_source.exr", [_spec("RGB", cubeplaceholder="c")], [_rgba()[..., :3]])
+    placeholder = b"cubeplaceholder\0string\0" + (1).to_bytes(4, "little") + b"c"
+    envmap = b"envmap\0envmap\0" + (1).to_bytes(4, "little") + b"\x01"
+    (folder / "cube.exr").write_bytes((folder / "cube_source.exr").read_bytes().replace(placeholder, envmap))
+    for name in ("truncated", "header_only", "damaged", "empty", "not_exr", "bad_attribute", "cube"):
         files[name] = folder / f"{name}.exr"
     return files
 
@@ -148,6 +155,7 @@ CASES = [
     "empty",
     "not_exr",
     "bad_attribute",
+    "cube",
 ]
 
 
@@ -169,13 +177,61 @@ def test_inspect_reads_or_says_why_in_one_line(corpus, name):
         "tiled",
         "mipmap",
         "multipart",
-        "multiview",
-        "singlepart_views",
         "display_window",
     ):
         assert lines[0].startswith("file:") and "profile" in error  # read, then refused as G-buffers
     if name == "deep":
         assert "deep data" in error and "flatten" in error
+    if name in ("multiview", "singlepart_views"):
+        assert "multi-view (stereo) file with the views left, right; choose one with --view" in error
+    if name == "cube":
+        assert "cube-face environment map" in error
+
+
+@pytest.mark.parametrize("name", ["multiview", "singlepart_views"])
+def test_stereo_files_read_the_chosen_view(corpus, name):
+    from renderflow.core.io.exr import ImageFileError, read_exr
+
+    left, right = (read_exr(corpus[name], view) for view in ("left", "right"))
+    assert left.channels == right.channels and left.channels[:3] == ["R", "G", "B"]
+    np.testing.assert_array_equal(left.pixels, right.pixels)  # both views were written with one image
+    if name == "multiview":  # each eye's part has its own header
+        assert left.attributes["view"] == "left" and right.attributes["view"] == "right"
+    with pytest.raises(ImageFileError, match=r"no view 'centre'; the file holds the views left, right"):
+        read_exr(corpus[name], "centre")
+    mono = read_exr(corpus["scanline"], "right")  # a file without views serves every view
+    assert mono.channels == ["R", "G", "B", "A"]
+
+
+def test_stereo_g_buffers_render_the_chosen_eye(tmp_path):
+    """G-buffers of two eyes in one multi-part file (as Nuke writes stereo): --view picks the eye."""
+    camera = orbit_camera_to_world(angle=0.3)
+    albedo, normal, depth, _ = ray_cast(camera[:3, :3], camera[:3, 3], SIZE, 40.0)
+    parts, arrays = [], []
+    for view, tint in (("left", 1.0), ("right", 0.5)):
+        for layer, channels, array in (
+            ("rgba", "RGBA", np.concatenate([albedo, np.isfinite(depth)], -1)),
+            ("albedo", "RGB", albedo * tint),
+            ("N", "XYZ", normal),
+            ("depth", "Z", depth),
+        ):
+            spec = _spec(channels, **{"oiio:subimagename": f"{layer}.{view}", "view": view})
+            spec.attribute(
+                "worldToCamera", oiio.TypeDesc("matrix"), tuple(to_imath(np.linalg.inv(camera)).ravel())
+            )
+            parts.append(spec)
+            arrays.append(array)
+    path = _write(tmp_path / "stereo.exr", parts, arrays)
+    refused = CliRunner().invoke(rf_render, ["inspect", str(path), "--profile", "canonical"])
+    assert refused.exit_code == 1 and "choose one with --view left" in refused.output
+    for view, tint in (("left", 1.0), ("right", 0.5)):
+        result = CliRunner().invoke(
+            rf_render, ["inspect", str(path), "--profile", "canonical", "--view", view]
+        )
+        assert result.exit_code == 0, result.output
+        line = next(line for line in result.output.splitlines() if line.startswith("  albedo     <-"))
+        shown = float(re.search(r"\[[-\d.e]+, ([-\d.e]+)\]", line).group(1))
+        assert shown == pytest.approx(float(albedo.max()) * tint, rel=1e-2), (view, line)
 
 
 def test_layers_of_multi_part_and_display_window_files_are_read_right(corpus):

@@ -7,10 +7,12 @@ import numpy as np
 from click.testing import CliRunner
 
 from renderflow.core.io.camera_files import write_camera_json
-from renderflow.core.io.cameras import CameraTrack, to_imath
+from renderflow.core.io.cameras import CameraTrack, ray_length_factor, to_imath
 from renderflow.core.io.exr import Layer, write_layers
+from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.core.shot.contact_sheet import display_error
 from renderflow.core.shot.demo import DEMO_CLIP
+from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast
 from renderflow.daemon.rf_render.cli import main
 
 DEMO_FRAMES = DEMO_CLIP / "frame.####.exr"
@@ -97,3 +99,29 @@ def test_reading_and_inspecting_a_frame_never_imports_torch():
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+def test_inspect_catches_ray_distance_depth_as_render_does(tmp_path):
+    """A ray-distance depth labelled planar: inspect (with the fov render would assume) refuses it too."""
+    camera_to_world = orbit_camera_to_world(angle=0.7, radius=5.0, height=2.5)
+    albedo, normal, depth, material = ray_cast(camera_to_world[:3, :3], camera_to_world[:3, 3], 32, 40.0)
+    buffers = {
+        "albedo": albedo,
+        "normal": normal,
+        "depth": depth * ray_length_factor(32, 32, 40.0),
+        "roughness": material[..., :1],
+        "metallic": material[..., 1:2],
+        "specular": material[..., 2:],
+    }
+    path = tmp_path / "ray.0001.exr"
+    write_canonical_frame(path, buffers, {"worldToCamera": to_imath(np.linalg.inv(camera_to_world))})
+    env = ["--env", str(DEMO_CLIP / "envmap.exr"), "--out", str(tmp_path / "preview.exr")]
+    for args in (["inspect", str(path)], ["preview", str(path), *env]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code != 0, (args, result.output)
+        assert "ray.0001.exr: layer depth.Z looks like ray distance" in result.output, result.output
+    toml = tmp_path / "ray.toml"
+    toml.write_text('base = "canonical"\ndepth_kind = "ray"\n')
+    result = CliRunner().invoke(main, ["inspect", str(path), "--aov-file", str(toml)])
+    assert result.exit_code == 0, result.output
+    assert "fov:     40° vertical, assumed (no --fov, no camera file)" in result.output

@@ -10,7 +10,7 @@ from renderflow.daemon import requests
 
 def test_render_params_round_trip_through_the_codec_and_pass_the_protocol_checks():
     shot = requests.ShotParams(
-        "arnold", {"normal": ("myN.X", "myN.Y", "myN.Z")}, None, "ACEScg", {"frames": []}, 35.0
+        "arnold", {"normal": ("myN.X", "myN.Y", "myN.Z")}, None, "ACEScg", {"frames": []}, 35.0, "right"
     )
     render = requests.RenderParams(4, ("depth",), 90.0, True, -1.5)
     params = requests.render_params(shot, render)
@@ -20,10 +20,11 @@ def test_render_params_round_trip_through_the_codec_and_pass_the_protocol_checks
 
 
 def test_decompose_params_round_trip():
-    asked = requests.DecomposeParams(2, ("albedo", "normal"), "ACEScg", "plate")
+    asked = requests.DecomposeParams(2, ("albedo", "normal"), "ACEScg", "plate", "left")
     params = requests.decompose_params(asked)
     assert checks._param_problems(wire.OP_DECOMPOSE, params) == []
     assert requests.decompose_params_of(params) == asked
+    assert checks._param_problems(wire.OP_DECOMPOSE, {**params, "view": 2}) != []
 
 
 def test_a_channel_mapping_needs_an_explicit_profile_in_one_place():

@@ -125,7 +125,8 @@ def scene(tmp_path_factory):
     clip = write_clip(root / "clip", frames=3, size=32)
     for frame in (1001, 1002, 1003):
         image = read_exr(clip / f"frame.{frame}.exr")
-        write_exr(root / f"plate.{frame}.exr", image.select(["R", "G", "B"]), ["R", "G", "B"])
+        camera = {"worldToCamera": image.matrix("worldToCamera")}  # a plate from a tracked camera
+        write_exr(root / f"plate.{frame}.exr", image.select(["R", "G", "B"]), "RGB", attributes=camera)
         obj = constant_gbuffers(depth=2.0, albedo=0.8, frames=1, size=32)
         alpha = np.zeros((32, 32, 1), np.float32)
         alpha[12:20, 12:20] = 1.0
@@ -158,7 +159,10 @@ def test_rf_render_relight_writes_one_sequence_per_env_map(scene, random_checkpo
     assert sorted(p.name for p in (root / "relit").iterdir()) == [
         f"{env}.{f}.exr" for env in ("envmap", "sky2") for f in (1001, 1002, 1003)
     ]
-    assert np.isfinite(read_exr(root / "relit" / "sky2.1002.exr").pixels).all()
+    relit = read_exr(root / "relit" / "sky2.1002.exr")
+    assert np.isfinite(relit.pixels).all()
+    tracked = read_exr(root / "plate.1002.exr").matrix("worldToCamera")
+    np.testing.assert_array_equal(relit.matrix("worldToCamera"), tracked)
 
 
 def test_rf_render_insert_writes_comp_render_and_ratio_layers(scene, random_checkpoint):
@@ -200,6 +204,9 @@ def test_rf_render_insert_writes_comp_render_and_ratio_layers(scene, random_chec
     plate = read_exr(root / "plate.1001.exr").select(["R", "G", "B"])
     assert untouched.mean() > 0.5
     np.testing.assert_array_equal(image.select(["R", "G", "B"])[untouched], plate[untouched])
+    # the plate's camera stays in the header (Nuke lines the 3-D scene up with it)
+    tracked = read_exr(root / "plate.1001.exr").matrix("worldToCamera")
+    np.testing.assert_array_equal(image.matrix("worldToCamera"), tracked)
 
 
 def test_rf_render_insert_rejects_an_object_of_another_size(scene, random_checkpoint, tmp_path):
@@ -268,7 +275,8 @@ def test_rf_render_insert_names_a_missing_alpha_and_a_plate_of_another_clip(
     no_alpha = CliRunner().invoke(
         rf_render, [*base, "--object", str(clip / "frame.####.exr"), "--alpha-channel", "coverage.Y"]
     )
-    assert no_alpha.exit_code == 1 and "no channel 'coverage.Y'" in no_alpha.output
+    assert no_alpha.exit_code == 1 and "no channel 'coverage.Y' (--alpha-channel)" in no_alpha.output
+    assert "try --alpha-channel " in no_alpha.output and "mask.Y" in no_alpha.output  # the clip's coverage
     other = write_clip(tmp_path / "other", frames=3, size=64)
     args = [
         *base,

@@ -186,7 +186,16 @@ PROFILES: dict[str, AovProfile] = {
                     "VRayMtlReflectGlossiness.R", "VRayReflectionGlossiness.R", "reflection_glossiness.red"
                 ),
                 "roughness": _one("VRayMtlReflectRoughness.R", "roughness.Y"),
-                "metallic": _one("VRayMtlMetalness.R", "VRayMetalness.R", "metalness.red"),
+                # A metalness texture rendered through an ExtraTex element (named by the user; these
+                # are the names V-Ray's documentation and tools suggest).
+                "metallic": _one(
+                    "VRayMtlMetalness.R",
+                    "VRayMetalness.R",
+                    "metalness.red",
+                    "VRayExtraTex_metalness.R",
+                    "ExtraTex_metalness.R",
+                    "metalness.R",
+                ),
                 "specular": _one("VRayMtlReflectAmount.R", "specular.Y"),
             },
             normalised_depth_layers=("VRayZDepth", "zdepth"),

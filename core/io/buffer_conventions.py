@@ -114,8 +114,10 @@ def base_colour(
     if "albedo" in raw:
         return raw["albedo"]
     diffuse = raw["diffuse_albedo"]
-    metallic, specular = materials["metallic"], materials["specular"]
     sources["albedo"] = f"{sources['diffuse_albedo']} (diffuse albedo)"
+    if "metallic" not in raw:
+        recover_metallic(image, raw, sources, materials, mask)
+    metallic, specular = materials["metallic"], materials["specular"]
     if "specular_colour" in raw:
         sources["albedo"] += f" + metal F0 from {sources['specular_colour']}"
         from_f0 = diffuse + raw["specular_colour"] - (1.0 - metallic) * DIELECTRIC_F0 * specular
@@ -130,6 +132,52 @@ def base_colour(
             "--aov albedo=CHANNELS"
         )
     return np.asarray(diffuse / np.maximum(1.0 - metallic, 1.0 - METAL_DIVISION_LIMIT), np.float32)
+
+
+METAL_SNAP = 0.1  # recovered metallic below this is a dielectric whose specular AOV is not exactly F0
+BLACK_DIFFUSE = 0.005  # a diffuse albedo this dark (every channel) is a metal or nearly black paint
+
+
+def recover_metallic(
+    image: ExrImage,
+    raw: dict[str, np.ndarray],
+    sources: dict[str, str],
+    materials: dict[str, np.ndarray],
+    mask: np.ndarray,
+) -> None:
+    """Metallic `[H, W, 1]` from a diffuse albedo and a specular colour, when no metallic layer exists.
+
+    Stock multilayer renders (Cycles DiffCol + GlossCol, V-Ray DiffuseFilter + ReflectionFilter,
+    Arnold diffuse_albedo + specular_albedo) carry no metalness, but the metallic workflow ties the
+    two colours: d = (1 - m) · base and g = (1 - m) · f + m · base with f = 0.08 · specular. Per pixel
+    (channel means) m solves f·m² + (g + d - 2f)·m - (g - f) = 0; values below METAL_SNAP are taken as
+    dielectrics. Without a specular colour a black diffuse albedo on geometry (a metal, or paint
+    too dark to tell from one) is refused by name rather than rendered as a black metal.
+    """
+    diffuse = raw["diffuse_albedo"]
+    if "specular_colour" not in raw:
+        black = (diffuse.max(axis=-1, keepdims=True) < BLACK_DIFFUSE) & (mask > 0)
+        if black.any():
+            raise GBufferError(
+                f"{image.path}: layer {sources['diffuse_albedo']} is a diffuse albedo, black on "
+                f"{int(black.sum())} geometry pixels, and the file has no metallic layer: those pixels "
+                "may be metals whose colour the layer cannot give. Write the renderer's specular colour "
+                "AOV (Arnold specular_albedo, Cycles GlossCol, V-Ray ReflectionFilter) or a metallic AOV, "
+                "or map one with --aov specular_colour=CHANNELS / --aov metallic=CHANNEL / --aov "
+                f"albedo=CHANNELS (docs/AOV_PROFILES.md, metals); the file has layers {layer_list(image)}"
+            )
+        return
+    d = diffuse.mean(axis=-1, keepdims=True)
+    g = raw["specular_colour"].mean(axis=-1, keepdims=True)
+    f = np.maximum(DIELECTRIC_F0 * materials["specular"], 1e-4)
+    b = g + d - 2.0 * f
+    metallic = (-b + np.sqrt(np.maximum(b * b + 4.0 * f * (g - f), 0.0))) / (2.0 * f)
+    metallic = np.where((metallic < METAL_SNAP) | (mask == 0), 0.0, np.clip(metallic, 0.0, 1.0))
+    materials["metallic"] = metallic.astype(np.float32)
+    sources["metallic"] = (
+        f"from {sources['diffuse_albedo']} + {sources['specular_colour']} (no metallic layer)"
+    )
+    logger.info("%s: metallic recovered from the diffuse and specular colours", image.path)
 
 
 def header_world_to_camera(image: ExrImage, profile: AovProfile) -> np.ndarray | None:

@@ -141,13 +141,15 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     _write(Path(path), [spec], [np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)])
 
 
-def read_exr(path: Path) -> ExrImage:
+def read_exr(path: Path, view: str | None = None) -> ExrImage:
     """Read every channel of every part as float32 `[H, W, C]` with names and attributes.
 
     The pixels cover the display window (a data window inside it is placed where it belongs, the
     rest is zero; overscan outside it is cropped), which is the frame a compositor sees. Deep
-    files are refused. Also reads any other format OpenImageIO knows (Radiance .hdr env maps);
-    attributes come from the first part.
+    files and cube-face env maps are refused. A multi-view (stereo) file needs `view`: its channels
+    are read with the view's name taken out (`right.N.X` -> `N.X`, part `rgba.right` -> `rgba`); a
+    file without views serves every view. Also reads any other format OpenImageIO knows (Radiance
+    .hdr env maps); attributes come from the first part.
     """
     path = Path(path)
     if not path.is_file():
@@ -161,10 +163,24 @@ def read_exr(path: Path) -> ExrImage:
     try:
         first = image_input.spec()
         attributes = _attributes(first, path)
-        arrays, names = [], []
+        if "CubeFace" in str(attributes.get("textureformat", "")):
+            raise ImageFileError(
+                f"{path}: a cube-face environment map (six faces stacked); RenderFlow reads lat-long "
+                "(equirectangular) maps: convert it first (Nuke SphericalTransform, or your DCC's exporter)"
+            )
+        views = _views(image_input, first)
+        chosen = _chosen_view(path, views, view)
+        arrays: list[np.ndarray] = []
+        names: list[str] = []
         part = 0
         while True:
             spec = image_input.spec()
+            part_view = str(spec.getattribute("view") or "")
+            if chosen and part_view and part_view != chosen:
+                part += 1
+                if not image_input.seek_subimage(part, 0):
+                    break
+                continue
             if spec.deep:
                 raise ImageFileError(
                     f"{path}: part {part} holds deep data; RenderFlow reads flat images: flatten it first "
@@ -175,6 +191,8 @@ def read_exr(path: Path) -> ExrImage:
                     f"{path}: part {part} has the display window {_display_window(spec)}, "
                     f"part 0 has {_display_window(first)}"
                 )
+            if chosen and not arrays:  # the chosen view's own header (each eye has its camera)
+                attributes = _attributes(spec, path)
             pixels = image_input.read_image(part, 0, 0, spec.nchannels, "float")
             if pixels is None:
                 reason = _first_line(image_input.geterror()) or "truncated file"
@@ -182,17 +200,65 @@ def read_exr(path: Path) -> ExrImage:
             data = np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1)
             arrays.append(_in_display_window(data, spec))
             part_name = str(spec.getattribute("oiio:subimagename") or "")
+            if part_view and part_name.endswith("." + part_view):
+                part_name = part_name[: -len(part_view) - 1]
             names += [_full_channel_name(name, part_name) for name in spec.channelnames]
             part += 1
             if not image_input.seek_subimage(part, 0):
                 break
     finally:
         image_input.close()
+    if chosen and "multiView" in attributes:  # single part: the first view's channels carry no view name
+        keep, names = _single_part_view(names, views, chosen)
+        arrays = [np.concatenate(arrays, axis=-1)[..., keep]]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ImageFileError(f"{path}: channels {duplicates} appear in more than one part")
     integer = str(first.format).startswith(("uint", "int"))
     return ExrImage(np.concatenate(arrays, axis=-1), names, attributes, path, integer)
+
+
+def _views(image_input: oiio.ImageInput, first: oiio.ImageSpec) -> list[str]:
+    """The views a file holds: its `multiView` list (one part), or its parts' `view` attributes."""
+    listed = first.getattribute("multiView")
+    if listed:
+        return str(listed).split() if isinstance(listed, str) else [str(name) for name in listed]
+    views: list[str] = []
+    part = 0
+    while image_input.seek_subimage(part, 0):
+        name = str(image_input.spec().getattribute("view") or "")
+        if name and name not in views:
+            views.append(name)
+        part += 1
+    image_input.seek_subimage(0, 0)
+    return views
+
+
+def _chosen_view(path: Path, views: list[str], view: str | None) -> str | None:
+    """The view to read: `view`, checked; None for a file with fewer than two views."""
+    if view is not None and views and view not in views:
+        raise ImageFileError(f"{path}: no view {view!r}; the file holds the views {', '.join(views)}")
+    if len(views) < 2:
+        return view if views else None
+    if view is None:
+        raise ImageFileError(
+            f"{path}: a multi-view (stereo) file with the views {', '.join(views)}; choose one with "
+            f"--view {views[0]} (rf-render, params.view on the daemon)"
+        )
+    return view
+
+
+def _single_part_view(names: list[str], views: list[str], view: str) -> tuple[list[int], list[str]]:
+    """Indices and names of `view`'s channels in a single-part multi-view file: the view's name is the
+    next-to-last component (`right.R`, `diffuse.right.R`); channels without one belong to the first view."""
+    keep, kept = [], []
+    for index, name in enumerate(names):
+        parts = name.split(".")
+        named = parts[-2] if len(parts) > 1 and parts[-2] in views else None
+        if (named or views[0]) == view:
+            keep.append(index)
+            kept.append(".".join(parts[:-2] + parts[-1:]) if named else name)
+    return keep, kept
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -186,11 +186,13 @@ def read_sequence(
     world_to_camera: Sequence[np.ndarray] | None = None,
     vertical_fov_degrees: float | None = None,
     pass_files: Mapping[str, PassFile] | None = None,
+    view: str | None = None,
 ) -> GBufferSequence:
     """Read `pattern` (`shot.####.exr`) over `frames` (`1001-1100x2`) into canonical G-buffers.
 
     The profile is detected once, on the first frame, and kept for the whole range; every
-    frame must have the first frame's size. `pass_files` adds buffers kept in their own sequences.
+    frame must have the first frame's size. `pass_files` adds buffers kept in their own sequences;
+    `view` picks one view of multi-view (stereo) files.
     """
     files = sequence_files(pattern, frames)
     if world_to_camera is not None and len(world_to_camera) != len(files):
@@ -200,7 +202,7 @@ def read_sequence(
     read: list[CanonicalFrame] = []
     base: AovProfile | str = profile
     for index, (number, path) in enumerate(files):
-        image = read_exr(path)
+        image = read_exr(path, view)
         chosen, _ = resolve_profile(image, base)
         base = chosen
         if pass_files:

@@ -8,7 +8,8 @@
 - depth.Z is planar depth in scene units with a finite background, BACKGROUND_DEPTH (as Cycles
   writes it), never inf.
 - The header says the colour space (`chromaticities`, `colorSpace` = the OCIO name) and carries
-  the input camera: `worldToCamera`, `cameraToWorld` (Imath layout), `renderflow/vertical_fov_degrees`.
+  the input camera: `worldToCamera`, `cameraToWorld` (Imath layout), `renderflow/vertical_fov_degrees`;
+  what is made of a plate keeps the plate's camera attributes.
 - No time stamp: the same inputs give the same bytes.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from renderflow.core.io import colour
 from renderflow.core.io.cameras import to_imath
-from renderflow.core.io.exr import Layer, write_layers
+from renderflow.core.io.exr import ExrImage, Layer, write_layers
 from renderflow.core.io.sequences import FrameRangeError, frame_path, has_frame_token
 
 BACKGROUND_DEPTH = 1e10
@@ -93,6 +94,25 @@ def camera_attributes(
         attributes["worldToCamera"] = to_imath(np.linalg.inv(matrix))
     if vertical_fov_degrees is not None:
         attributes["renderflow/vertical_fov_degrees"] = float(vertical_fov_degrees)
+    return attributes
+
+
+PLATE_CAMERA_MATRICES = ("worldToCamera", "cameraToWorld", "worldToNDC")  # standard EXR camera attributes
+PLATE_CAMERA_NUMBERS = ("screenWindowWidth", "renderflow/vertical_fov_degrees")
+
+
+def plate_camera_attributes(image: ExrImage) -> dict[str, object]:
+    """The camera attributes of a plate's header, carried to what is made of it (decompose, relight,
+    insert): Nuke reads them to line a 3-D scene up with the plate."""
+    attributes: dict[str, object] = {}
+    for name in PLATE_CAMERA_MATRICES:
+        matrix = image.matrix(name)
+        if matrix is not None:
+            attributes[name] = matrix
+    for name in PLATE_CAMERA_NUMBERS:
+        value = image.attributes.get(name)
+        if isinstance(value, int | float):
+            attributes[name] = float(value)
     return attributes
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 
 from renderflow.core.io.aov_profiles import AovProfile, with_mapping
+from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES
 from renderflow.core.io.camera_files import read_camera
 from renderflow.core.io.exr import ExrImage, read_exr
 from renderflow.core.io.gbuffer_io import CanonicalFrame, convert_frame, resolve_profile, with_pass_files
@@ -69,11 +71,12 @@ def inspect_lines(file: str, frame: int | None, options: ReadOptions) -> Iterato
         number, path = frame, frame_path(file, frame)
     else:
         number, path = sequence_files(file)[0]
-    image = read_exr(path)
+    image = read_exr(path, options.view)
     yield from describe_file(image)
     chosen, lines = describe_profile(image, options.profile)
     yield from lines
     world_to_camera, camera_source = None, "from the header"
+    fov, fov_source = options.vertical_fov_degrees, "--fov"
     if options.pass_files:
         image, mapping = with_pass_files(image, options.pass_files, number)
         chosen = with_mapping(chosen, mapping)
@@ -83,9 +86,12 @@ def inspect_lines(file: str, frame: int | None, options: ReadOptions) -> Iterato
         track = read_camera(options.camera, numbers, width / height, options.camera_prim)
         index = track.frames.index(numbers[0]) if numbers[0] in track.frames else 0
         world_to_camera, camera_source = track.world_to_camera_rotation(index), f"from {options.camera}"
-    canonical = convert_frame(
-        image, chosen, options.colour_space, world_to_camera, options.vertical_fov_degrees
-    )
+        if fov is None and math.isfinite(track.vertical_fov_degrees[index]):
+            fov, fov_source = track.vertical_fov_degrees[index], f"from {options.camera}"
+    if fov is None:  # as render and preview assume it; the depth-kind check needs one
+        fov, fov_source = DEFAULT_VERTICAL_FOV_DEGREES, "assumed (no --fov, no camera file)"
+    yield f"fov:     {fov:g}° vertical, {fov_source}"
+    canonical = convert_frame(image, chosen, options.colour_space, world_to_camera, fov)
     with np.errstate(invalid="ignore"):
         lines = describe_frame(canonical, camera_source)
     yield from lines

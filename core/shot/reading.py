@@ -18,6 +18,7 @@ from renderflow.core.io.camera_files import camera_json_track, read_camera
 from renderflow.core.io.envmap import EnvTransform, camera_view_envmaps, read_envmap
 from renderflow.core.io.exr import image_size, read_exr
 from renderflow.core.io.gbuffer_io import GBufferError, GBufferSequence, read_sequence
+from renderflow.core.io.outputs import plate_camera_attributes
 from renderflow.core.io.sequences import sequence_files
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class ReadOptions:
     camera: Path | Mapping[str, Any] | None = None  # camera.json, .chan or USD; or a camera.json object
     camera_prim: str | None = None  # which USD camera, when the stage has several
     vertical_fov_degrees: float | None = None
+    view: str | None = None  # of multi-view (stereo) EXRs
 
 
 @dataclass
@@ -80,6 +82,11 @@ def read_shot(
         cameras = np.stack([track.camera_to_world[index] for index in indices])
         if fov is None and math.isfinite(track.vertical_fov_degrees[indices[0]]):
             fov = track.vertical_fov_degrees[indices[0]]
+    if fov is None:  # before reading: the depth-kind check needs a fov
+        logger.warning(
+            "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_VERTICAL_FOV_DEGREES
+        )
+        fov = DEFAULT_VERTICAL_FOV_DEGREES
     sequence = read_sequence(
         pattern,
         frames,
@@ -88,6 +95,7 @@ def read_shot(
         cameras_world_to_camera,
         fov,
         options.pass_files,
+        options.view,
     )
     rotations = []
     for number, world_to_camera in zip(sequence.frames, sequence.world_to_camera, strict=True):
@@ -101,11 +109,6 @@ def read_shot(
         cameras = np.tile(np.eye(4), (len(rotations), 1, 1))
         cameras[:, :3, :3] = rotations
         cameras[:, :3, 3] = np.stack([np.asarray(position) for position in sequence.camera_positions])
-    if fov is None:
-        logger.warning(
-            "%s: no field of view given; assuming %.0f degrees (--fov)", pattern, DEFAULT_VERTICAL_FOV_DEGREES
-        )
-        fov = DEFAULT_VERTICAL_FOV_DEGREES
     return Shot(sequence, np.stack(rotations), fov, cameras)
 
 
@@ -123,17 +126,26 @@ def shot_envmaps(
     )
 
 
+@dataclass
+class Plate:
+    numbers: list[int | None]  # None: a single file without a frame number
+    images: np.ndarray  # [F, H, W, 3] scene-linear, model colour space
+    cameras: list[dict[str, object]]  # per frame, the header's camera attributes (plate_camera_attributes)
+
+
 def read_plate(
     pattern: str,
     frames: str | Sequence[int] | None = None,
     layer: str = "",
     colour_space: str = colour.MODEL_COLOUR_SPACE,
-) -> tuple[list[int | None], np.ndarray]:
-    """A plate's frame numbers and its scene-linear RGB `[F, H, W, 3]` (the layer's R, G, B)."""
+    view: str | None = None,
+) -> Plate:
+    """A plate's frame numbers, scene-linear RGB (the layer's R, G, B) and header cameras."""
     names = [f"{layer}.{channel}" if layer else channel for channel in "RGB"]
-    numbers, images = [], []
+    numbers, images, cameras = [], [], []
     for number, path in sequence_files(pattern, frames):
-        image = read_exr(path)
+        image = read_exr(path, view)
+        cameras.append(plate_camera_attributes(image))
         try:
             pixels = image.select(names)
             if image.integer:  # a JPEG/PNG plate: display-referred, decoded with a warning
@@ -154,16 +166,26 @@ def read_plate(
                 f"{path}: {images[-1].shape[1]}x{images[-1].shape[0]} differs from the first frame"
             )
         numbers.append(number)
-    return numbers, np.stack(images)
+    return Plate(numbers, np.stack(images), cameras)
 
 
-def read_channel(pattern: str, frames: str | Sequence[int] | None, channel: str) -> np.ndarray:
-    """One channel of a sequence (a mask, an alpha, an object id) as `[F, H, W, 1]`."""
+def read_channel(pattern: str, frames: str | Sequence[int] | None, channel: str, option: str) -> np.ndarray:
+    """One channel of a sequence (a mask, an alpha, an object id) as `[F, H, W, 1]`; `option` is the
+    command-line option that names it, suggested with the file's coverage-like channels when missing."""
     arrays = []
     for _, path in sequence_files(pattern, frames):
         image = read_exr(path)
         if channel not in image.channels:
-            raise GBufferError(f"{path}: no channel {channel!r}; the file has {image.channels}")
+            coverage = [
+                name
+                for name in image.channels
+                if name.rsplit(".", 1)[-1] in ("A", "a")
+                or name.lower().startswith(("mask", "alpha", "matte"))
+            ]
+            hint = f"; try {option} {coverage[0]} (coverage-like: {', '.join(coverage)})" if coverage else ""
+            raise GBufferError(
+                f"{path}: no channel {channel!r} ({option}); the file has {image.channels}{hint}"
+            )
         arrays.append(image.select([channel]))
     return np.stack(arrays)
 

@@ -18,7 +18,7 @@ from renderflow.core.io.sequences import has_frame_token
 from renderflow.core.model.pipeline import GBufferLatents, ProgressFn, RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.visibility import shade_with_visibility
-from renderflow.core.shot.reading import ReadOptions, Shot, read_plate, read_shot, shot_envmaps
+from renderflow.core.shot.reading import Plate, ReadOptions, Shot, read_plate, read_shot, shot_envmaps
 from renderflow.core.shot.segments import keyframe_numbers
 from renderflow.core.shot.settings import OutputFrame, RenderSettings
 
@@ -28,7 +28,7 @@ def read_keyframes(shot: Shot, pattern: str | None, colour_space: str) -> dict[i
     numbers = keyframe_numbers(pattern, shot.frames)
     if pattern is None or not numbers:
         return {}
-    _, images = read_plate(pattern, numbers, "", colour_space)
+    images = read_plate(pattern, numbers, "", colour_space).images
     return {shot.frames.index(number): image for number, image in zip(numbers, images, strict=True)}
 
 
@@ -128,20 +128,19 @@ def render_frames(
 
 def decompose_plate(
     pipeline: RenderFlowPipeline,
-    numbers: Sequence[int],
-    plate_model: np.ndarray,
+    plate: Plate,
     targets: Sequence[str],
     steps: int,
     colour_space: str,
     progress: ProgressFn | None = None,
 ) -> list[OutputFrame]:
-    """Intrinsic layers of a scene-linear plate `[F, H, W, 3]` (model space), one output frame each."""
-    buffers = pipeline.decompose(plate_model, list(targets), steps, progress)
+    """Intrinsic layers of a plate, one output frame each, with the plate's header cameras."""
+    buffers = pipeline.decompose(plate.images, list(targets), steps, progress)
     base = colour_attributes(colour_space) | {"renderflow/steps": steps}
     frames = []
-    for index, number in enumerate(numbers):
+    for index, (number, camera) in enumerate(zip(plate.numbers, plate.cameras, strict=True)):
         frame_buffers = {name: buffers[name][index] for name in targets}
         if "albedo" in frame_buffers:
             frame_buffers["albedo"] = colour.from_model(frame_buffers["albedo"], colour_space)
-        frames.append(OutputFrame(number, data_layers(frame_buffers), dict(base)))
+        frames.append(OutputFrame(1 if number is None else number, data_layers(frame_buffers), base | camera))
     return frames

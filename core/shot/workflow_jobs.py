@@ -17,6 +17,7 @@ from renderflow.core.io.gbuffer_io import read_sequence
 from renderflow.core.io.outputs import check_output_pattern, colour_attributes
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shot.reading import (
+    Plate,
     ReadOptions,
     plate_envmaps,
     read_channel,
@@ -47,14 +48,12 @@ class PlateJob:
     colour_space: str
 
 
-def plate_frames(
-    numbers: Sequence[int | None], layers_per_frame: list[list[Layer]], colour_space: str
-) -> list[OutputFrame]:
-    """Plate-sized results as output frames with the colour-space header."""
+def plate_frames(plate: Plate, layers_per_frame: list[list[Layer]], colour_space: str) -> list[OutputFrame]:
+    """Plate-sized results as output frames with the colour-space header and the plate's cameras."""
     attributes = colour_attributes(colour_space)
     return [
-        OutputFrame(1 if number is None else number, layers, dict(attributes))
-        for number, layers in zip(numbers, layers_per_frame, strict=True)
+        OutputFrame(1 if number is None else number, layers, attributes | camera)
+        for number, camera, layers in zip(plate.numbers, plate.cameras, layers_per_frame, strict=True)
     ]
 
 
@@ -68,15 +67,15 @@ def relight_plate(
     transform: EnvTransform,
 ) -> list[list[OutputFrame]]:
     """The plate decomposed once and rendered under each env map: the frames for each of `outs`."""
-    numbers, plate_linear = read_plate(plate, job.frames, layer, job.colour_space)
+    read = read_plate(plate, job.frames, layer, job.colour_space)
     for out in outs:
-        check_output_pattern(out, len(numbers))
-    height = plate_linear.shape[1]
-    envs = [plate_envmaps(path, len(numbers), height, job.colour_space, transform) for path in envmaps]
-    _, renders = relight(load(), plate_linear, envs, job.steps)
+        check_output_pattern(out, len(read.numbers))
+    height = read.images.shape[1]
+    envs = [plate_envmaps(path, len(read.numbers), height, job.colour_space, transform) for path in envmaps]
+    _, renders = relight(load(), read.images, envs, job.steps)
     return [
         plate_frames(
-            numbers,
+            read,
             [[Layer("", colour.from_model(frame, job.colour_space), "RGB", half=False)] for frame in beauty],
             job.colour_space,
         )
@@ -101,10 +100,11 @@ def insert_into_plate(
 ) -> list[OutputFrame]:
     """Per frame: comp RGB, the coverage (`mask.Y`), the render with the object and the ratio layer."""
     space = job.colour_space
-    numbers, plate_linear = read_plate(plate, job.frames, "", space)
-    check_output_pattern(out, len(numbers))
+    read = read_plate(plate, job.frames, "", space)
+    plate_linear = read.images
+    check_output_pattern(out, len(read.numbers))
     obj = read_sequence(inserted.object_gbuffers, job.frames, inserted.profile, space).gbuffers
-    alpha = read_channel(inserted.object_gbuffers, job.frames, inserted.alpha_channel)
+    alpha = read_channel(inserted.object_gbuffers, job.frames, inserted.alpha_channel, "--alpha-channel")
     pipeline = load()
     if inserted.plate_gbuffers is not None:
         under = read_sequence(inserted.plate_gbuffers, job.frames, inserted.profile, space).gbuffers
@@ -112,7 +112,11 @@ def insert_into_plate(
         logger.info("no --plate-gbuffers: decomposing the plate; the object goes in front wherever it covers")
         under = gbuffers_from_intrinsics(pipeline.decompose(plate_linear, steps=job.steps))
     env = plate_envmaps(
-        inserted.envmap_path, len(numbers), plate_linear.shape[1], space, EnvTransform(inserted.env_rotate)
+        inserted.envmap_path,
+        len(read.numbers),
+        plate_linear.shape[1],
+        space,
+        EnvTransform(inserted.env_rotate),
     )
     result = insert_object(
         pipeline, plate_linear, under, obj, alpha, env, job.steps, inserted.plate_gbuffers is not None
@@ -128,7 +132,7 @@ def insert_into_plate(
             result.comp, result.coverage, result.with_object, result.ratio, strict=True
         )
     ]
-    return plate_frames(numbers, layers, space)
+    return plate_frames(read, layers, space)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def edit_shot(
     """The shot re-rendered with `change` applied inside the mask."""
     shot = read_shot(gbuffers, job.frames, reading)
     check_output_pattern(out, len(shot.frames))
-    mask = read_channel(mask_source.pattern, job.frames, mask_source.channel)
+    mask = read_channel(mask_source.pattern, job.frames, mask_source.channel, "--mask-channel")
     if mask_source.object_id is not None:
         mask = (mask == mask_source.object_id).astype(np.float32)
     edited = edit_materials(shot.sequence.gbuffers, mask, change)

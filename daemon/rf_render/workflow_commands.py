@@ -16,6 +16,7 @@ from renderflow.core.cli_options import (
     exposure_option,
     profile_option,
     runner_options,
+    view_option,
     workflow_options,
 )
 from renderflow.daemon.rf_render.common import echo_path, frames_to_do, runner, user_errors
@@ -36,10 +37,17 @@ LAYER_HELP = "The plate's layer in the EXR (default: the unprefixed R, G, B)."
     help="Intrinsics to write (repeatable; default all five).",
 )
 @click.option("--layer", default="", help=LAYER_HELP)
+@view_option
 @colour_space_option
 @runner_options
 def decompose(
-    plate: str, out: str, targets: tuple[str, ...], layer: str, colour_space: str, **options: Any
+    plate: str,
+    out: str,
+    targets: tuple[str, ...],
+    layer: str,
+    view: str | None,
+    colour_space: str,
+    **options: Any,
 ) -> None:
     """Decompose a plate (scene-linear EXRs) into albedo, normal, depth, roughness and metallic layers.
 
@@ -50,7 +58,7 @@ def decompose(
     from renderflow.daemon.requests import DecomposeParams
     from renderflow.daemon.shot_jobs import decompose_plate_job
 
-    asked = DecomposeParams(options["steps"], tuple(targets or INTRINSICS), colour_space, layer)
+    asked = DecomposeParams(options["steps"], tuple(targets or INTRINSICS), colour_space, layer, view)
     with user_errors():
         files = sequence_files(plate, options["frames"])
         frames = frames_to_do(files, out, options["skip_existing"])
