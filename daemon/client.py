@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 15.0  # silence that counts as a dead daemon (keep-alives come every second)
 REQUEST_RETRIES = 2  # extra attempts for ops that are safe to repeat
 POLL_SLICE_S = 0.05  # how often a wait looks at its cancel event
-LARGE_MESSAGE_BYTES = 64 << 20  # requests above this are checked against hello's limit first
+LARGE_MESSAGE_BYTES = 1 << 20  # requests above this (rf-daemon's smallest --max-message-mb) are checked
+# against the daemon's limit from hello first: ZeroMQ drops a message over its limit without a reply
 IDEMPOTENT_OPS = (wire.OP_HELLO, wire.OP_STATUS, wire.OP_RENDER, wire.OP_DECOMPOSE, wire.OP_FREE)
 ProgressCallback = Callable[[int, int, str], None]
 

@@ -251,8 +251,14 @@ def _serve(options: dict[str, Any], state_file: Path) -> int:
 def _write_admin_token(path: Path) -> str:
     """A fresh admin token in a file only this user can read (0600): shutdown/free need it."""
     token = secrets.token_urlsafe(32)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise click.ClickException(
+            f"{path}: cannot write the admin token ({error.strerror}); another user's rf-daemon may hold "
+            "this port's files: choose another --bind port, or --state-file in a folder of yours"
+        ) from error
     with os.fdopen(descriptor, "w") as file:
         file.write(token)
     return token
@@ -303,15 +309,27 @@ def stop(bind: str, state_file: Path | None, wait: float) -> None:
     state = _read_state(state_file)
     if not _running(state):
         if state is not None:  # a daemon killed hard (SIGKILL) left it: its pid may be anyone's now
-            state_file.unlink(missing_ok=True)
-            admin_token_file(state_file).unlink(missing_ok=True)
+            try:
+                state_file.unlink(missing_ok=True)
+                admin_token_file(state_file).unlink(missing_ok=True)
+            except OSError as error:
+                raise click.ClickException(
+                    f"no rf-daemon is running for {bind}; its stale {state_file} cannot be removed "
+                    f"({error.strerror}): it belongs to another user"
+                ) from error
             raise click.ClickException(
                 f"no rf-daemon is running for {bind}; removed the stale {state_file} (pid {state.get('pid')})"
             )
         raise click.ClickException(f"no rf-daemon is running for {bind} (no state in {state_file})")
     assert state is not None
     pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError as error:
+        raise click.ClickException(
+            f"rf-daemon (pid {pid}) for {bind} belongs to another user: only its owner can stop it "
+            "(or send it `rf-daemon status`)"
+        ) from error
     deadline = time.monotonic() + wait
     while _running(state) and time.monotonic() < deadline:
         time.sleep(STATE_POLL_S)

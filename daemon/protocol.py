@@ -46,6 +46,7 @@ RAW_DTYPES = ("float32", "float16", "uint8", "uint16", "int32")
 EXR_MAGIC = b"\x76\x2f\x31\x01"  # the first four bytes of every OpenEXR file
 MAX_JOB_ID_CHARS = 128
 MAX_HEADER_BYTES = 1 << 20  # the JSON header frame
+MAX_FRAME_NUMBER = 999_999_999  # frame numbers, either sign (a 9-digit #########)
 MIN_ENVMAP_SIZE = (16, 8)  # width, height: smaller lat-long maps hold no usable lighting
 
 # Error codes of `error` replies.
@@ -241,6 +242,19 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits | None = None) -
     return Message(header, payloads)
 
 
+def readable_id(frames: Sequence[bytes | memoryview]) -> str:
+    """The request id of frames the strict decoding refused, when a lenient read finds one (a header
+    with NaN, too deep, or too long still names its id); "" otherwise. Only for error replies."""
+    if not frames:
+        return ""
+    try:
+        header = json.loads(bytes(frames[0]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    job_id = header.get("id") if isinstance(header, dict) else None
+    return job_id if isinstance(job_id, str) else ""
+
+
 def parse_header(frame: bytes | memoryview) -> dict[str, Any]:
     """Frame 0 as a JSON object; NaN, Infinity and nesting beyond what JSON needs are bad messages."""
     try:
@@ -305,8 +319,11 @@ def _payload_list_problems(descriptors: object) -> list[str]:
             continue
         if not isinstance(entry.get("name"), str) or not entry["name"]:
             problems.append(f"{where}.name: expected a non-empty string")
-        if "frame" in entry and (not isinstance(entry["frame"], int) or isinstance(entry["frame"], bool)):
-            problems.append(f"{where}.frame: expected an integer, got {entry['frame']!r}")
+        frame = entry.get("frame", 0)
+        if not isinstance(frame, int) or isinstance(frame, bool) or abs(frame) > MAX_FRAME_NUMBER:
+            problems.append(
+                f"{where}.frame: expected an integer within ±{MAX_FRAME_NUMBER}, got {entry['frame']!r}"
+            )
         encoding = entry.get("encoding")
         if encoding == ENCODING_RAW:
             if entry.get("dtype") not in RAW_DTYPES:

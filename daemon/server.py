@@ -219,7 +219,7 @@ class Server:
             self._answer(router, identity, frames)
         except Exception as error:
             logger.exception("request from %r failed", identity)
-            job_id = _readable_id(frames)
+            job_id = wire.readable_id(frames)
             router.send_multipart(
                 [identity, *wire.error_reply(job_id, wire.E_INTERNAL, f"{type(error).__name__}: {error}")]
             )
@@ -231,7 +231,8 @@ class Server:
             checks.check_request(message, self.config.limits)
         except wire.ProtocolError as error:
             logger.warning("bad request %r: %s: %s", error.job_id, error.code, error)
-            router.send_multipart([identity, *wire.error_reply(error.job_id or "", error.code, str(error))])
+            job_id = error.job_id or wire.readable_id(frames)
+            router.send_multipart([identity, *wire.error_reply(job_id, error.code, str(error))])
             return
         job_id = message.job_id
         if message.op in wire.ADMIN_OPS and not self._is_admin(message):
@@ -260,6 +261,11 @@ class Server:
         digest = request_digest(message)
         known = self._active.get(job_id)
         if known is not None and known.digest == digest:  # a retry (Lazy Pirate: a fresh socket)
+            if known.identity != identity:  # the socket it takes over from gets its answer: this one
+                reason = f"job {job_id!r} was taken over by the same request from another socket"
+                router.send_multipart(
+                    [known.identity, *wire.error_reply(job_id, wire.E_DUPLICATE_JOB, reason)]
+                )
             known.identity = identity
             router.send_multipart([identity, *wire.reply(job_id, wire.KIND_ACCEPTED, {"queue_position": 0})])
             logger.info("job %s: a retry takes over the running job", job_id)
@@ -488,12 +494,3 @@ def _failed(job: Job, code: str, message: str) -> list[Any]:
     """The error reply that ends `job`, its outcome noted for the I/O loop's log line."""
     job.outcome = f"{code}: {message}"
     return wire.error_reply(job.message.job_id, code, message)
-
-
-def _readable_id(frames: list[memoryview]) -> str:
-    """The request's id if its header can be read, else "" (for errors the checks did not foresee)."""
-    try:
-        job_id = wire.parse_header(frames[0]).get("id") if frames else None
-    except wire.ProtocolError:
-        return ""
-    return job_id if isinstance(job_id, str) else ""

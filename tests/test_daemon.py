@@ -231,6 +231,19 @@ def test_bad_requests_get_error_replies_and_the_daemon_keeps_serving(server, cli
         "oversize": wire.request(
             "render", "oversize", payloads=render_payloads([(1, big)], clip / "envmap.exr")
         ),
+        # readable ids, though the strict decoding refuses the header (NaN) or a frame number (1e30)
+        "nan-fov": [b'{"v": 1, "id": "nan-fov", "op": "render", "params": {"fov": NaN}, "payloads": []}'],
+        "huge-frame": [
+            json.dumps(
+                {
+                    "v": 1,
+                    "id": "huge-frame",
+                    "op": "decompose",
+                    "payloads": [{"name": "image", "encoding": "exr", "frame": 10**30}],
+                }
+            ).encode(),
+            b"exr",
+        ],
         "no-layers": wire.request(
             "render",
             "no-layers",
@@ -254,6 +267,12 @@ def test_bad_requests_get_error_replies_and_the_daemon_keeps_serving(server, cli
     assert codes["old-version"] == wire.E_UNSUPPORTED_VERSION
     assert codes["lie"] == wire.E_BAD_PAYLOAD
     assert codes["oversize"] == wire.E_TOO_LARGE
+    assert (
+        codes["nan-fov"] == wire.E_BAD_MESSAGE and "NaN is not a JSON number" in replies["nan-fov"]["message"]
+    )
+    assert (
+        codes["huge-frame"] == wire.E_BAD_REQUEST and "within ±999999999" in replies["huge-frame"]["message"]
+    )
     assert codes["no-layers"] == wire.E_BAD_INPUT and "AOV profile" in replies["no-layers"]["message"]
     assert (
         sorted(code for key, code in codes.items() if key.startswith("anonymous")) == [wire.E_BAD_MESSAGE] * 2

@@ -90,6 +90,17 @@ def test_d1_corrupt_exr_header_and_oversize_requests_are_answered_with_their_id(
     assert time.monotonic() - started < 2.0
 
 
+def test_the_client_refuses_a_request_over_the_daemons_limit_before_sending_it(server, clip):
+    """One frame over --max-message-mb (4 MiB here): ZeroMQ would drop it unanswered; the client asks
+    hello for the limit and refuses it at once, naming both sizes."""
+    padded = (clip / "frame.1001.exr").read_bytes() + b"\0" * (5 << 20)
+    payloads = [wire.Payload.exr("gbuffers", padded, 1001), wire.Payload.exr("envmap", padded[:100])]
+    with DaemonClient(server.endpoint, timeout_s=5, retries=0) as client:
+        with pytest.raises(DaemonError, match=r"the request is \d+ bytes; .* takes at most 4194304"):
+            client.render({}, payloads)
+        assert client.hello()["state"] == "ready"
+
+
 def test_d1_an_unreadable_request_gets_an_id_less_error_the_client_takes_as_its_own(server):
     header = ask(server.endpoint, [b"\xff\xfe not json"])
     assert header["id"] == "" and header["code"] == wire.E_BAD_MESSAGE
@@ -184,6 +195,9 @@ def test_d7_a_retry_on_a_fresh_socket_is_answered_once_and_rendered_once(server,
     second.send_multipart(frames)  # the Lazy Pirate retry: same id, same request, new socket
     seen = receive_until_final(second, ["retry-1"], linger_s=0.5)
     assert seen["retry-1"][-1] == wire.KIND_RESULT
+    # the socket it took over from is told so at once, not left waiting (three sockets at once alike)
+    taken = receive_until_final(first, ["retry-1"], linger_s=0.2)["retry-1"]
+    assert taken[-1] == wire.KIND_ERROR and wire.KIND_RESULT not in taken
     third = raw_socket(server.endpoint)  # after it finished: the same answer again, no second render
     third.send_multipart(frames)
     assert receive_until_final(third, ["retry-1"], linger_s=0.2)["retry-1"] == [wire.KIND_RESULT]
@@ -345,3 +359,75 @@ def test_d4_grace_zero_stops_cleanly_mid_job_and_d5_a_killed_daemon_leaves_nothi
     finally:
         process.terminate()
         process.wait(30)
+
+
+# -- the two permission cases: one-line errors, never a traceback -----------------------------------------
+NOBODY = 65534
+
+
+def as_another_user(command):
+    """`rf-daemon` with `command` run by a user other than the files' and process's owner: directly when
+    this is not root (the test's targets then belong to root), else in a child dropped to `nobody`.
+    Returns (exit code, output)."""
+    if os.geteuid() != 0:
+        result = CliRunner().invoke(rf_daemon, command)
+        return result.exit_code, result.output, result.exc_info[0]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            result = CliRunner().invoke(rf_daemon, command)
+            report = [result.exit_code, result.output, result.exc_info[0].__name__]
+        except BaseException as error:
+            report = [-1, repr(error), "crash"]
+        os.write(write, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        code, output, raised = json.loads(pipe.read())
+    return code, output, SystemExit if raised == "SystemExit" else raised
+
+
+def test_stopping_another_users_daemon_is_a_one_line_error(tmp_path):
+    from renderflow.daemon.processes import process_start_time
+
+    folder = Path(tempfile.mkdtemp())
+    os.chmod(folder, 0o755)
+    owned = None
+    if os.geteuid() == 0:  # a process of root's, stopped by nobody
+        owned = subprocess.Popen(["sleep", "60"])
+        pid = owned.pid
+    else:  # init belongs to root: this user cannot signal it
+        pid = 1
+    state = folder / "rf-daemon.json"
+    state.write_text(json.dumps({"pid": pid, "started": process_start_time(pid), "endpoint": "tcp://x:1"}))
+    os.chmod(state, 0o644)
+    try:
+        code, output, raised = as_another_user(["stop", "--state-file", str(state)])
+        assert raised is SystemExit and code == 1, output
+        assert f"Error: rf-daemon (pid {pid}) for tcp://127.0.0.1:5557 belongs to another user" in output
+        assert len(output.strip().splitlines()) == 1 and (owned is None or owned.poll() is None)
+    finally:
+        if owned is not None:
+            owned.kill()
+            owned.wait()
+
+
+def test_a_token_file_of_another_user_is_a_one_line_error():
+    if os.geteuid() == 0:  # a sticky shared folder (as /tmp) holding root's token file, started by nobody
+        folder = Path(tempfile.mkdtemp())
+        os.chmod(folder, 0o1777)
+        (folder / "rf-daemon.token").write_text("roots-token")
+    else:  # a folder this user cannot write
+        folder = Path("/")
+    state = folder / "rf-daemon.json"
+    command = ["start", "--foreground", "--device", "cpu"]  # the token is written before any model loads
+    code, output, raised = as_another_user(
+        [*command, "--bind", "tcp://127.0.0.1:0", "--state-file", str(state)]
+    )
+    assert raised is SystemExit and code == 1, output
+    assert f"Error: {folder / 'rf-daemon.token'}: cannot write the admin token" in output
+    assert "Traceback" not in output
