@@ -91,3 +91,31 @@ def test_pixel_rays_meet_the_ray_cast_depth(angle):
     on_sphere = np.abs(np.linalg.norm(points - SPHERE_CENTRE, axis=-1) - SPHERE_RADIUS) < 1e-4
     on_ground = np.abs(points[..., 1]) < 1e-4
     assert (on_sphere | on_ground)[np.isfinite(depth[..., 0])].all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d, c, f, k: (d[..., 0], c, f, k), r"depth: expected \[N, H, W, 1\]"),
+        (lambda d, c, f, k: (d, c[:1], f, k), r"cameras: expected 2 finite 4x4 matrices"),
+        (lambda d, c, f, k: (d, c * np.nan, f, k), r"cameras: expected 2 finite"),
+        (
+            lambda d, c, f, k: (d, c, float("nan"), k),
+            r"field of view: expected degrees in \(0, 180\), got nan",
+        ),
+        (lambda d, c, f, k: (d, c, f, {5: k[0]}), r"keyframe at sequence index 5: outside the 2 frames"),
+        (
+            lambda d, c, f, k: (d, c, f, {0: k[0][:8]}),
+            r"keyframe at sequence index 0: expected \[64, 64, C\]",
+        ),
+        (lambda d, c, f, k: (d, c, f, {0: k[0] * np.inf}), r"keyframe at sequence index 0: holds NaN"),
+        (lambda d, c, f, k: (d, c, f, {}), r"keyframes: none given"),
+    ],
+)
+def test_reprojection_refuses_bad_inputs_by_name(change, message):
+    frames = [_frame(angle) for angle in (0.0, 0.2)]
+    depth = np.stack([frame[0] for frame in frames])
+    cameras = np.stack([frame[1] for frame in frames])
+    keyframes = {0: frames[0][2]}
+    with pytest.raises(ValueError, match=message):
+        reproject_keyframes(*change(depth, cameras, FOV, keyframes))

@@ -96,6 +96,36 @@ def _depth_tested_bilinear(
     return total / np.maximum(weight_sum, 1e-12)[..., None], seen
 
 
+def check_reprojection_inputs(
+    depth: np.ndarray,
+    camera_to_world: np.ndarray,
+    vertical_fov_degrees: float,
+    keyframes: dict[int, np.ndarray],
+) -> None:
+    """Refuse inputs the reprojection would turn into silent garbage or an IndexError deep inside."""
+    if depth.ndim != 4 or depth.shape[-1] != 1:
+        raise ValueError(f"depth: expected [N, H, W, 1], got {list(depth.shape)}")
+    count, height, width = depth.shape[:3]
+    if camera_to_world.shape != (count, 4, 4) or not np.isfinite(camera_to_world).all():
+        raise ValueError(
+            f"cameras: expected {count} finite 4x4 matrices, got shape {list(camera_to_world.shape)}"
+        )
+    if not math.isfinite(vertical_fov_degrees) or not 0 < vertical_fov_degrees < 180:
+        raise ValueError(f"vertical field of view: expected degrees in (0, 180), got {vertical_fov_degrees}")
+    if not keyframes:
+        raise ValueError("keyframes: none given")
+    for index, image in keyframes.items():
+        if not 0 <= index < count:
+            raise ValueError(f"keyframe at sequence index {index}: outside the {count} frames")
+        if image.ndim != 3 or image.shape[:2] != (height, width):
+            raise ValueError(
+                f"keyframe at sequence index {index}: expected [{height}, {width}, C], "
+                f"got {list(image.shape)}"
+            )
+        if not np.isfinite(image).all():
+            raise ValueError(f"keyframe at sequence index {index}: holds NaN or infinite values")
+
+
 def reproject_keyframes(
     depth: np.ndarray,
     camera_to_world: np.ndarray,
@@ -113,6 +143,7 @@ def reproject_keyframes(
         keyframes: {frame index in the sequence: image `[H, W, C]`}.
         frames: the sequence frames to produce (default: all N).
     """
+    check_reprojection_inputs(depth, camera_to_world, vertical_fov_degrees, keyframes)
     frames = frames if frames is not None else range(depth.shape[0])
     channels = next(iter(keyframes.values())).shape[-1]
     out = np.zeros((len(frames), *depth.shape[1:3], channels + 1), np.float32)
