@@ -108,7 +108,7 @@ def test_pixel_rays_meet_the_ray_cast_depth(angle):
             lambda d, c, f, k: (d, c, f, {0: k[0][:8]}),
             r"keyframe at sequence index 0: expected \[64, 64, C\]",
         ),
-        (lambda d, c, f, k: (d, c, f, {0: k[0] * np.inf}), r"keyframe at sequence index 0: holds NaN"),
+        (lambda d, c, f, k: (d, c, f, {0: k[0] + np.inf}), r"keyframe at sequence index 0: holds NaN"),
         (lambda d, c, f, k: (d, c, f, {}), r"keyframes: none given"),
     ],
 )

@@ -234,20 +234,31 @@ class Marcher:
     def march(self, direction: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`visibility`, and the pixel (flat index) each blocked ray first passes behind: `[..., H, W]`
         (-1 where none), whose radiance is what the ray sees instead of the sky. `direction` may carry
-        leading dimensions `[..., H, W, 3]` (or `[..., 1, 1, 3]`): many rays per pixel in one march."""
+        leading dimensions `[..., H, W, 3]` (or `[..., 1, 1, 3]`): many rays per pixel in one march.
+
+        Only rays from geometry march (background pixels read 1: the sky shows there anyway), and a
+        ray retires once blocked or out of view: nothing can change it after either."""
         shape = torch.broadcast_shapes(direction.shape[:-1], (self.height, self.width))
-        hit = torch.full(shape, -1, dtype=torch.long)
-        occluded = torch.zeros(shape, dtype=torch.bool)
+        pixels = self.height * self.width
+        directions = direction.float().expand(*shape, 3).reshape(-1, 3)
+        hit = torch.full((directions.shape[0],), -1, dtype=torch.long)
+        occluded = torch.zeros(directions.shape[0], dtype=torch.bool)
         sky = torch.zeros_like(occluded)
         left = torch.zeros_like(occluded)
+        origins, ranges = self.origins.reshape(-1, 3), self.range.reshape(-1)
+        jitter = self.jitter.reshape(-1)
+        active = torch.nonzero((ranges > 0).repeat(directions.shape[0] // pixels)).reshape(-1)
         for step in range(steps):
-            t = self.range * ((step + self.jitter) / steps) ** 2
-            sample = self.origins + direction.float() * t[..., None]
-            z = -sample[..., 2]  # planar depth of the sample
-            left |= z <= 1e-6  # behind the camera
-            safe = torch.where(left, 1.0, z)
-            column = (sample[..., 0] / (safe * self.tan_half * self.width / self.height) + 1) / 2 * self.width
-            row = (1 - sample[..., 1] / (safe * self.tan_half)) / 2 * self.height
+            if active.numel() == 0:
+                break
+            pixel = active % pixels
+            t = ranges[pixel] * ((step + jitter[pixel]) / steps) ** 2
+            sample = origins[pixel] + directions[active] * t[:, None]
+            z = -sample[:, 2]  # planar depth of the sample
+            behind_camera = z <= 1e-6
+            safe = torch.where(behind_camera, 1.0, z)
+            column = (sample[:, 0] / (safe * self.tan_half * self.width / self.height) + 1) / 2 * self.width
+            row = (1 - sample[:, 1] / (safe * self.tan_half)) / 2 * self.height
             outside = (row < 0) | (row >= self.height) | (column < 0) | (column >= self.width)
             # clamped first, so truncation is the floor; off screen the border pixel stands in
             index = row.clamp(0, self.height - 1).long() * self.width + column.clamp(0, self.width - 1).long()
@@ -255,13 +266,17 @@ class Marcher:
             behind = (buffer + self.slack[index] < z * (1 - DEPTH_BIAS)) & (
                 z - buffer < self.thickness[index]
             )
-            first = ~left & ~outside & behind & ~occluded
-            hit = torch.where(first, index, hit)
-            occluded |= first
-            sky |= ~left & ~outside & torch.isinf(buffer)
-            left |= outside
-        unknown = torch.full(shape, self.unknown_open)
-        return torch.where(occluded, 0.0, torch.where(sky | ~left, 1.0, unknown)).double(), hit
+            in_view = ~behind_camera & ~outside
+            first = in_view & behind
+            hit[active[first]] = index[first]
+            occluded[active[first]] = True
+            sky[active[in_view & torch.isinf(buffer)]] = True
+            settled = first | behind_camera | outside
+            left[active[behind_camera | outside]] = True
+            active = active[~settled]
+        unknown = torch.full((directions.shape[0],), self.unknown_open)
+        openness = torch.where(occluded, 0.0, torch.where(sky | ~left, 1.0, unknown)).double()
+        return openness.reshape(shape), hit.reshape(shape)
 
     def soft_visibility(self, direction: torch.Tensor, radius: float) -> torch.Tensor:
         """Visibility of a light of angular `radius` around `direction`: the mean over its centre and
