@@ -46,6 +46,10 @@ def test_a_folder_of_clips_from_another_tool_needs_no_done_file(tiny_dataset, tm
     shutil.copytree(tiny_dataset / "train" / "clip_0000", foreign / "shot_a")
     (foreign / "shot_a" / "done").unlink()
     assert [folder.name for folder in find_clips(foreign)] == ["shot_a"]
+    linked = tmp_path / "linked"  # a split assembled from symlinked clip folders
+    linked.mkdir()
+    (linked / "shot_b").symlink_to(foreign / "shot_a", target_is_directory=True)
+    assert [folder.name for folder in find_clips(linked)] == ["shot_b"]
 
 
 def test_frame_pattern_picks_the_frames_or_says_which_sequences_it_cannot_tell_apart(tiny_dataset, tmp_path):

@@ -10,10 +10,13 @@ from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.envmap import camera_view_directions
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import _intrinsic_from_model
+from renderflow.core.model.sources import SOURCE_SHADERS
 from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.core.shading.hdr_bound import HDR_MARGIN, bounded, hdr_bound
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale, normalised_envmap
+from renderflow.core.shading.pixel_filter import filter_pixels
+from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.demo_scene import orbit_camera_to_world, ray_cast, sky_radiance
 from renderflow.training.convert import copy_fitting
@@ -58,6 +61,70 @@ def test_with_a_static_camera_the_keyframe_path_returns_the_keyframe_where_it_is
     geometry = np.isfinite(gbuffers.depth[0, ..., 0])
     for frame in range(3):  # the keyframe itself, and the frames that see it from the same camera
         np.testing.assert_allclose(beauty[frame][geometry], keyframe[geometry], rtol=2e-3, atol=2e-3)
+
+
+def test_with_exact_reprojection_a_trained_network_changes_only_what_no_keyframe_sees():
+    """`exact_reprojection`: a network that changes every pixel (random weights) leaves the valid
+    reprojected pixels of a moving camera exactly as the keyframe's, and changes the others."""
+    pipelines = [
+        tiny_v2_pipeline(**V3, reprojected_source=True, exact_reprojection=exact) for exact in (False, True)
+    ]
+    for pipeline in pipelines:
+        randomise(pipeline.transformer)
+        randomise(pipeline.keyframe_adapter)
+    gbuffers, env, cameras = scene(moving=True)
+    keyframes = {0: shade_with_visibility(gbuffers, env, FOV)[0] * np.float32(1.3)}  # any radiance
+    free, exact = (
+        p.render(gbuffers, env, keyframes=keyframes, vertical_fov_degrees=FOV, camera_to_world=cameras)
+        for p in pipelines
+    )
+    scale = np.float32(light_scale(env))  # the pipeline moves keyframes in model space, light-normalised
+    keyframes_model = {0: enc.beauty_to_model(keyframes[0] / scale)}
+    reprojected = reproject_keyframes(gbuffers.depth, cameras, FOV, keyframes_model)
+    valid = reprojected[..., 3] > 0
+    reprojected = enc.model_to_beauty(reprojected[..., :3]) * scale
+    assert valid[1:].mean() > 0.3 and (~valid[1:]).mean() > 0.1  # both kinds of pixel in frames 1-2
+    np.testing.assert_allclose(exact[valid], reprojected[valid], rtol=1e-4, atol=1e-4 * scale)
+    # without it, the network changes the valid pixels too
+    assert np.abs(free - reprojected)[valid].mean() > 10 * np.abs(exact - reprojected)[valid].mean()
+    np.testing.assert_array_equal(exact[~valid], free[~valid])  # elsewhere the network renders as before
+
+
+def test_the_pixel_filter_spreads_light_without_adding_any_and_leaves_keyframe_pixels():
+    image = np.zeros((1, 16, 16, 3), np.float32)
+    image[0, 8, 8] = [100.0, 50.0, 1.0]  # one bright pixel
+    filtered = filter_pixels(image, 0.5)
+    np.testing.assert_allclose(filtered.sum((1, 2)), image.sum((1, 2)), rtol=1e-5)  # energy kept
+    assert 0 < filtered[0, 8, 9, 0] < filtered[0, 8, 8, 0] < 100.0  # spread to the neighbours
+    assert filtered[0, 8, 12, 0] < 1e-3  # ... not far
+    np.testing.assert_allclose(filter_pixels(image * 7.0, 0.5), filtered * 7.0, rtol=1e-5)  # linear
+    np.testing.assert_allclose(filter_pixels(image + 3.0, 0.5)[0, 0, 0], [3.0, 3.0, 3.0], rtol=1e-6)  # flat
+    keep = np.zeros((1, 16, 16), bool)
+    keep[0, 8, 8] = True
+    np.testing.assert_array_equal(filter_pixels(image, 0.5, keep)[0, 8, 8], image[0, 8, 8])
+    assert filter_pixels(image, 0.0) is image
+
+
+def test_the_filtered_source_is_the_prior_with_softened_edges_and_the_same_light():
+    gbuffers, env, _ = scene(frames=1)
+    sharp = shade_with_visibility(gbuffers, env, FOV)
+    source = SOURCE_SHADERS["shaded_visibility_filtered"]
+    soft = enc.model_to_beauty(source(gbuffers, env, FOV))
+    luminance = LUMINANCE_WEIGHTS
+    assert abs((soft @ luminance).mean() / (sharp @ luminance).mean() - 1) < 0.01  # no light added or lost
+    steepest = [np.abs(np.diff(enc.beauty_to_model(image), axis=2)).max() for image in (sharp, soft)]
+    assert steepest[1] < 0.8 * steepest[0]  # the silhouettes are softened
+    brighter = enc.model_to_beauty(source(gbuffers, env * np.float32(5.0), FOV))
+    np.testing.assert_allclose(brighter, soft * 5.0, rtol=1e-3, atol=1e-5)
+
+
+def test_a_model_with_a_pixel_filter_renders_its_unfiltered_render_filtered():
+    sharp, soft = (tiny_v2_pipeline(**(V3 | {"hdr_bound": False}), pixel_filter=s) for s in (0.0, 0.5))
+    for pipeline in (sharp, soft):
+        randomise(pipeline.transformer)
+    gbuffers, env, _ = scene()
+    expected = filter_pixels(sharp.render(gbuffers, env, vertical_fov_degrees=FOV), 0.5)
+    np.testing.assert_allclose(soft.render(gbuffers, env, vertical_fov_degrees=FOV), expected, rtol=1e-5)
 
 
 def test_a_saturated_model_cannot_emit_a_pixel_above_the_bound():

@@ -15,8 +15,10 @@ from renderflow.core.io.gbuffer_io import read_sequence
 from renderflow.training.cli import main
 from renderflow.training.datasets import load_dataset
 from renderflow.training.eval_cli import main as rf_eval
+from renderflow.training.hard_scenes import HARD_FAMILIES, WALL
 from renderflow.training.mitsuba_render import render_frame
 from renderflow.training.procedural import (
+    HARD_ENV_KINDS,
     HDR_ENV_KINDS,
     OOD_ENV_KINDS,
     EnvSpec,
@@ -179,12 +181,40 @@ def test_the_ood_preset_draws_what_training_never_does_and_lands_in_test(tmp_pat
     assert {folder.parent.name for folder in folders} == {"test"}
 
 
-@pytest.mark.parametrize("kind", HDR_ENV_KINDS + OOD_ENV_KINDS)
+def test_the_hard_preset_draws_every_family_with_rooms_that_enclose_their_cameras(tmp_path):
+    setups = [clip_setup("hard", seed, frames=5) for seed in range(60)]
+    assert {s.scene.family for s in setups} == set(HARD_FAMILIES)
+    assert not {s.scene.env.kind for s in setups} & set(OOD_ENV_KINDS)  # the OOD split stays apart
+    for setup in setups:
+        boxes = [shape for shape in setup.scene.shapes if shape.kind == "cube"]
+        assert all(min(shape.stretch) > 0 for shape in boxes)
+        if setup.scene.family.endswith("room"):
+            # the walls' bounds hold every camera, below the ceiling
+            low = np.min([np.subtract(b.position, b.stretch) for b in boxes], axis=0)
+            high = np.max([np.add(b.position, b.stretch) for b in boxes], axis=0)
+            eyes = setup.cameras[:, :3, 3]
+            assert (eyes > low + 0.5).all() and (eyes < high - 0.5).all()
+            assert sum(b.stretch[1] == WALL for b in boxes) == (
+                4 if setup.scene.family == "skylight_room" else 1
+            )  # a ceiling slab, or four around the skylight
+    fences = [s for s in setups if s.scene.family == "fence"]
+    for setup in fences:  # a low sun: 9-17°, above the OOD split's sunsets (1-8°)
+        env = make_envmap(setup.scene.env, 64, 128).sum(-1)
+        row = np.unravel_index(int(np.argmax(env)), env.shape)[0]
+        assert 5 <= 90 - (row + 0.5) / 64 * 180 <= 20
+    assert clip_setup("hard", 4, 5).scene == clip_setup("hard", 4, 5).scene  # a pure function of the seed
+
+    config = SynthConfig(clips=1, frames=1, resolution=16, spp=2, seed=1, preset="hard")
+    (folder,) = synthesise(tmp_path, config)
+    assert json.loads((folder / "scene.json").read_text())["family"] in HARD_FAMILIES
+
+
+@pytest.mark.parametrize("kind", HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS)
 def test_hdr_env_families_have_real_world_range(kind):
     envmap = make_envmap(EnvSpec(kind, 11), 64, 128)
     assert np.isfinite(envmap).all() and envmap.min() >= 0
     sky_level = np.median(envmap)
-    if kind in ("sun_sky", "hazy_sun", "sunset"):
+    if kind in ("sun_sky", "hazy_sun", "sunset", "low_sun"):
         assert envmap.max() / sky_level > 500  # a sun 10³-10⁵ over a sky of about 1
     if kind == "overcast":
         assert envmap.max() / sky_level < 10

@@ -10,7 +10,13 @@ import torch
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.envmap import camera_view_directions
 from renderflow.core.shading import rays
-from renderflow.core.shading.visibility import Marcher, enclosure, shade_with_visibility, split_lights
+from renderflow.core.shading.visibility import (
+    Marcher,
+    enclosure,
+    march_stride,
+    shade_with_visibility,
+    split_lights,
+)
 from renderflow.core.shot.demo_scene import (
     SPHERE_CENTRE,
     SPHERE_RADIUS,
@@ -23,18 +29,19 @@ from renderflow.core.shot.demo_scene import (
 SIZE, FOV = 96, 40.0
 
 
-def sphere_over_plane():
+def sphere_over_plane(size=SIZE):
     """The demo scene (a sphere on a plane under a sky with a sun) from one camera."""
     camera = orbit_camera_to_world(angle=0.3)
     rotation, position = camera[:3, :3], camera[:3, 3]
-    albedo, normal, depth, material = ray_cast(rotation, position, SIZE, FOV)
-    env_cam = sky_radiance(camera_view_directions(SIZE // 2, SIZE) @ rotation.T)
+    albedo, normal, depth, material = ray_cast(rotation, position, size, FOV)
+    env_cam = sky_radiance(camera_view_directions(size // 2, size) @ rotation.T)
     return GBuffers(albedo[None], normal[None], depth[None], material[None]), env_cam, rotation, position
 
 
 def analytic_shadow(depth, rotation, position):
     """Ground pixels whose ray towards the sun meets the sphere `[H, W]`, and the ground mask."""
-    points_cam = rays.pixel_rays(SIZE, SIZE, FOV) * np.nan_to_num(depth[..., 0], posinf=0.0)[..., None]
+    size = depth.shape[0]
+    points_cam = rays.pixel_rays(size, size, FOV) * np.nan_to_num(depth[..., 0], posinf=0.0)[..., None]
     points = points_cam @ rotation.T + position
     ground = np.isfinite(depth[..., 0]) & (np.abs(points[..., 1]) < 1e-3)
     to_centre = points - SPHERE_CENTRE
@@ -55,11 +62,16 @@ def test_a_sun_becomes_one_light_and_lights_plus_residual_are_the_map():
     torch.testing.assert_close(total, env.double(), rtol=1e-12, atol=1e-12)
 
 
-def test_screen_space_shadow_of_the_sphere_matches_the_analytic_shadow():
-    gbuffers, _, rotation, position = sphere_over_plane()
+@pytest.mark.parametrize("size", [SIZE, 256])
+def test_screen_space_shadow_of_the_sphere_matches_the_analytic_shadow(size):
+    """At 256² rays start from every second pixel (`march_stride`) and the result is upsampled."""
+    gbuffers, _, rotation, position = sphere_over_plane(size)
     depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()
-    marcher = Marcher(depth, torch.from_numpy(gbuffers.normal[0]).double(), FOV)
-    visible = marcher.visibility(torch.from_numpy(SUN_DIRECTION @ rotation)).numpy()
+    stride = march_stride(size, size)
+    assert stride == (1 if size == SIZE else 2)
+    marcher = Marcher(depth, torch.from_numpy(gbuffers.normal[0]).double(), FOV, stride=stride)
+    (visible,) = marcher.upsample(marcher.visibility(torch.from_numpy(SUN_DIRECTION @ rotation)))
+    visible = visible.numpy()
     truth, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
     found = (visible < 0.5) & ground
     assert truth.sum() > 100  # the shadow is in view
@@ -128,3 +140,17 @@ def test_without_geometry_the_frame_shows_the_env_map(k):
     env = np.random.default_rng(0).random((8, 16, 3)).astype(np.float32) * k
     out = shade_with_visibility(empty, env, 40.0)
     assert np.isfinite(out).all() and out.max() <= env.max() * (1 + 1e-5)
+
+
+def test_upsampling_keeps_grid_pixels_and_does_not_cross_a_silhouette():
+    """Each pixel takes the value of the grid pixel nearest in depth among the four around it."""
+    depth = torch.full((6, 6), 10.0, dtype=torch.float64)
+    depth[:, 3:] = 2.0  # a near object from column 3 on
+    depth[0, 0] = math.inf  # background
+    marcher = Marcher(depth, torch.tensor([0.0, 0.0, 1.0]).expand(6, 6, 3).double(), FOV, stride=2)
+    grid = torch.arange(9, dtype=torch.float64).reshape(3, 3)  # grid pixels at rows/columns 0, 2, 4
+    (full,) = marcher.upsample(grid)
+    assert full[2, 2] == grid[1, 1] and full[4, 4] == grid[2, 2]  # grid pixels keep their own value
+    assert full[1, 3] == grid[0, 2] and full[3, 3] == grid[1, 2]  # column 3 is near: from column 4
+    assert full[3, 1] in (grid[1, 0], grid[1, 1], grid[2, 0], grid[2, 1])  # far: from the far side
+    assert full[1, 1] in (grid[0, 1], grid[1, 0], grid[1, 1])  # not the background's

@@ -13,6 +13,7 @@ import click
 from tqdm import tqdm
 
 from renderflow.core.cli_options import data_option, folder_option, profile_option, stacked, verbose_option
+from renderflow.training.scene_presets import PRESETS
 
 F = Callable[..., Any]
 
@@ -53,11 +54,12 @@ def main(verbose: bool) -> None:
 )
 @click.option(
     "--preset",
-    type=click.Choice(["classic", "diverse", "ood"]),
+    type=click.Choice(list(PRESETS)),
     default="classic",
     show_default=True,
     help="Scene generator: classic (the first one), diverse (training data of real-world range), "
-    "ood (the out-of-distribution test split: never train on it). docs/DATA.md describes each.",
+    "ood (the out-of-distribution test split: never train on it), hard (rooms lit through a window "
+    "or skylight, fences under low suns, mirrors among fine textures, night). docs/DATA.md describes each.",
 )
 @click.option(
     "--out",

@@ -9,6 +9,7 @@ read disjoint indices.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 from collections.abc import Callable
@@ -108,7 +109,8 @@ def find_clips(root: Path, split: str | None = None) -> list[Path]:
         raise FileNotFoundError(f"{base}: no such dataset folder")
     made_by_synth = any((folder / "synth.json").exists() for folder in (base, base.parent))
     clips = []
-    for envmap in sorted(base.rglob("envmap.exr")):
+    # glob, not Path.rglob: a split assembled from symlinked clip folders is followed
+    for envmap in sorted(Path(path) for path in glob.glob(str(base / "**" / "envmap.exr"), recursive=True)):
         folder = envmap.parent
         if made_by_synth and not (folder / DONE_FILE).exists():
             logger.warning("%s: incomplete clip (no %s file), skipped", folder, DONE_FILE)

@@ -26,6 +26,7 @@ from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
+from renderflow.core.shading.pixel_filter import filter_pixels
 from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
@@ -234,9 +235,12 @@ def shaded(method: str, clip: Clip) -> np.ndarray:
     return _SHADED[key]
 
 
-def baseline_renderer(method: str) -> RenderFn:
+def baseline_renderer(method: str, pixel_filter: float = 0.0) -> RenderFn:
+    """A shader without network; `pixel_filter` (σ in pixels): the evaluated model's pixel filter,
+    so that the physics prior's row has everything the model adds to its shading but the network."""
+
     def render(clip: Clip) -> np.ndarray:
-        return shaded(method, clip)
+        return filter_pixels(shaded(method, clip), pixel_filter)
 
     return render
 
@@ -270,17 +274,18 @@ def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int |
     return render
 
 
-def reprojection_renderer(keyframe_gap: int) -> RenderFn:
+def reprojection_renderer(keyframe_gap: int, pixel_filter: float = 0.0) -> RenderFn:
     """No network: the reference's keyframes every `keyframe_gap` frames moved into each frame by
-    depth and cameras where they are seen, the physics prior elsewhere."""
+    depth and cameras where they are seen, the physics prior elsewhere (under `pixel_filter`)."""
 
     def render(clip: Clip) -> np.ndarray:
         keyframes = {frame: clip.beauty[frame] for frame in range(0, len(clip.beauty), keyframe_gap)}
         reprojected = reproject_keyframes(
             clip.gbuffers.depth, clip.camera_to_world, clip.vertical_fov_degrees, keyframes
         )
-        fill = shaded("visibility", clip)
-        return np.where(reprojected[..., 3:] > 0, reprojected[..., :3], fill)
+        valid = reprojected[..., 3] > 0
+        composite = np.where(valid[..., None], reprojected[..., :3], shaded("visibility", clip))
+        return filter_pixels(composite, pixel_filter, valid)  # as the model filters its own
 
     return render
 
@@ -303,10 +308,11 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     )
     folders = find_clips(Path(config.data), config.split)[: config.max_clips]
 
+    pixel_filter = pipeline.config.pixel_filter if pipeline is not None else 0.0
     methods = {
         "IBL": Method(baseline_renderer("ibl")),
         "Deferred": Method(baseline_renderer("deferred")),
-        "Deferred + visibility (no network)": Method(baseline_renderer("visibility")),
+        "Deferred + visibility (no network)": Method(baseline_renderer("visibility", pixel_filter)),
     }
     if pipeline is not None:
         methods["Autoencoder ceiling"] = Method(autoencoder_ceiling(pipeline))
@@ -319,7 +325,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
         if pipeline.keyframe_adapter is not None:
             for gap in config.keyframe_gaps:
                 methods[f"Keyframes reprojected, visibility fill (gap {gap}, no network)"] = Method(
-                    reprojection_renderer(gap), 0, gap
+                    reprojection_renderer(gap, pixel_filter), 0, gap
                 )
                 methods[f"RenderFlow + keyframes (gap {gap})"] = Method(
                     model_renderer(pipeline, 1, gap), 1, gap

@@ -22,6 +22,7 @@ ENV_KINDS = ("sky", "studio", "coloured")
 # first six, the `ood` preset evaluates on the last three, which no training preset draws.
 HDR_ENV_KINDS = ("sun_sky", "overcast", "interior", "studio_many", "night", "coloured")
 OOD_ENV_KINDS = ("sunset", "studio_rig", "hazy_sun")
+HARD_ENV_KINDS = ("low_sun",)  # the `hard` preset's own (training/hard_scenes.py)
 GROUND_SIZE = 8.0
 
 
@@ -61,6 +62,7 @@ class SceneSpec:
     env: EnvSpec
     camera_target: tuple[float, float, float] = (0.0, 0.6, 0.0)
     extras: dict[str, float] = field(default_factory=dict)
+    family: str = ""  # the preset's scene family, where it has several (training/hard_scenes.py)
 
 
 def random_material(rng: np.random.Generator) -> MaterialSpec:
@@ -133,11 +135,12 @@ def make_envmap(spec: EnvSpec, height: int = 128, width: int = 256) -> np.ndarra
                 + _lobe(directions, area, math.cos(math.radians(rng.uniform(20, 50))), rng.uniform(2, 8))
                 * colour
             )
-    elif spec.kind in HDR_ENV_KINDS + OOD_ENV_KINDS:
+    elif spec.kind in HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS:
         radiance = _hdr_envmap(spec.kind, rng, directions)
     else:
         raise ValueError(
-            f"unknown env kind {spec.kind!r}; expected one of {ENV_KINDS + HDR_ENV_KINDS + OOD_ENV_KINDS}"
+            f"unknown env kind {spec.kind!r}; expected one of "
+            f"{ENV_KINDS + HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS}"
         )
     return (radiance * spec.intensity).astype(np.float32)
 
@@ -150,11 +153,15 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
     """The real-world-range families: a sky of about 1 and lights 10-10⁵ times brighter."""
     up = directions[..., 1:2]
     ground = np.array([0.25, 0.22, 0.18]) * rng.uniform(0.3, 1.0)
-    if kind in ("sun_sky", "hazy_sun", "sunset"):
+    if kind in ("sun_sky", "hazy_sun", "sunset", "low_sun"):
         if kind == "sunset":
             zenith, horizon = np.array([0.25, 0.2, 0.5]), np.array([1.2, 0.55, 0.25])
             sun = _random_direction(rng, min_elevation=0.02, max_elevation=0.14)
             sun_colour, power = np.array([1.0, 0.55, 0.25]), _log_uniform(rng, 1e4, 1e5)
+        elif kind == "low_sun":  # long shadows, still above the sunsets of the OOD split
+            zenith, horizon = np.array([0.2, 0.4, 1.0]), np.array([0.95, 0.85, 0.75])
+            sun = _random_direction(rng, min_elevation=0.15, max_elevation=0.3)
+            sun_colour, power = np.array([1.0, 0.85, 0.7]), _log_uniform(rng, 1e3, 3e4)
         elif kind == "hazy_sun":
             zenith, horizon = np.array([0.55, 0.6, 0.75]), np.array([1.0, 1.0, 0.95])
             sun = _random_direction(rng, min_elevation=0.3, max_elevation=1.3)

@@ -9,6 +9,8 @@
   (`procedural.OOD_ENV_KINDS`: sunsets and hazy suns of 10⁴-10⁵, rigs of 40-200 soft boxes),
   intensities over 10⁻¹-10¹, cylinders and larger crowded objects, saturated glossy materials,
   wide and long lenses on trucking and low orbiting cameras.
+- `hard`: what the evaluations found the model failing on (`training/hard_scenes.py`): rooms lit
+  through a window or a skylight, fences under low suns, mirrors among fine textures, night.
 Everything is a pure function of the clip seed.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from renderflow.core.io.cameras import look_at
+from renderflow.training.hard_scenes import hard_scene
 from renderflow.training.procedural import (
     GROUND_SIZE,
     HDR_ENV_KINDS,
@@ -34,7 +37,7 @@ from renderflow.training.procedural import (
     random_scene,
 )
 
-PRESETS = ("classic", "diverse", "ood")
+PRESETS = ("classic", "diverse", "ood", "hard")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ def clip_setup(preset: str, seed: int, frames: int, classic_fov_degrees: float =
     if preset not in PRESETS:
         raise ValueError(f"unknown scene preset {preset!r}; expected one of {PRESETS}")
     rng = np.random.default_rng([seed, PRESETS.index(preset)])
+    if preset == "hard":
+        return ClipSetup(*hard_scene(rng, frames))
     ood = preset == "ood"
     scene = _scene(rng, ood)
     fov = float(rng.choice([rng.uniform(20, 28), rng.uniform(60, 75)]) if ood else rng.uniform(30, 60))

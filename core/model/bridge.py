@@ -21,7 +21,7 @@ import torch
 WAN_NUM_TRAIN_TIMESTEPS = 1000
 
 
-BRIDGE_SOURCES = ("albedo", "shaded", "shaded_visibility")
+BRIDGE_SOURCES = ("albedo", "shaded", "shaded_visibility", "shaded_visibility_filtered")
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,9 @@ class BridgeConfig:
 
     sigma: float = 0.005  # ARCHITECTURE §3 / paper §4.3
     train_times: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)  # the four discrete training times
-    # z0: "albedo" (paper), "shaded" (Deferred shading of the G-buffers) or "shaded_visibility" (with
-    # shadows, occlusion and one screen-space bounce: core/shading/visibility.py)
+    # z0: "albedo" (paper), "shaded" (Deferred shading of the G-buffers), "shaded_visibility" (with
+    # shadows, occlusion and one screen-space bounce: core/shading/visibility.py) or
+    # "shaded_visibility_filtered" (that under the renderer's pixel filter: core/shading/pixel_filter.py)
     source: str = "albedo"
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,23 +59,34 @@ class ModelSpec:
     albedo_attribute: bool = False  # the albedo latent among the transformer's attributes
     pixel_residual: bool = False  # PipelineConfig.pixel_residual
     hdr_bound: bool = False  # PipelineConfig.hdr_bound
+    exact_reprojection: bool = False  # PipelineConfig.exact_reprojection
+    pixel_filter: float = 0.0  # PipelineConfig.pixel_filter
 
+
+# v3 (docs/MODEL.md, "Model v3"): the shading with visibility as the source, albedo as an input, the
+# output as the source's pixels plus the network's change, bounded HDR, keyframes taken as they are
+# where they are seen, the renderer's pixel filter.
+V3_SPEC = ModelSpec(
+    CPU_DEFAULT_TRANSFORMER,
+    CPU_DEFAULT_AUTOENCODER,
+    V2_LIGHTING,
+    "shaded_visibility",
+    True,
+    True,
+    albedo_attribute=True,
+    pixel_residual=True,
+    hdr_bound=True,
+    exact_reprojection=True,
+    pixel_filter=0.5,
+)
 
 MODEL_CONFIGS: dict[str, ModelSpec] = {
     "cpu-default": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER),
     "cpu-v2": ModelSpec(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, V2_LIGHTING, "shaded", True, True),
-    # v3 (docs/MODEL.md, "Model v3"): the shading with visibility as the source, albedo as an input,
-    # the output as the source's pixels plus the network's change, bounded HDR.
-    "cpu-v3": ModelSpec(
-        CPU_DEFAULT_TRANSFORMER,
-        CPU_DEFAULT_AUTOENCODER,
-        V2_LIGHTING,
-        "shaded_visibility",
-        True,
-        True,
-        albedo_attribute=True,
-        pixel_residual=True,
-        hdr_bound=True,
+    "cpu-v3": V3_SPEC,
+    # v3 trained from the prior under the renderer's pixel filter (no filter after the network)
+    "cpu-v3-filtered": dataclasses.replace(
+        V3_SPEC, bridge_source="shaded_visibility_filtered", pixel_filter=0.0
     ),
 }
 
@@ -92,6 +104,8 @@ def build_tiny_pipeline(
     albedo_attribute: bool = False,
     pixel_residual: bool = False,
     hdr_bound: bool = False,
+    exact_reprojection: bool = False,
+    pixel_filter: float = 0.0,
 ) -> RenderFlowPipeline:
     """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
 
@@ -117,7 +131,13 @@ def build_tiny_pipeline(
         keyframe,
         inverse,
         BridgeConfig(source=bridge_source),
-        PipelineConfig(chunk_frames, pixel_residual=pixel_residual, hdr_bound=hdr_bound),
+        PipelineConfig(
+            chunk_frames,
+            pixel_residual=pixel_residual,
+            hdr_bound=hdr_bound,
+            exact_reprojection=exact_reprojection,
+            pixel_filter=pixel_filter,
+        ),
         lighting,
     )
 
@@ -135,6 +155,8 @@ def build_model(spec: ModelSpec, lora_rank: int = 8) -> RenderFlowPipeline:
         albedo_attribute=spec.albedo_attribute,
         pixel_residual=spec.pixel_residual,
         hdr_bound=spec.hdr_bound,
+        exact_reprojection=spec.exact_reprojection,
+        pixel_filter=spec.pixel_filter,
     )
 
 

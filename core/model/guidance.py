@@ -42,6 +42,12 @@ class KeyframeInputs:
             return source_model
         return reprojected_source(self.reprojected_model, source_model)
 
+    def valid_pixels(self, num_frames: int, height: int, width: int) -> np.ndarray:
+        """Where each frame shows a keyframe's reprojection `[F, H, W]` bool (none without reprojection)."""
+        if self.reprojected_model is None:
+            return np.zeros((num_frames, height, width), bool)
+        return self.reprojected_model[..., 3] > 0
+
     def reprojected_chunk(self, start: int, end: int, encode: EncodeVideos) -> torch.Tensor | None:
         """Frames [start, end) of the reprojection as `[1, C + 1, f', h, w]`: the image's latent and
         the validity averaged over each latent cell."""

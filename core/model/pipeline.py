@@ -34,6 +34,7 @@ from renderflow.core.shading.lighting import (
     image_exposure_scale,
     normalised_envmap,
 )
+from renderflow.core.shading.pixel_filter import filter_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ class PipelineConfig:
     # With an image bridge source: the output is the source's own pixels plus what the network changed
     # (decode(ẑ1) - decode(z0)), so the autoencoder no longer caps sharp reflections or keyframes.
     pixel_residual: bool = False
+    # With keyframes (and `pixel_residual`, `reprojected_source`): where a keyframe's reprojection is
+    # valid, the output is the reprojected keyframe itself, the network's change dropped there; the
+    # network renders what no keyframe sees (docs/MODEL.md, "Keyframes where they are seen").
+    exact_reprojection: bool = False
+    # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
+    # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are
+    # (core/shading/pixel_filter.py).
+    pixel_filter: float = 0.0
     # No pixel brighter than the env map allows (core/shading/hdr_bound.py).
     hdr_bound: bool = False
 
@@ -248,13 +257,22 @@ class RenderFlowPipeline:
                 beauty = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
                 if self.config.pixel_residual and source is not None and source_model is not None:
                     unchanged = self._ae.decode(z0).float()[:, :, : end - start]
-                    beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + beauty - unchanged
+                    change = beauty - unchanged
+                    if self.config.exact_reprojection and guide is not None:
+                        valid = guide.valid_pixels(num_frames, height, width)[start:end]  # [f, H, W]
+                        change = change * torch.from_numpy(~valid[None, None]).to(change)
+                    beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + change
                 reference = beauty[:, :, -1:]
                 # one copy to the host per chunk: device memory stays flat in the number of frames
                 outputs.append(enc.tensor_to_frames(beauty if index == 0 else beauty[:, :, 1:]))
                 if progress is not None:
                     progress(index + 1, len(encoded.chunks))
         beauty_linear = enc.model_to_beauty(np.concatenate(outputs))
+        if self.config.pixel_filter > 0:
+            keyframe_pixels = None
+            if self.config.exact_reprojection and guide is not None:
+                keyframe_pixels = guide.valid_pixels(num_frames, height, width)
+            beauty_linear = filter_pixels(beauty_linear, self.config.pixel_filter, keyframe_pixels)
         if self.config.hdr_bound:
             prior = None if source_model is None else enc.model_to_beauty(source_model)
             beauty_linear = bounded(beauty_linear, hdr_bound(env_cam, prior))

@@ -13,18 +13,31 @@ from collections.abc import Callable
 import numpy as np
 
 from renderflow.core.io.buffers import DEFAULT_VERTICAL_FOV_DEGREES, GBuffers
+from renderflow.core.model import encodings as enc
 from renderflow.core.shading.deferred import shaded_source_model
-from renderflow.core.shading.visibility import shaded_visibility_source_model
+from renderflow.core.shading.pixel_filter import PIXEL_FILTER_SIGMA, filter_pixels
+from renderflow.core.shading.visibility import shade_with_visibility, shaded_visibility_source_model
 
 logger = logging.getLogger(__name__)
 
 # (G-buffers [F, H, W, C], normalised camera-view env maps [F, He, We, 3], vertical fov) -> [F, H, W, 3]
 SourceShader = Callable[[GBuffers, np.ndarray, float], np.ndarray]
 
+
+def filtered_visibility_source_model(
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+) -> np.ndarray:
+    """The shading with visibility as a path tracer's pixels are: filtered by PIXEL_FILTER_SIGMA."""
+    shading = shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees)
+    return enc.beauty_to_model(filter_pixels(shading, PIXEL_FILTER_SIGMA))
+
+
 SOURCE_SHADERS: dict[str, SourceShader | None] = {
     "albedo": None,  # the paper: z0 is the albedo latent
     "shaded": shaded_source_model,  # Deferred shading (SH diffuse + split-sum GGX), no visibility
     "shaded_visibility": shaded_visibility_source_model,  # with shadows, occlusion and one bounce
+    # ... under the renderer's pixel filter (core/shading/pixel_filter.py)
+    "shaded_visibility_filtered": filtered_visibility_source_model,
 }
 
 

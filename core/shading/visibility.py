@@ -60,6 +60,7 @@ ENCLOSURE_SKY_SHARE = 0.1  # a sequence showing at least this much sky is open b
 # ... and enclosed when this share of its surfaces faces each other across one axis (walls, floor
 # and ceiling); a share of OPPOSING_FLOOR or less (a sphere's sides) is no evidence
 OPPOSING_FULL, OPPOSING_FLOOR = 0.2, 0.05
+MARCH_FULL_RES_MAX = 128  # frames up to this size march a ray set from every pixel; larger, every second
 DEPTH_BIAS = 0.01  # a sample is behind the depth buffer when beyond it by this share of its depth
 BAYER_4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16 + 1 / 32
 LUMINANCE = (0.2126, 0.7152, 0.0722)
@@ -156,21 +157,28 @@ def _shade_frame(
     shading = surface(gbuffers, view[None], slice(None))
     depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()  # [H, W], inf on the background
     normal = shading.normal[0]
-    marcher = Marcher(depth, normal, fov, enclosed)
+    stride = march_stride(*depth.shape)
+    marcher = Marcher(depth, normal, fov, enclosed, stride)
     lights, residual = split_lights(env)
 
-    occlusion, occluders = marcher.occlusion(normal)  # [H, W], [D, H, W]
-    reflection, mirrored = marcher.march(F.normalize(shading.reflected[0], dim=-1), SHADOW_STEPS)
+    on_grid = (slice(None, None, stride), slice(None, None, stride))
+    occlusion, occluders = marcher.upsample(*marcher.occlusion(normal[on_grid]))  # [H, W], [D, H, W]
+    reflected = F.normalize(shading.reflected[0][on_grid], dim=-1)
+    reflection, mirrored = marcher.upsample(*marcher.march(reflected, SHADOW_STEPS))
     roughness = shading.roughness[0][..., None]
     sky_irradiance = sh_irradiance_of(sh_coefficients(residual[None]), normal[None])[0] / math.pi
-    sky_reflection = _prefiltered(residual, shading.reflected, shading.roughness)
+    # the residual's and each light's prefiltered reflection `[1 + lights, H, W, 3]`, in one pass
+    reflections = _prefiltered(
+        torch.stack([residual] + [light.radiance for light in lights]), shading.reflected, shading.roughness
+    )
+    sky_reflection = reflections[0]
     direct_diffuse = torch.zeros_like(sky_irradiance)
     direct_specular = torch.zeros_like(sky_reflection)
-    for light in lights:
-        shadow = marcher.soft_visibility(light.direction, light.radius)[..., None]  # [H, W, 1]
+    for light, light_reflection in zip(lights, reflections[1:], strict=True):
+        shadow = marcher.upsample(marcher.soft_visibility(light.direction, light.radius))[0][..., None]
         cosine = (normal @ light.direction).clamp_min(0)[..., None]
         direct_diffuse += shadow * light.irradiance * cosine / math.pi
-        direct_specular += shadow * _prefiltered(light.radiance, shading.reflected, shading.roughness)
+        direct_specular += shadow * light_reflection
     sky = sample_camera_view(env[None].double(), view[None])[0].double()
 
     def compose(bounce_diffuse: torch.Tensor, bounce_specular: torch.Tensor) -> torch.Tensor:
@@ -191,28 +199,47 @@ def _shade_frame(
     return compose(bounce_diffuse, bounce_specular).float().numpy()
 
 
-def _prefiltered(env: torch.Tensor, reflected: torch.Tensor, roughness: torch.Tensor) -> torch.Tensor:
-    """The GGX-prefiltered map `[He, We, 3]` along the reflections `[1, H, W, 3]` -> `[H, W, 3]`."""
-    levels = prefiltered_envmaps(env[None].float())
-    return sample_prefiltered(levels, reflected, roughness)[0].double()
+def _prefiltered(envs: torch.Tensor, reflected: torch.Tensor, roughness: torch.Tensor) -> torch.Tensor:
+    """The GGX-prefiltered maps `[K, He, We, 3]` along the reflections `[1, H, W, 3]` -> `[K, H, W, 3]`
+    (one convolution pass for all K: the convolution matrices are read once)."""
+    count = envs.shape[0]
+    levels = prefiltered_envmaps(envs.float())
+    directions = reflected.expand(count, *reflected.shape[1:])
+    return sample_prefiltered(levels, directions, roughness.expand(count, *roughness.shape[1:])).double()
+
+
+def march_stride(height: int, width: int) -> int:
+    """Rays start from every `stride`-th pixel in each direction: 1 up to MARCH_FULL_RES_MAX, 2 above
+    (a quarter of the rays; the results are upsampled guided by depth, `Marcher.upsample`)."""
+    return 1 if max(height, width) <= MARCH_FULL_RES_MAX else 2
 
 
 class Marcher:
-    """Rays from each pixel's surface point, marched against the frame's depth buffer."""
+    """Rays from the surface points of a grid of pixels (every `stride`-th: the ray grid `[h, w]`),
+    marched against the frame's full depth buffer `[H, W]`."""
 
     def __init__(
-        self, depth: torch.Tensor, normal: torch.Tensor, vertical_fov_degrees: float, enclosure: float = 0.0
+        self,
+        depth: torch.Tensor,
+        normal: torch.Tensor,
+        vertical_fov_degrees: float,
+        enclosure: float = 0.0,
+        stride: int = 1,
     ) -> None:
         """`depth` `[H, W]` planar (inf on the background), `normal` `[H, W, 3]` camera space,
         `enclosure` how enclosed the space is (`enclosure()`)."""
         self.height, self.width = depth.shape
+        self.stride = stride
+        grid = (slice(None, None, stride), slice(None, None, stride))
         self.tan_half = math.tan(math.radians(vertical_fov_degrees) / 2)
         finite = torch.isfinite(depth)
         planar = torch.where(finite, depth, 0.0)
         pixel_rays = torch.from_numpy(rays.pixel_rays(self.height, self.width, vertical_fov_degrees))
         # marching runs in float32: positions need no more, and it halves the time
-        self.origins = (pixel_rays * planar[..., None] + normal * NORMAL_OFFSET * planar[..., None]).float()
-        self.range = (planar * RAY_RANGE).float()  # [H, W]
+        origins = pixel_rays * planar[..., None] + normal * NORMAL_OFFSET * planar[..., None]
+        self.origins = origins[grid].float()  # [h, w, 3]
+        self.range = (planar[grid] * RAY_RANGE).float()  # [h, w]
+        self.grid_shape = tuple(self.range.shape)
         self.depth = depth.reshape(-1).float()  # inf on the background: never occludes
         # how much the depth changes to the next pixel: a sample is behind the buffer only beyond
         # that (a flat floor seen at a grazing angle must not occlude itself)
@@ -222,24 +249,35 @@ class Marcher:
         facing = (F.normalize(pixel_rays, dim=-1) * normal).sum(-1).abs()
         self.thickness = (THICKNESS * facing * planar).reshape(-1).float()
         self.unknown_open = 1.0 - enclosure  # what a ray that leaves the view meets, unseen
-        tiles = (self.height + 3) // 4, (self.width + 3) // 4
-        self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[: self.height, : self.width]).float()
+        rows, columns = self.grid_shape
+        tiles = (rows + 3) // 4, (columns + 3) // 4
+        self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[:rows, :columns]).float()
+        self.grid_depth = depth[grid]  # [h, w]
+        self.nearest = _nearest_grid_pixel(depth, stride)  # [H, W] flat index into the ray grid
+
+    def upsample(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each of `values` `[..., h, w]` on the ray grid at every pixel `[..., H, W]`: the value of the
+        neighbouring grid pixel nearest in depth (stride 1: unchanged)."""
+        if self.stride == 1:
+            return values
+        return tuple(value.reshape(*value.shape[:-2], -1)[..., self.nearest] for value in values)
 
     def visibility(self, direction: torch.Tensor, steps: int = SHADOW_STEPS) -> torch.Tensor:
-        """How open the ray from each pixel along `direction` (`[3]` or `[H, W, 3]`, unit) is: 0 where
-        it passes behind the depth buffer, 1 where it stays in front of it or crosses the background,
-        `unknown_open` where it leaves the view before either: `[H, W]`."""
+        """How open the ray from each grid pixel along `direction` (`[3]` or `[h, w, 3]`, unit) is: 0
+        where it passes behind the depth buffer, 1 where it stays in front of it or crosses the
+        background, `unknown_open` where it leaves the view before either: `[h, w]`."""
         return self.march(direction, steps)[0]
 
     def march(self, direction: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`visibility`, and the pixel (flat index) each blocked ray first passes behind: `[..., H, W]`
-        (-1 where none), whose radiance is what the ray sees instead of the sky. `direction` may carry
-        leading dimensions `[..., H, W, 3]` (or `[..., 1, 1, 3]`): many rays per pixel in one march.
+        """`visibility`, and the pixel of the frame (flat index into `[H, W]`) each blocked ray first
+        passes behind: `[..., h, w]` on the ray grid (-1 where none), whose radiance is what the ray
+        sees instead of the sky. `direction` may carry leading dimensions `[..., h, w, 3]` (or
+        `[..., 1, 1, 3]`): many rays per pixel in one march.
 
         Only rays from geometry march (background pixels read 1: the sky shows there anyway), and a
         ray retires once blocked or out of view: nothing can change it after either."""
-        shape = torch.broadcast_shapes(direction.shape[:-1], (self.height, self.width))
-        pixels = self.height * self.width
+        shape = torch.broadcast_shapes(direction.shape[:-1], self.grid_shape)
+        pixels = self.grid_shape[0] * self.grid_shape[1]
         directions = direction.float().expand(*shape, 3).reshape(-1, 3)
         hit = torch.full((directions.shape[0],), -1, dtype=torch.long)
         occluded = torch.zeros(directions.shape[0], dtype=torch.bool)
@@ -293,8 +331,8 @@ class Marcher:
         return self.visibility(torch.stack(rays_)[:, None, None, :]).mean(0)
 
     def occlusion(self, normal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The share of cosine-weighted hemisphere rays around `normal` `[H, W, 3]` that leave `[H, W]`,
-        and the pixels the blocked ones meet `[D, H, W]` (-1: none)."""
+        """The share of cosine-weighted hemisphere rays around `normal` `[h, w, 3]` (the ray grid's) that
+        leave `[h, w]`, and the pixels the blocked ones meet `[D, h, w]` (-1: none)."""
         helper = torch.where(
             normal[..., 1:2].abs() < 0.9, torch.tensor([0.0, 1.0, 0.0]), torch.tensor([1.0, 0.0, 0.0])
         )
@@ -311,8 +349,28 @@ class Marcher:
         )
         direction = x[..., None] * tangent + y[..., None] * bitangent + z[..., None] * normal  # [D, H, W, 3]
         openness, hits = self.march(direction, OCCLUSION_STEPS)
-        depth = self.depth.reshape(self.height, self.width)
-        return _depth_aware_blur(openness.mean(0), depth), hits
+        return _depth_aware_blur(openness.mean(0), self.grid_depth), hits
+
+
+def _nearest_grid_pixel(depth: torch.Tensor, stride: int) -> torch.Tensor:
+    """For each pixel of `depth` `[H, W]`, the flat index of the ray-grid pixel (every `stride`-th)
+    among the (up to) four around it whose depth is nearest its own `[H, W]`: no light leaks across
+    a silhouette. A pixel on the grid picks itself."""
+    height, width = depth.shape
+    grid_rows, grid_columns = (height + stride - 1) // stride, (width + stride - 1) // stride
+    rows, columns = torch.arange(height) // stride, torch.arange(width) // stride
+    finite = torch.where(torch.isfinite(depth), depth, torch.tensor(1e30, dtype=depth.dtype))
+    grid = finite[::stride, ::stride]
+    best = torch.full((height, width), math.inf, dtype=depth.dtype)
+    nearest = torch.zeros((height, width), dtype=torch.long)
+    for row_step, column_step in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        row = (rows + row_step).clamp_max(grid_rows - 1)[:, None]
+        column = (columns + column_step).clamp_max(grid_columns - 1)[None, :]
+        distance = (grid[row, column] - finite).abs()
+        closer = distance < best
+        best = torch.where(closer, distance, best)
+        nearest = torch.where(closer, row * grid_columns + column, nearest)
+    return nearest
 
 
 def _depth_step(depth: torch.Tensor) -> torch.Tensor:
