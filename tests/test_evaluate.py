@@ -7,15 +7,17 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_v2_pipeline
 
 from renderflow.core.io.clips import load_clip
 from renderflow.core.io.exr import read_exr
+from renderflow.core.shading.pixel_filter import PIXEL_FILTER_SIGMA
 from renderflow.core.shot.reading import ReadOptions, read_shot, shot_envmaps
 from renderflow.daemon.rf_render.cli import main as rf_render
 from renderflow.training import metrics
 from renderflow.training.cli import main as rf_train
 from renderflow.training.eval_cli import main as rf_eval
-from renderflow.training.evaluate import exposure_gain
+from renderflow.training.evaluate import exposure_gain, prior_pixel_filter
 
 
 def test_psnr_and_ssim_known_values():
@@ -209,3 +211,14 @@ def test_failure_scores_see_shadows_metals_and_fireflies(tiny_dataset):
     assert failure_scores(firefly, clip, shadow, lit)["peak_ratio"] > 10
     found_shadow, found_lit = shadow_regions(clip)
     assert found_shadow.shape == geometry.shape and not (found_shadow & found_lit).any()
+
+
+def test_the_no_network_rows_get_the_pixel_filter_the_model_puts_on_its_prior():
+    """After the network (`pipeline.pixel_filter`) or in the bridge source: either way the prior's
+    rows carry it, so that they hold everything the model does but the network."""
+    v3 = {"bridge_source": "shaded_visibility", "pixel_residual": True}
+    assert prior_pixel_filter(None) == 0.0
+    assert prior_pixel_filter(tiny_v2_pipeline(**v3)) == 0.0
+    assert prior_pixel_filter(tiny_v2_pipeline(**v3, pixel_filter=0.7)) == 0.7
+    filtered_source = v3 | {"bridge_source": "shaded_visibility_filtered"}
+    assert prior_pixel_filter(tiny_v2_pipeline(**filtered_source)) == PIXEL_FILTER_SIGMA

@@ -26,7 +26,7 @@ from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
-from renderflow.core.shading.pixel_filter import filter_pixels
+from renderflow.core.shading.pixel_filter import PIXEL_FILTER_SIGMA, filter_pixels
 from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
@@ -274,6 +274,16 @@ def model_renderer(pipeline: RenderFlowPipeline, steps: int, keyframe_gap: int |
     return render
 
 
+def prior_pixel_filter(pipeline: RenderFlowPipeline | None) -> float:
+    """The pixel filter (σ, pixels) the model puts on its physics prior: in its bridge source or
+    after the network; the no-network rows get the same."""
+    if pipeline is None:
+        return 0.0
+    if pipeline.bridge.source == "shaded_visibility_filtered":
+        return PIXEL_FILTER_SIGMA
+    return pipeline.config.pixel_filter
+
+
 def reprojection_renderer(keyframe_gap: int, pixel_filter: float = 0.0) -> RenderFn:
     """No network: the reference's keyframes every `keyframe_gap` frames moved into each frame by
     depth and cameras where they are seen, the physics prior elsewhere (under `pixel_filter`)."""
@@ -308,7 +318,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     )
     folders = find_clips(Path(config.data), config.split)[: config.max_clips]
 
-    pixel_filter = pipeline.config.pixel_filter if pipeline is not None else 0.0
+    pixel_filter = prior_pixel_filter(pipeline)
     methods = {
         "IBL": Method(baseline_renderer("ibl")),
         "Deferred": Method(baseline_renderer("deferred")),

@@ -62,7 +62,7 @@ class PipelineConfig:
     pixel_residual: bool = False
     # With keyframes (and `pixel_residual`, `reprojected_source`): where a keyframe's reprojection is
     # valid, the output is the reprojected keyframe itself, the network's change dropped there; the
-    # network renders what no keyframe sees (docs/MODEL.md, "Keyframes where they are seen").
+    # network renders what no keyframe sees (docs/MODEL.md, "Model v3").
     exact_reprojection: bool = False
     # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
     # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are
