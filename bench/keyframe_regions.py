@@ -3,7 +3,8 @@ display space (rf-eval's) on the frames that are not keyframes, split into the p
 reprojection covers (valid), the geometry it does not (disoccluded) and the background; for the
 model with keyframes every GAP frames, its network's change kept everywhere or dropped where the
 reprojection is valid (`pipeline.exact_reprojection`), and for the no-network row (reprojection,
-physics-prior fill).
+physics-prior fill, under the model's pixel filter as rf-eval's row is). The figures quoted in
+docs/DECISIONS.md (2026-12-05) were made before the bundled model had a pixel filter.
 
     .venv/bin/python bench/keyframe_regions.py --data data/ood64 --checkpoint core/weights/renderflow-cpu
 
@@ -24,7 +25,12 @@ from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
-from renderflow.training.evaluate import EVAL_ENV_HEIGHT, model_renderer, reprojection_renderer
+from renderflow.training.evaluate import (
+    EVAL_ENV_HEIGHT,
+    model_renderer,
+    prior_pixel_filter,
+    reprojection_renderer,
+)
 
 RESULTS = Path(__file__).parent / "results"
 REGIONS = ("valid", "disoccluded", "background")
@@ -73,7 +79,7 @@ def main() -> None:
         pipeline = RenderFlowPipeline.from_pretrained(args.checkpoint)
         pipeline.config = dataclasses.replace(pipeline.config, exact_reprojection=exact)
         renderers[row] = model_renderer(pipeline, 1, args.gap)
-    renderers[ROWS[2]] = reprojection_renderer(args.gap)
+    renderers[ROWS[2]] = reprojection_renderer(args.gap, prior_pixel_filter(pipeline))
     sums = {row: {region: [0.0, 0.0] for region in REGIONS} for row in ROWS}
     for folder in find_clips(args.data, args.split):
         clip = load_clip(folder, env_height=EVAL_ENV_HEIGHT)
