@@ -3,11 +3,13 @@
 import math
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 from click.testing import CliRunner
 
 from renderflow.core.io.clips import load_clip
 from renderflow.core.io.exr import ImageFileError, read_exr, write_exr
+from renderflow.core.shot.contact_sheet import LABEL_HEIGHT
 from renderflow.core.shot.demo import DEMO_CLIP
 from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_clip, orbit_camera_to_world
 from renderflow.daemon.rf_render.cli import main
@@ -66,6 +68,9 @@ def test_rf_render_demo_renders_the_bundled_clip_with_the_bundled_model(tmp_path
     # a trained model: close to the held-out path-traced frame, not noise
     reference = load_clip(DEMO_CLIP).beauty[1]
     assert psnr(display(beauty.pixels), display(reference)) > BUNDLED_DEMO_MIN_PSNR
+    # readable: 256-px panels, six labelled columns, the first, middle and last frame as rows
+    spec = oiio.ImageBuf(str(tmp_path / "contact_sheet.png")).spec()
+    assert (spec.height, spec.width) == (LABEL_HEIGHT + 3 * 256, 6 * 256)
 
 
 def test_rf_render_import_wan_without_a_wan_folder_fails_with_a_message(tmp_path):

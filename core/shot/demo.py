@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.clips import load_clip
 from renderflow.core.io.exr import write_exr
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 BUNDLED_MODEL = Path(__file__).parents[1] / "weights" / "renderflow-cpu"
 DEMO_CLIP = Path(__file__).parents[1] / "demo_clip"
 FIRST_FRAME = 1001
+SHEET_PANEL = 256  # the contact sheet's panels are at least this wide (the demo clip is 64²)
 
 
 def render_demo(
@@ -60,17 +63,22 @@ def render_demo(
         written.append(path)
     reference = clip.beauty[:count]
     sheet = out / "contact_sheet.png"
-    write_contact_sheet(
-        sheet,
-        {
-            "albedo": enc.srgb_oetf(gbuffers.albedo),
-            "normal": display_normal(gbuffers.normal),
-            "depth": display_depth(gbuffers.depth),
-            "RenderFlow": display_colour(beauty),
-            "path traced": display_colour(reference),
-            "error": display_error(display_colour(beauty), display_colour(reference)),
-        },
-    )
+    columns = {
+        "albedo": enc.srgb_oetf(gbuffers.albedo),
+        "normal": display_normal(gbuffers.normal),
+        "depth": display_depth(gbuffers.depth),
+        "RenderFlow": display_colour(beauty),
+        "path traced": display_colour(reference),
+        "error": display_error(display_colour(beauty), display_colour(reference)),
+    }
+    shown = sorted({0, count // 2, count - 1})  # first, middle and last frame
+    factor = -(-SHEET_PANEL // beauty.shape[2])  # whole pixels, no resampling
+    write_contact_sheet(sheet, {name: _enlarged(tile[shown], factor) for name, tile in columns.items()})
     written.append(sheet)
     logger.info("demo: %d frames of %s rendered with %s", count, DEMO_CLIP, checkpoint)
     return written
+
+
+def _enlarged(frames: np.ndarray, factor: int) -> np.ndarray:
+    """`[F, H, W, 3]` with every pixel repeated `factor` × `factor` times (nearest, no blur)."""
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
