@@ -135,20 +135,22 @@ def test_a_saturated_model_cannot_emit_a_pixel_above_the_bound():
     beauty = pipeline.render(gbuffers, env, vertical_fov_degrees=FOV)
     normalised, scale = normalised_envmap(env, pipeline.lighting)
     prior = shade_with_visibility(gbuffers, normalised, FOV)
-    luminance = beauty @ LUMINANCE_WEIGHTS
-    peak = (env @ LUMINANCE_WEIGHTS).max()
-    mean = np.array([light_scale(frame[None]) for frame in normalised])[:, None, None]  # per frame
-    allowed = HDR_MARGIN * np.maximum(prior @ LUMINANCE_WEIGHTS, mean) * scale
-    assert (luminance <= np.minimum(allowed, peak) * (1 + 1e-4)).all()
+    peak = env.max(axis=(1, 2))[:, None, None, :]  # each channel's, per frame
+    mean = np.array([light_scale(frame[None]) for frame in normalised])[:, None, None, None]  # per frame
+    allowed = HDR_MARGIN * np.maximum(prior, mean) * scale
+    assert (beauty <= np.minimum(allowed, peak) * (1 + 1e-4)).all()  # every channel: no coloured fireflies
 
 
 def test_the_bound_is_smooth_and_leaves_what_is_below_its_knee_alone():
-    bound = np.full((1, 1, 4, 1), 10.0)
+    bound = np.full((1, 1, 4, 3), 10.0)
     beauty = np.array([[[[1.0] * 3, [7.9] * 3, [12.0] * 3, [1e6] * 3]]], np.float32)
     out = bounded(beauty, bound)
     np.testing.assert_allclose(out[0, 0, :2], beauty[0, 0, :2], rtol=1e-6)
     assert 8.0 < out[0, 0, 2, 0] < out[0, 0, 3, 0] <= 10.0
-    assert hdr_bound(np.ones((1, 4, 8, 3), np.float32), None).shape == (1, 1, 1, 1)
+    blue_firefly = bounded(np.array([[[[0.5, 0.6, 50.0]]]], np.float32), np.full((1, 1, 1, 3), 1.0))
+    np.testing.assert_allclose(blue_firefly[0, 0, 0, :2], [0.5, 0.6], rtol=1e-6)  # the others untouched
+    assert 0.8 < blue_firefly[0, 0, 0, 2] <= 1.0
+    assert hdr_bound(np.ones((1, 4, 8, 3), np.float32), None).shape == (1, 1, 1, 3)
 
 
 def test_v3_follows_the_env_maps_exposure_exactly():
