@@ -3,9 +3,9 @@
 # (bridge source `shaded_visibility_filtered`, docs/MODEL.md). v3 learned part of the path tracer's
 # anti-aliasing itself; with the filter in its source the network has only the rest to learn, and
 # nothing is filtered after it. Short, as v3 was: v3.1 (4000 more stage-1 steps on the same data)
-# scored below v3 on the OOD split. CPU only, 2 cores, about 20 minutes; each step resumes when
+# scored below v3 on the OOD split. CPU only, 2 cores, 18 minutes on 2026-12-05; each step resumes when
 # rerun with the same --out. Log: training/recipes/logs/bundled_v3_2.log.
-# Bundled only if it beats v3 on the OOD split (rf-eval, docs/RESULTS.md).
+# Not bundled: 18.01 dB on the OOD split against v3's 18.10 with the filter after it (docs/RESULTS.md).
 set -euo pipefail
 DATA=${DATA:-data/diverse64}
 V3=${V3:-core/weights/renderflow-cpu}
