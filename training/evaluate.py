@@ -24,9 +24,10 @@ from renderflow.core.io.clips import Clip, load_clip
 from renderflow.core.io.envmap import camera_view_envmaps
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
+from renderflow.core.model.sources import SOURCE_PIXEL_FILTERS
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
-from renderflow.core.shading.pixel_filter import PIXEL_FILTER_SIGMA, filter_pixels
+from renderflow.core.shading.pixel_filter import filter_pixels
 from renderflow.core.shading.reprojection import reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
@@ -279,9 +280,7 @@ def prior_pixel_filter(pipeline: RenderFlowPipeline | None) -> float:
     after the network; the no-network rows get the same."""
     if pipeline is None:
         return 0.0
-    if pipeline.bridge.source == "shaded_visibility_filtered":
-        return PIXEL_FILTER_SIGMA
-    return pipeline.config.pixel_filter
+    return SOURCE_PIXEL_FILTERS.get(pipeline.bridge.source, pipeline.config.pixel_filter)
 
 
 def reprojection_renderer(keyframe_gap: int, pixel_filter: float = 0.0) -> RenderFn:

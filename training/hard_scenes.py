@@ -5,8 +5,7 @@ Five families, one per clip (`HARD_FAMILIES`):
   overcast sky): a sun patch on the floor, colour bled from the walls, no sky anywhere else;
 - `skylight_room`: the same room with an opening in the ceiling instead;
 - `fence`: a fence of thin posts and rails before a few objects under a low sun (elevation 9-17°,
-  above the OOD split's sunsets):
-  long striped shadows across textured ground;
+  above the OOD split's sunsets): long striped shadows across textured ground;
 - `mirrors`: mirror and brushed metals among checkered, high-frequency surroundings;
 - `night`: a dark sky with one to five small bright lamps.
 Floors and walls carry fine checkers (tiles) or value noise; cameras run slow or fast. Walls, posts
@@ -28,6 +27,7 @@ from renderflow.training.procedural import (
     MaterialSpec,
     SceneSpec,
     ShapeSpec,
+    log_uniform,
     make_envmap,
 )
 
@@ -52,7 +52,7 @@ def _sweep(rng: np.random.Generator) -> float:
 
 
 def _env(rng: np.random.Generator, kind: str) -> EnvSpec:
-    return EnvSpec(kind, int(rng.integers(2**31)), float(math.exp(rng.uniform(math.log(0.5), math.log(2.0)))))
+    return EnvSpec(kind, int(rng.integers(2**31)), log_uniform(rng, 0.5, 2.0))
 
 
 Vector = tuple[float, float, float]

@@ -145,7 +145,7 @@ def make_envmap(spec: EnvSpec, height: int = 128, width: int = 256) -> np.ndarra
     return (radiance * spec.intensity).astype(np.float32)
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
@@ -157,19 +157,19 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
         if kind == "sunset":
             zenith, horizon = np.array([0.25, 0.2, 0.5]), np.array([1.2, 0.55, 0.25])
             sun = _random_direction(rng, min_elevation=0.02, max_elevation=0.14)
-            sun_colour, power = np.array([1.0, 0.55, 0.25]), _log_uniform(rng, 1e4, 1e5)
+            sun_colour, power = np.array([1.0, 0.55, 0.25]), log_uniform(rng, 1e4, 1e5)
         elif kind == "low_sun":  # long shadows, still above the sunsets of the OOD split
             zenith, horizon = np.array([0.2, 0.4, 1.0]), np.array([0.95, 0.85, 0.75])
             sun = _random_direction(rng, min_elevation=0.15, max_elevation=0.3)
-            sun_colour, power = np.array([1.0, 0.85, 0.7]), _log_uniform(rng, 1e3, 3e4)
+            sun_colour, power = np.array([1.0, 0.85, 0.7]), log_uniform(rng, 1e3, 3e4)
         elif kind == "hazy_sun":
             zenith, horizon = np.array([0.55, 0.6, 0.75]), np.array([1.0, 1.0, 0.95])
             sun = _random_direction(rng, min_elevation=0.3, max_elevation=1.3)
-            sun_colour, power = np.array([1.0, 0.95, 0.85]), _log_uniform(rng, 3e4, 1e5)
+            sun_colour, power = np.array([1.0, 0.95, 0.85]), log_uniform(rng, 3e4, 1e5)
         else:
             zenith, horizon = np.array([0.2, 0.4, 1.0]), np.array([0.85, 0.9, 1.0])
             sun = _random_direction(rng, min_elevation=0.1, max_elevation=1.3)
-            sun_colour, power = np.array([1.0, 0.93, 0.85]), _log_uniform(rng, 1e3, 3e4)
+            sun_colour, power = np.array([1.0, 0.93, 0.85]), log_uniform(rng, 1e3, 3e4)
         sky = horizon + (zenith - horizon) * np.sqrt(np.clip(up, 0, 1))
         radiance = np.where(up > 0, sky * rng.uniform(0.5, 1.5), ground)
         radius = math.cos(math.radians(rng.uniform(1.5, 3.0)))
@@ -185,11 +185,11 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
         for _ in range(int(rng.integers(1, 4))):  # windows: wide, bright, near the horizon
             window = _random_direction(rng, min_elevation=0.0, max_elevation=0.5)
             radius = math.cos(math.radians(rng.uniform(10, 25)))
-            radiance = radiance + _lobe(directions, window, radius, _log_uniform(rng, 10, 200)) * np.array(
+            radiance = radiance + _lobe(directions, window, radius, log_uniform(rng, 10, 200)) * np.array(
                 [0.9, 0.95, 1.0]
             )
         lamp = _random_direction(rng, min_elevation=1.2, max_elevation=1.55)
-        return radiance + _lobe(directions, lamp, math.cos(math.radians(4)), _log_uniform(rng, 20, 500))
+        return radiance + _lobe(directions, lamp, math.cos(math.radians(4)), log_uniform(rng, 20, 500))
     if kind in ("studio_many", "studio_rig"):
         count = int(rng.integers(5, 61)) if kind == "studio_many" else int(rng.integers(40, 201))
         radiance = np.broadcast_to(np.array([0.03, 0.03, 0.03]), directions.shape).copy()
@@ -204,7 +204,7 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
                     directions,
                     box,
                     math.cos(math.radians(size)),
-                    _log_uniform(rng, 5, 300) / math.sqrt(count),
+                    log_uniform(rng, 5, 300) / math.sqrt(count),
                 )
                 * warmth
             )
@@ -215,7 +215,7 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
             light = _random_direction(rng, min_elevation=-0.05, max_elevation=1.4)
             colour = np.array([1.0, rng.uniform(0.5, 0.9), rng.uniform(0.2, 0.7)])
             radius = math.cos(math.radians(rng.uniform(1.5, 4)))
-            radiance = radiance + _lobe(directions, light, radius, _log_uniform(rng, 50, 3000)) * colour
+            radiance = radiance + _lobe(directions, light, radius, log_uniform(rng, 50, 3000)) * colour
         return radiance
     raise ValueError(f"unknown HDR env kind {kind!r}")
 

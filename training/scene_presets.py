@@ -33,6 +33,7 @@ from renderflow.training.procedural import (
     MaterialSpec,
     SceneSpec,
     ShapeSpec,
+    log_uniform,
     random_material,
     random_scene,
 )
@@ -117,10 +118,10 @@ def _scene(rng: np.random.Generator, ood: bool) -> SceneSpec:
         shapes.append(ShapeSpec(kind, position, scale, yaw, _material(rng, ood, kind != "torus"), stretch))
     if ood:
         kind = str(rng.choice(OOD_ENV_KINDS))
-        intensity = float(math.exp(rng.uniform(math.log(0.1), math.log(10.0))))
+        intensity = log_uniform(rng, 0.1, 10.0)
     else:
         kind = str(rng.choice(HDR_ENV_KINDS))
-        intensity = float(math.exp(rng.uniform(math.log(0.5), math.log(2.0))))
+        intensity = log_uniform(rng, 0.5, 2.0)
     env = EnvSpec(kind, int(rng.integers(2**31)), intensity)
     target_height = float(rng.uniform(0.3, 1.0))
     return SceneSpec(shapes, env, camera_target=(0.0, target_height, 0.0))

@@ -235,6 +235,10 @@ class RenderFlowPipeline:
         if guide is not None and source_model is not None:
             source_model = guide.source(source_model)
 
+        # with `exact_reprojection`, the pixels the output takes from the keyframes as they are
+        keyframe_pixels = None
+        if self.config.exact_reprojection and guide is not None:
+            keyframe_pixels = guide.valid_pixels(num_frames, height, width)
         outputs: list[np.ndarray] = []  # model-space beauty, [f, H, W, 3] per chunk, on the host
         reference: torch.Tensor | None = None  # the previous chunk's last frame, on the device
         with selected_lora(self.transformer, KEYFRAME_LORA if guide else None, ADAPTER_LORAS):
@@ -258,9 +262,8 @@ class RenderFlowPipeline:
                 if self.config.pixel_residual and source is not None and source_model is not None:
                     unchanged = self._ae.decode(z0).float()[:, :, : end - start]
                     change = beauty - unchanged
-                    if self.config.exact_reprojection and guide is not None:
-                        valid = guide.valid_pixels(num_frames, height, width)[start:end]  # [f, H, W]
-                        change = change * torch.from_numpy(~valid[None, None]).to(change)
+                    if keyframe_pixels is not None:  # [F, H, W]: the change is dropped there
+                        change = change * torch.from_numpy(~keyframe_pixels[None, None, start:end]).to(change)
                     beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + change
                 reference = beauty[:, :, -1:]
                 # one copy to the host per chunk: device memory stays flat in the number of frames
@@ -269,9 +272,6 @@ class RenderFlowPipeline:
                     progress(index + 1, len(encoded.chunks))
         beauty_linear = enc.model_to_beauty(np.concatenate(outputs))
         if self.config.pixel_filter > 0:
-            keyframe_pixels = None
-            if self.config.exact_reprojection and guide is not None:
-                keyframe_pixels = guide.valid_pixels(num_frames, height, width)
             beauty_linear = filter_pixels(beauty_linear, self.config.pixel_filter, keyframe_pixels)
         if self.config.hdr_bound:
             prior = None if source_model is None else enc.model_to_beauty(source_model)

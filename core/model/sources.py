@@ -41,6 +41,10 @@ SOURCE_SHADERS: dict[str, SourceShader | None] = {
 }
 
 
+# The pixel filter (σ, pixels) a source carries in itself; rf-eval gives its no-network rows the same.
+SOURCE_PIXEL_FILTERS: dict[str, float] = {"shaded_visibility_filtered": PIXEL_FILTER_SIGMA}
+
+
 class BridgeSource:
     """The source images of one model's bridge."""
 

@@ -253,14 +253,16 @@ class Marcher:
         tiles = (rows + 3) // 4, (columns + 3) // 4
         self.jitter = torch.from_numpy(np.tile(BAYER_4, tiles)[:rows, :columns]).float()
         self.grid_depth = depth[grid]  # [h, w]
-        self.nearest = _nearest_grid_pixel(depth, stride)  # [H, W] flat index into the ray grid
+        # [H, W] flat index into the ray grid (strided marches only: stride 1 needs no upsampling)
+        self.nearest = _nearest_grid_pixel(depth, stride) if stride > 1 else None
 
     def upsample(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each of `values` `[..., h, w]` on the ray grid at every pixel `[..., H, W]`: the value of the
         neighbouring grid pixel nearest in depth (stride 1: unchanged)."""
-        if self.stride == 1:
+        if self.nearest is None:
             return values
-        return tuple(value.reshape(*value.shape[:-2], -1)[..., self.nearest] for value in values)
+        nearest = self.nearest
+        return tuple(value.reshape(*value.shape[:-2], -1)[..., nearest] for value in values)
 
     def visibility(self, direction: torch.Tensor, steps: int = SHADOW_STEPS) -> torch.Tensor:
         """How open the ray from each grid pixel along `direction` (`[3]` or `[h, w, 3]`, unit) is: 0
