@@ -48,7 +48,6 @@ from renderflow.core.model.configs import (
 from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline, plan_chunks
 from renderflow.core.model.tiling import TiledAutoencoder
 from renderflow.core.model.transformer import RenderFlowTransformer
-from renderflow.core.shading.deferred import shaded_source_model
 from renderflow.core.shot.demo import BUNDLED_MODEL
 from renderflow.core.shot.demo_scene import demo_clip
 
@@ -102,20 +101,25 @@ class PeakMemory:
         raise RuntimeError("/proc/self/status has no VmHWM line")
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def build(args: argparse.Namespace) -> RenderFlowPipeline:
+    """The pipeline of `--config` on `--device`, in `--dtype` / `--autoencoder-dtype` where given."""
     torch.manual_seed(0)
     if args.config == "bundled":
-        return RenderFlowPipeline.from_pretrained(args.weights, args.device)
-    if args.config == "cpu-default":
-        return build_tiny_pipeline(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, with_adapters=False).to(
-            args.device
-        )
-    from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+        pipeline = RenderFlowPipeline.from_pretrained(args.weights, args.device)
+    elif args.config == "cpu-default":
+        pipeline = build_tiny_pipeline(CPU_DEFAULT_TRANSFORMER, CPU_DEFAULT_AUTOENCODER, with_adapters=False)
+    else:
+        from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 
-    transformer = RenderFlowTransformer(**PRODUCTION_TRANSFORMER)
-    return RenderFlowPipeline(transformer, WanAutoencoder(AutoencoderKLWan()), config=PipelineConfig(5)).to(
-        args.device
-    )
+        transformer = RenderFlowTransformer(**PRODUCTION_TRANSFORMER)
+        autoencoder = WanAutoencoder(AutoencoderKLWan())
+        pipeline = RenderFlowPipeline(transformer, autoencoder, config=PipelineConfig(5))
+    dtype = DTYPES[args.dtype] if getattr(args, "dtype", None) else None
+    autoencoder_dtype = DTYPES[getattr(args, "autoencoder_dtype", None) or "float32"]
+    return pipeline.to(args.device, dtype, autoencoder_dtype=autoencoder_dtype)
 
 
 # -- sections ---------------------------------------------------------------------------------------
@@ -149,11 +153,11 @@ def split_section(pipeline: RenderFlowPipeline, args: argparse.Namespace) -> lis
                 env_videos
             ),
         }
-        if pipeline.bridge.source == "shaded":
-            parts["shaded source (Deferred shading)"] = lambda: shaded_source_model(
+        if pipeline.bridge.source != "albedo":
+            parts[f"bridge source ({pipeline.bridge.source})"] = lambda: pipeline.source.frames(
                 gbuffers, envmap, DEMO_FOV_DEGREES
             )
-            parts["shaded source encode"] = lambda: ae.encode(env_videos[:1])
+            parts["bridge source encode"] = lambda: ae.encode(env_videos[:1])
         parts |= {
             "transformer (1 step)": lambda: pipeline.transformer(albedo, t, attributes, env_latent),
             "decode": lambda: ae.decode(albedo),
@@ -347,10 +351,9 @@ def _chunk_inputs(
     attribute latent (no reference frame) and bridge time, as render() builds them."""
     gbuffers, _ = demo_clip(pipeline.config.chunk_frames, size)
     with torch.no_grad():
-        albedo, normal, depth, material = pipeline.encode_gbuffers(gbuffers).latents[0].split(1)
-    no_reference = torch.zeros_like(albedo)
-    attributes = torch.cat([normal, depth, material, no_reference, no_reference[:, :1]], dim=1)
-    return gbuffers, albedo, attributes, torch.zeros(1, device=device)
+        latents = pipeline.encode_gbuffers(gbuffers).latents[0]
+        attributes = pipeline._attributes(latents, None)
+    return gbuffers, latents[:1], attributes, torch.zeros(1, device=device)
 
 
 def _gbuffer_bytes(gbuffers: Any) -> int:
@@ -364,6 +367,10 @@ def main() -> None:
     parser.add_argument("--config", choices=["bundled", "cpu-default", "production"], default="bundled")
     parser.add_argument("--weights", type=Path, default=BUNDLED_MODEL, help="checkpoint for --config bundled")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype", choices=list(DTYPES), help="transformer and adapters (default: bf16 on CUDA, else fp32)"
+    )
+    parser.add_argument("--autoencoder-dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--size", type=int, default=256, help="frame size of every section but resolution")
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--frame-counts", type=int, nargs="+", default=[5, 17, 33])
@@ -400,7 +407,13 @@ def main() -> None:
         results[name] = sections[name](pipeline, args)
         print_table(f"{name} ({time.perf_counter() - started:.0f} s)", results[name])
 
-    write_record(f"suite_{args.config}", args, dtype=str(pipeline.dtype), sections=results)
+    write_record(
+        f"suite_{args.config}",
+        args,
+        dtype=str(pipeline.dtype),
+        autoencoder_dtype=str(next(pipeline.autoencoder.parameters()).dtype),
+        sections=results,
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path
         "RenderFlow (1 step)",
         "RenderFlow (4 steps)",
         "RenderFlow sampler (3 steps)",
+        "Nearest keyframe reprojected, Deferred fill (gap 2, no network)",
         "Keyframes reprojected, visibility fill (gap 2, no network)",
         "RenderFlow + keyframes (gap 2)",
+        "Nearest keyframe reprojected, Deferred fill (gap 4, no network)",
         "Keyframes reprojected, visibility fill (gap 4, no network)",
         "RenderFlow + keyframes (gap 4)",
     }

@@ -90,6 +90,23 @@ def test_with_exact_reprojection_a_trained_network_changes_only_what_no_keyframe
     np.testing.assert_array_equal(exact[~valid], free[~valid])  # elsewhere the network renders as before
 
 
+def test_with_exact_background_a_trained_network_leaves_the_env_map_where_no_geometry_is():
+    """`exact_background`: a network that changes every pixel (random weights) leaves the background
+    exactly as the prior shows the env map, and still changes the geometry."""
+    pipelines = [tiny_v2_pipeline(**V3, exact_background=exact) for exact in (False, True)]
+    for pipeline in pipelines:
+        randomise(pipeline.transformer)
+    gbuffers, env, _ = scene()
+    free, exact = (p.render(gbuffers, env, vertical_fov_degrees=FOV) for p in pipelines)
+    normalised, scale = normalised_envmap(env, pipelines[0].lighting)
+    prior = shade_with_visibility(gbuffers, normalised, FOV) * scale
+    background = ~np.isfinite(gbuffers.depth[..., 0])
+    assert 0.1 < background.mean() < 0.9
+    np.testing.assert_allclose(exact[background], prior[background], rtol=1e-4, atol=1e-4 * scale)
+    assert np.abs(free - prior)[background].mean() > 10 * np.abs(exact - prior)[background].mean()
+    np.testing.assert_array_equal(exact[~background], free[~background])
+
+
 def test_the_pixel_filter_spreads_light_without_adding_any_and_leaves_keyframe_pixels():
     image = np.zeros((1, 16, 16, 3), np.float32)
     image[0, 8, 8] = [100.0, 50.0, 1.0]  # one bright pixel

@@ -32,6 +32,22 @@ def test_render_returns_linear_hdr_frames(tiny_pipeline):
     assert np.isfinite(beauty).all() and beauty.min() >= 0.0
 
 
+def test_the_autoencoder_can_run_in_bf16_while_the_transformer_stays_in_fp32():
+    """`to(..., autoencoder_dtype=)`: the autoencoder's weights change dtype, the render stays finite
+    and close to the fp32 one (bf16 keeps 8 bits of mantissa), the transformer is untouched."""
+    gbuffers, env = make_gbuffers(frames=3), make_envmap()
+    renders = []
+    for dtype in (torch.float32, torch.bfloat16):
+        pipeline = tiny_v2_pipeline(pixel_residual=True).to("cpu", autoencoder_dtype=dtype)
+        randomise(pipeline.transformer)
+        assert {p.dtype for p in pipeline.autoencoder.parameters()} == {dtype}
+        assert {p.dtype for p in pipeline.transformer.parameters()} == {torch.float32}
+        renders.append(pipeline.render(gbuffers, env))
+    full, reduced = renders
+    assert np.isfinite(reduced).all()
+    assert 0 < np.abs(reduced - full).mean() < 0.01 * np.abs(full).mean()
+
+
 @pytest.mark.parametrize("frames", [1, 4, 7])
 def test_long_sequences_render_in_overlapping_chunks(tiny_pipeline, frames):
     seen = []

@@ -70,18 +70,30 @@ def test_a_moving_camera_sees_the_keyframe_radiance_where_valid_and_disocclusion
     assert not valid[~geometry].any()  # background is never valid
 
 
-def test_the_nearest_keyframe_that_sees_a_pixel_wins():
-    depths, cameras, images = zip(*(_frame(angle) for angle in (0.0, 0.2, 0.6)), strict=True)
+def test_the_two_nearest_keyframes_that_see_a_pixel_blend_by_their_distance_in_frames():
+    depths, cameras, images = zip(*(_frame(angle) for angle in (0.0, 0.1, 0.2, 0.3)), strict=True)
     depth, cameras = np.stack(depths), np.stack(cameras)
-    marked = {0: np.full_like(images[0], 1.0), 2: np.full_like(images[2], 2.0)}
+    marked = {0: np.full_like(images[0], 1.0), 3: np.full_like(images[3], 2.0)}
     out = reproject_keyframes(depth, cameras, FOV, marked)
-    assert out.shape == (3, SIZE, SIZE, 4)
-    for frame, expected in ((0, 1.0), (2, 2.0)):  # each keyframe's own frame takes its own pixels
+    assert out.shape == (4, SIZE, SIZE, 4)
+    for frame, expected in ((0, 1.0), (3, 2.0)):  # each keyframe's own frame takes its own pixels alone
         seen = out[frame, ..., 3] > 0
         np.testing.assert_allclose(out[frame, ..., 0][seen], expected)
-    # frame 1 is nearer keyframe 0 (0.2 rad) than keyframe 2 (0.4 rad): most pixels come from 0
-    seen = out[1, ..., 3] > 0
-    assert (out[1, ..., 0][seen] == 1.0).mean() > 0.9
+    # frame 1 is 1 frame from keyframe 0 and 2 from keyframe 3: weights 1 and 1/2 where both see it
+    seen_by = {
+        key: reproject(depth[1], cameras[1], marked[key], depth[key], cameras[key], FOV)[1][..., 0] > 0
+        for key in marked
+    }
+    both = seen_by[0] & seen_by[3]
+    assert both.sum() > 0.5 * np.isfinite(depth[1, ..., 0]).sum()
+    np.testing.assert_allclose(out[1, ..., 0][both], (1.0 + 0.5 * 2.0) / 1.5, rtol=1e-6)
+    only = seen_by[3] & ~seen_by[0]  # what keyframe 0 cannot see comes from keyframe 3 alone
+    np.testing.assert_allclose(out[1, ..., 0][only], 2.0)
+    np.testing.assert_array_equal(out[1, ..., 3] > 0, seen_by[0] | seen_by[3])
+    # blended=1: the plain reprojection, the nearest keyframe that sees a pixel wins
+    nearest = reproject_keyframes(depth, cameras, FOV, marked, blended=1)
+    np.testing.assert_allclose(nearest[1, ..., 0][seen_by[0]], 1.0)
+    np.testing.assert_allclose(nearest[1, ..., 0][only], 2.0)
 
 
 @pytest.mark.parametrize("angle", [0.0, 0.3])

@@ -28,7 +28,7 @@ from renderflow.core.model.sources import SOURCE_PIXEL_FILTERS
 from renderflow.core.shading.deferred import render_baseline
 from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS, light_scale
 from renderflow.core.shading.pixel_filter import filter_pixels
-from renderflow.core.shading.reprojection import reproject_keyframes
+from renderflow.core.shading.reprojection import KEYFRAMES_BLENDED, reproject_keyframes
 from renderflow.core.shading.visibility import shade_with_visibility
 from renderflow.core.shot.contact_sheet import display_colour, display_error, write_contact_sheet
 from renderflow.training import metrics
@@ -283,17 +283,26 @@ def prior_pixel_filter(pipeline: RenderFlowPipeline | None) -> float:
     return SOURCE_PIXEL_FILTERS.get(pipeline.bridge.source, pipeline.config.pixel_filter)
 
 
-def reprojection_renderer(keyframe_gap: int, pixel_filter: float = 0.0) -> RenderFn:
+def reprojection_renderer(
+    keyframe_gap: int, pixel_filter: float = 0.0, fill: str = "visibility", blended: int = KEYFRAMES_BLENDED
+) -> RenderFn:
     """No network: the reference's keyframes every `keyframe_gap` frames moved into each frame by
-    depth and cameras where they are seen, the physics prior elsewhere (under `pixel_filter`)."""
+    depth and cameras where they are seen (the `blended` nearest that see a pixel, in the model's
+    space: the display values of the beauty over its light scale), the `fill` shader elsewhere
+    (under `pixel_filter`). blended = 1 with the Deferred fill is the plain baseline the issues name."""
 
     def render(clip: Clip) -> np.ndarray:
-        keyframes = {frame: clip.beauty[frame] for frame in range(0, len(clip.beauty), keyframe_gap)}
+        scale = np.float32(light_scale(clip.envmap_cam))
+        keyframes = {
+            frame: enc.beauty_to_model(clip.beauty[frame] / scale)
+            for frame in range(0, len(clip.beauty), keyframe_gap)
+        }
         reprojected = reproject_keyframes(
-            clip.gbuffers.depth, clip.camera_to_world, clip.vertical_fov_degrees, keyframes
+            clip.gbuffers.depth, clip.camera_to_world, clip.vertical_fov_degrees, keyframes, blended=blended
         )
         valid = reprojected[..., 3] > 0
-        composite = np.where(valid[..., None], reprojected[..., :3], shaded("visibility", clip))
+        image = enc.model_to_beauty(reprojected[..., :3]) * scale
+        composite = np.where(valid[..., None], image, shaded(fill, clip))
         return filter_pixels(composite, pixel_filter, valid)  # as the model filters its own
 
     return render
@@ -333,6 +342,9 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
             methods[name] = Method(model_renderer(pipeline, steps), steps)
         if pipeline.keyframe_adapter is not None:
             for gap in config.keyframe_gaps:
+                methods[f"Nearest keyframe reprojected, Deferred fill (gap {gap}, no network)"] = Method(
+                    reprojection_renderer(gap, fill="deferred", blended=1), 0, gap
+                )
                 methods[f"Keyframes reprojected, visibility fill (gap {gap}, no network)"] = Method(
                     reprojection_renderer(gap, pixel_filter), 0, gap
                 )

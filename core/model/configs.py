@@ -60,6 +60,7 @@ class ModelSpec:
     pixel_residual: bool = False  # PipelineConfig.pixel_residual
     hdr_bound: bool = False  # PipelineConfig.hdr_bound
     exact_reprojection: bool = False  # PipelineConfig.exact_reprojection
+    exact_background: bool = False  # PipelineConfig.exact_background
     pixel_filter: float = 0.0  # PipelineConfig.pixel_filter
 
 
@@ -77,6 +78,7 @@ V3_SPEC = ModelSpec(
     pixel_residual=True,
     hdr_bound=True,
     exact_reprojection=True,
+    exact_background=True,
     pixel_filter=0.5,
 )
 
@@ -105,6 +107,7 @@ def build_tiny_pipeline(
     pixel_residual: bool = False,
     hdr_bound: bool = False,
     exact_reprojection: bool = False,
+    exact_background: bool = False,
     pixel_filter: float = 0.0,
 ) -> RenderFlowPipeline:
     """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
@@ -136,6 +139,7 @@ def build_tiny_pipeline(
             pixel_residual=pixel_residual,
             hdr_bound=hdr_bound,
             exact_reprojection=exact_reprojection,
+            exact_background=exact_background,
             pixel_filter=pixel_filter,
         ),
         lighting,
@@ -156,6 +160,7 @@ def build_model(spec: ModelSpec, lora_rank: int = 8) -> RenderFlowPipeline:
         pixel_residual=spec.pixel_residual,
         hdr_bound=spec.hdr_bound,
         exact_reprojection=spec.exact_reprojection,
+        exact_background=spec.exact_background,
         pixel_filter=spec.pixel_filter,
     )
 

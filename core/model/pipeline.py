@@ -64,6 +64,10 @@ class PipelineConfig:
     # valid, the output is the reprojected keyframe itself, the network's change dropped there; the
     # network renders what no keyframe sees (docs/MODEL.md, "Model v3").
     exact_reprojection: bool = False
+    # With `pixel_residual`: where no geometry is (infinite depth), the output is the source's env map
+    # as it is, the network's change dropped there: the path tracer shows the same env map, which the
+    # network could only blur (docs/MODEL.md, "Model v3"). The pixel filter still blends silhouettes.
+    exact_background: bool = False
     # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
     # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are
     # (core/shading/pixel_filter.py).
@@ -152,8 +156,15 @@ class RenderFlowPipeline:
         self.windows = self._window_plan()
 
     # -- devices ----------------------------------------------------------------------------------
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> RenderFlowPipeline:
-        """Move to `device`; bf16 on CUDA by default (Wan's fp32 modules and the autoencoder stay fp32)."""
+    def to(
+        self,
+        device: str | torch.device,
+        dtype: torch.dtype | None = None,
+        autoencoder_dtype: torch.dtype = torch.float32,
+    ) -> RenderFlowPipeline:
+        """Move to `device`; the transformer and adapters in `dtype` (bf16 on CUDA by default; Wan's
+        fp32 modules stay fp32), the autoencoder in `autoencoder_dtype` (fp32 unless asked: its
+        reduced-precision reconstruction is measured by bench/autoencoder_dtype.py)."""
         device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         keep = RenderFlowTransformer._keep_in_fp32_modules
@@ -162,6 +173,7 @@ class RenderFlowPipeline:
         for adapted in (self.transformer, self.keyframe_adapter, self.inverse_adapter):
             if adapted is not None:
                 cast_keeping_fp32(adapted, dtype, keep)
+        cast_keeping_fp32(self.autoencoder, autoencoder_dtype, keep=())
         self.device, self.dtype = device, dtype
         return self
 
@@ -239,6 +251,7 @@ class RenderFlowPipeline:
         keyframe_pixels = None
         if self.config.exact_reprojection and guide is not None:
             keyframe_pixels = guide.valid_pixels(num_frames, height, width)
+        exact_pixels = self._exact_pixels(encoded.gbuffers, keyframe_pixels)  # [F, H, W]: no change there
         outputs: list[np.ndarray] = []  # model-space beauty, [f, H, W, 3] per chunk, on the host
         reference: torch.Tensor | None = None  # the previous chunk's last frame, on the device
         with selected_lora(self.transformer, KEYFRAME_LORA if guide else None, ADAPTER_LORAS):
@@ -262,8 +275,8 @@ class RenderFlowPipeline:
                 if self.config.pixel_residual and source is not None and source_model is not None:
                     unchanged = self._ae.decode(z0).float()[:, :, : end - start]
                     change = beauty - unchanged
-                    if keyframe_pixels is not None:  # [F, H, W]: the change is dropped there
-                        change = change * torch.from_numpy(~keyframe_pixels[None, None, start:end]).to(change)
+                    if exact_pixels is not None:
+                        change = change * torch.from_numpy(~exact_pixels[None, None, start:end]).to(change)
                     beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + change
                 reference = beauty[:, :, -1:]
                 # one copy to the host per chunk: device memory stays flat in the number of frames
@@ -277,6 +290,15 @@ class RenderFlowPipeline:
             prior = None if source_model is None else enc.model_to_beauty(source_model)
             beauty_linear = bounded(beauty_linear, hdr_bound(env_cam, prior))
         return beauty_linear * np.float32(light_scale)
+
+    def _exact_pixels(self, gbuffers: GBuffers, keyframe_pixels: np.ndarray | None) -> np.ndarray | None:
+        """Where the network's change is dropped `[F, H, W]` bool: the keyframes' pixels and, with
+        `exact_background`, the background; None where it is kept everywhere."""
+        exact = keyframe_pixels
+        if self.config.exact_background:
+            background = ~np.isfinite(gbuffers.depth[..., 0])
+            exact = background if exact is None else exact | background
+        return exact
 
     def _attributes(self, gbuffer_latents: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
         """A chunk's attribute latents (`transformer.attribute_latent`) from its G-buffer latents
