@@ -61,6 +61,17 @@ def test_truncated_weights_are_a_clear_error(trained_pipeline, tmp_path):
         RenderFlowPipeline.from_pretrained(tmp_path)
 
 
+def test_a_pipeline_setting_out_of_range_names_the_file_and_the_setting(trained_pipeline, tmp_path):
+    trained_pipeline.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["pipeline"]["change_weight"] = 1.5
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match=r"config.json: pipeline.change_weight: expected a share in \[0, 1\]"
+    ):
+        RenderFlowPipeline.from_pretrained(tmp_path)
+
+
 def test_weights_of_another_shape_are_a_clear_error(trained_pipeline, tmp_path):
     trained_pipeline.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

@@ -107,6 +107,24 @@ def test_with_exact_background_a_trained_network_leaves_the_env_map_where_no_geo
     np.testing.assert_array_equal(exact[~background], free[~background])
 
 
+def test_the_change_weight_takes_that_share_of_the_networks_change_in_model_space():
+    """`change_weight`: the output is the prior plus that share of the network's change (model
+    space), so 0 is the prior itself and 1 the whole change."""
+    options = V3 | {"hdr_bound": False, "exact_background": True}
+    pipelines = [tiny_v2_pipeline(**options, change_weight=weight) for weight in (0.0, 0.6, 1.0)]
+    for pipeline in pipelines:
+        randomise(pipeline.transformer)
+    gbuffers, env, _ = scene()
+    prior, partial, whole = (
+        enc.beauty_to_model(p.render(gbuffers, env, vertical_fov_degrees=FOV)) for p in pipelines
+    )
+    normalised, scale = normalised_envmap(env, pipelines[0].lighting)
+    physics = enc.beauty_to_model(shade_with_visibility(gbuffers, normalised, FOV) * scale)
+    np.testing.assert_allclose(prior, physics, atol=1e-3)
+    assert np.abs(whole - prior).max() > 5e-3  # the network changes the frame ...
+    np.testing.assert_allclose(partial, prior + 0.6 * (whole - prior), atol=2e-5)  # ... by far more than this
+
+
 def test_the_pixel_filter_spreads_light_without_adding_any_and_leaves_keyframe_pixels():
     image = np.zeros((1, 16, 16, 3), np.float32)
     image[0, 8, 8] = [100.0, 50.0, 1.0]  # one bright pixel

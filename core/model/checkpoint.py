@@ -78,6 +78,11 @@ def load_checkpoint(folder: Path) -> RenderFlowPipeline:
             f"{config_path}: checkpoint version {config.get('version')}, expected {CHECKPOINT_VERSION}"
         )
 
+    try:
+        pipeline_config = PipelineConfig(**config["pipeline"])
+    except (TypeError, ValueError) as error:  # an unknown setting or a value out of range
+        raise ValueError(f"{config_path}: {error}") from error
+
     transformer = RenderFlowTransformer.from_config(config["transformer"])
     _load_module(transformer, folder / TRANSFORMER_WEIGHTS)
     autoencoder: TinyAutoencoder | WanAutoencoder
@@ -98,7 +103,7 @@ def load_checkpoint(folder: Path) -> RenderFlowPipeline:
         keyframe_adapter,
         inverse_adapter,
         BridgeConfig(**{**config["bridge"], "train_times": tuple(config["bridge"]["train_times"])}),
-        PipelineConfig(**config["pipeline"]),
+        pipeline_config,
         lighting_config(config.get("lighting", {})),
     )
     for adapter, name, weights in (

@@ -108,6 +108,7 @@ def build_tiny_pipeline(
     hdr_bound: bool = False,
     exact_reprojection: bool = False,
     exact_background: bool = False,
+    change_weight: float = 1.0,
     pixel_filter: float = 0.0,
 ) -> RenderFlowPipeline:
     """A randomly initialised pipeline on the tiny autoencoder (the CPU models, tests, benchmarks).
@@ -140,6 +141,7 @@ def build_tiny_pipeline(
             hdr_bound=hdr_bound,
             exact_reprojection=exact_reprojection,
             exact_background=exact_background,
+            change_weight=change_weight,
             pixel_filter=pixel_filter,
         ),
         lighting,

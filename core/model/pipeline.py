@@ -68,12 +68,21 @@ class PipelineConfig:
     # as it is, the network's change dropped there: the path tracer shows the same env map, which the
     # network could only blur (docs/MODEL.md, "Model v3"). The pixel filter still blends silhouettes.
     exact_background: bool = False
+    # With `pixel_residual`: the share of the network's change the output takes, in model space (1:
+    # all of it). Below 1 the output is a weighted mean of two estimates of the frame, the physics
+    # prior and the network's render, whose errors are only partly alike; calibrated per checkpoint
+    # on data its generator did not make (docs/MODEL.md, "Model v3"; bench/change_weight.py).
+    change_weight: float = 1.0
     # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
     # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are
     # (core/shading/pixel_filter.py).
     pixel_filter: float = 0.0
     # No pixel brighter than the env map allows (core/shading/hdr_bound.py).
     hdr_bound: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.change_weight <= 1.0:
+            raise ValueError(f"pipeline.change_weight: expected a share in [0, 1], got {self.change_weight}")
 
 
 @dataclass
@@ -274,7 +283,7 @@ class RenderFlowPipeline:
                 beauty = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
                 if self.config.pixel_residual and source is not None and source_model is not None:
                     unchanged = self._ae.decode(z0).float()[:, :, : end - start]
-                    change = beauty - unchanged
+                    change = (beauty - unchanged) * self.config.change_weight
                     if exact_pixels is not None:
                         change = change * torch.from_numpy(~exact_pixels[None, None, start:end]).to(change)
                     beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + change
