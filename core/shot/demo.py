@@ -1,12 +1,14 @@
 """The README's main job: the bundled demo clip -> beauty EXRs and a contact sheet, on the bundled model.
 
-The clip (core/demo_clip) is a held-out path-traced clip of `rf-train synth` (test split, never
-trained on); the model (core/weights/renderflow-cpu) is the bundled CPU default. The contact
-sheet shows the inputs, RenderFlow's render, the path-traced reference and the error between them.
+The clip (core/demo_clip) is a path-traced clip of `rf-train synth` at 128² from a seed no training
+used; the model (core/weights/renderflow-cpu) is the bundled CPU default. The contact sheet shows
+the inputs, the physics prior the model starts from (no network), RenderFlow's render, the
+path-traced reference and the error between the render and the reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 BUNDLED_MODEL = Path(__file__).parents[1] / "weights" / "renderflow-cpu"
 DEMO_CLIP = Path(__file__).parents[1] / "demo_clip"
 FIRST_FRAME = 1001
-SHEET_PANEL = 256  # the contact sheet's panels are at least this wide (the demo clip is 64²)
+SHEET_PANEL = 256  # the contact sheet's panels are at least this wide (the demo clip is 128²)
 
 
 def render_demo(
@@ -54,6 +56,9 @@ def render_demo(
         progress=progress,
         vertical_fov_degrees=clip.vertical_fov_degrees,
     )
+    # the same pipeline taking none of the network's change: the physics it starts from
+    pipeline.config = dataclasses.replace(pipeline.config, change_weight=0.0)
+    prior = pipeline.render(gbuffers, clip.envmap_cam[:count], vertical_fov_degrees=clip.vertical_fov_degrees)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for frame, image in enumerate(beauty):
@@ -67,6 +72,7 @@ def render_demo(
         "albedo": enc.srgb_oetf(gbuffers.albedo),
         "normal": display_normal(gbuffers.normal),
         "depth": display_depth(gbuffers.depth),
+        "physics prior (no network)": display_colour(prior),
         "RenderFlow": display_colour(beauty),
         "path traced": display_colour(reference),
         "error": display_error(display_colour(beauty), display_colour(reference)),
