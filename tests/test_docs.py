@@ -59,6 +59,7 @@ RESULTS_DIR = Path(__file__).parents[1] / "docs" / "results"
     [
         ("bundled_eval_ood.json", "data/ood64", 24),  # model v3 as bundled now, the headline
         ("bundled_eval_ood128.json", "data/ood128", 8),  # the same, at 128², first 8 clips
+        ("v3_weight_eval_ood.json", "data/ood64", 24),  # the OOD split as first made (black spheres)
         ("v3_blend_eval_ood.json", "data/ood64", 24),  # before the change weight
         ("v3_exact_eval_ood.json", "data/ood64", 24),  # before the keyframe blend and exact background
         ("v3_eval_ood.json", "data/ood64", 24),  # v3 before the pixel filter and exact keyframes

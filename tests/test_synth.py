@@ -16,7 +16,7 @@ from renderflow.training.cli import main
 from renderflow.training.datasets import load_dataset
 from renderflow.training.eval_cli import main as rf_eval
 from renderflow.training.hard_scenes import HARD_FAMILIES, WALL
-from renderflow.training.mitsuba_render import render_frame
+from renderflow.training.mitsuba_render import render_frame, write_meshes
 from renderflow.training.procedural import (
     HARD_ENV_KINDS,
     HDR_ENV_KINDS,
@@ -91,6 +91,22 @@ def test_the_ground_plane_has_its_material_values_and_faces_up(sky):
         buffers["normal"][mask], np.broadcast_to(camera[:3, :3].T @ [0, 1, 0], (mask.sum(), 3)), atol=1e-5
     )
     assert np.isfinite(buffers["beauty"]).all() and buffers["beauty"].mean() > 0
+
+
+@pytest.mark.parametrize("kind", ["torus", "displaced_sphere"])
+def test_generated_meshes_face_outward_lit_and_toward_the_camera(kind, sky, tmp_path):
+    """A mesh wound inside out renders black (one-sided BSDFs) with normals facing away from the
+    camera: the displaced spheres of every dataset before 2026-12-05."""
+    camera = look_at(np.array([0.0, 1.0, 3.0]), np.array([0.0, 0.5, 0.0]))
+    scene = SceneSpec([ShapeSpec(kind, (0.0, 0.5, 0.0), 0.8, 0.0, RED)], EnvSpec("sky", 1))
+    buffers = render_frame(scene, sky, write_meshes(scene, tmp_path), camera, FOV, SIZE, spp=4, seed=0)
+    mask = buffers["mask"][..., 0] > 0
+    assert mask.sum() > 50
+    view = _rays_world(camera) @ camera[:3, :3]  # camera-space rays
+    facing = -(buffers["normal"] * view).sum(-1)
+    assert (facing[mask] > 0).mean() > 0.95
+    luminance = buffers["beauty"] @ np.array([0.2126, 0.7152, 0.0722])
+    assert (luminance[mask] > 0.02).mean() > 0.95
 
 
 def test_the_env_map_is_seen_in_ARCHITECTURE_orientation(tmp_path):

@@ -274,7 +274,10 @@ def displaced_sphere_mesh(
         axis /= np.linalg.norm(axis)
         radius += amount / 4 * np.sin(rng.uniform(2, 6) * (directions @ axis) + rng.uniform(0, 6.3))
     vertices = (directions * radius[..., None]).reshape(-1, 3)
-    return vertices / radius.max(), _grid_triangles(segments, rings, wrap_sides=False)
+    # this (u, θ) grid turns the other way round from the torus's: reversed, the faces point outward
+    # (inward, Mitsuba's one-sided BSDFs render the sphere black and its normals face away)
+    triangles = _grid_triangles(segments, rings, wrap_sides=False)[:, ::-1]
+    return vertices / radius.max(), np.ascontiguousarray(triangles)
 
 
 def noise_texture(
