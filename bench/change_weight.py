@@ -19,7 +19,6 @@ import numpy as np
 from report import print_table, write_record
 
 from renderflow.core.io.clips import load_clip
-from renderflow.core.io.envmap import camera_view_envmaps
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shot.demo import BUNDLED_MODEL
 from renderflow.training import metrics
@@ -48,11 +47,7 @@ def main() -> None:
     columns = ["prior", *(f"weight {weight:g}" for weight in args.weights)]
     per_clip: dict[str, dict[str, float]] = {}
     for folder in find_clips(args.data, "test")[: args.max_clips]:
-        clip = load_clip(folder)
-        env_height = max(EVAL_ENV_HEIGHT, clip.beauty.shape[1])  # as rf-eval shows the env map
-        clip.envmap_cam = camera_view_envmaps(
-            clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
-        )
+        clip = load_clip(folder, env_height=EVAL_ENV_HEIGHT)  # the env maps as rf-eval shows them
         reference = metrics.display(clip.beauty)
         scores = {"prior": metrics.psnr(metrics.display(prior_renderer(clip)), reference)}
         for weight, column in zip(args.weights, columns[1:], strict=True):

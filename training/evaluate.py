@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from renderflow.core.io.clips import Clip, load_clip
-from renderflow.core.io.envmap import camera_view_envmaps
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.model.sources import SOURCE_PIXEL_FILTERS
@@ -356,11 +355,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     repeat_psnr: list[list[float]] = []
     inverse, naive = MethodScores(), MethodScores()
     for index, folder in enumerate(folders):
-        clip = load_clip(folder, config.profile, vertical_fov_degrees=config.vertical_fov_degrees)
-        env_height = max(config.env_height, clip.beauty.shape[1])
-        clip.envmap_cam = camera_view_envmaps(
-            clip.envmap_world, clip.camera_to_world, env_height, 2 * env_height
-        )
+        clip = load_clip(folder, config.profile, config.env_height, config.vertical_fov_degrees)
         _SHADED.clear()  # another dataset's clip of the same name must never be served
         renders: dict[str, np.ndarray] = {}
         times: dict[str, float] = {}

@@ -65,7 +65,8 @@ def load_clip(
 ) -> Clip:
     """Read a clip folder: frames in any AOV profile (with beauty), `envmap.exr`, and the cameras from
     `camera.json`, else from each frame's header (`cameraToWorld` or `worldToCamera`) with
-    `vertical_fov_degrees` (which also overrides camera.json's)."""
+    `vertical_fov_degrees` (which also overrides camera.json's). The camera-view env maps have
+    `env_height` rows or the frame's height, whichever is more."""
     folder = Path(folder)
     pattern = frame_pattern(folder)
     sequence = read_sequence(pattern, profile=profile)
@@ -91,7 +92,7 @@ def load_clip(
             )
         camera_to_world = header_cameras(pattern)
     envmap_world = read_envmap(folder / "envmap.exr")
-    env_height = env_height or height
+    env_height = max(env_height or 0, height)
     envmap_cam = camera_view_envmaps(envmap_world, camera_to_world, env_height, 2 * env_height)
     return Clip(
         folder.name,
