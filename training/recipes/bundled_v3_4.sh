@@ -29,7 +29,4 @@ $RF stage1 --data "$DATA" --init "$V3" --out "$RUNS/stage1" \
 $RF stage2 --data "$DATA" --init "$RUNS/stage1" --out "$RUNS/stage2" \
     --steps 200 --batch-size 4 --lr 2e-4 --warmup 50 --keyframe-gap 4 \
     --cache-latents --no-gradient-checkpointing --device cpu --checkpoint-every 200
-# The run's transformer and keyframe adapter are kept in training/candidates/v3_4/ (its autoencoder,
-# inverse adapter and config.json are the bundled model's, byte for byte): copy them over a copy of
-# core/weights/renderflow-cpu to evaluate or bundle it without training again. The hard set took
-# 749 s to make on 2 cores (its synth ran before this log began).
+# The hard set took 749 s to make on 2 cores (its synth ran before this log began).
