@@ -129,6 +129,29 @@ def test_a_closed_room_does_not_receive_the_open_sky_and_an_open_floor_does():
     assert enclosure(floor) == 0.0  # the floor alone, seen from above: no evidence of walls
 
 
+def test_a_flat_wall_lit_by_its_room_shows_no_stipple():
+    """The few dithered bounce rays per pixel are averaged over pixels of similar depth: the far wall
+    of a closed room, lit only by what its walls bounce, is smooth (unaveraged it varies by a third
+    of its brightness from pixel to pixel)."""
+    gbuffers = room()
+    shaded = shade_with_visibility(gbuffers, np.ones((32, 64, 3), np.float32), 90.0)[0]
+    luminance = shaded @ np.array([0.2126, 0.7152, 0.0722])
+    padded = np.pad(luminance, 1, mode="edge")
+    local_mean = sum(padded[i : i + 64, j : j + 64] for i in range(3) for j in range(3)) / 9
+    far_wall = gbuffers.normal[0, ..., 2] > 0.5
+    interior = (
+        far_wall[2:-2, 2:-2]
+        & far_wall[:-4, 2:-2]
+        & far_wall[4:, 2:-2]
+        & far_wall[2:-2, :-4]
+        & far_wall[2:-2, 4:]
+    )
+    far_wall = np.pad(interior, 2)  # two pixels away from its edges
+    assert far_wall.sum() > 500
+    stipple = np.abs(luminance - local_mean)[far_wall].mean() / luminance[far_wall].mean()
+    assert stipple < 0.1, stipple
+
+
 @pytest.mark.parametrize("k", [0.01, 1000.0])
 def test_without_geometry_the_frame_shows_the_env_map(k):
     empty = GBuffers(

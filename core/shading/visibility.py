@@ -12,9 +12,12 @@ with D the diffuse colour and S the split-sum specular albedo of deferred.py, E_
 SH irradiance / π, P the GGX-prefiltered maps along the reflection, V_i a soft shadow ray-marched
 against the depth buffer toward the light (several rays over a large light's extent), AO the
 share of cosine-weighted hemisphere rays that leave without hitting the depth buffer, and SO the
-visibility along the reflection (blended with AO by roughness). Rays that leave the screen meet the
-depth buffer's border pixels, so a room whose walls and ceiling fill the frame stays enclosed and
-is lit only where its openings show the sky.
+visibility along the reflection (blended with AO by roughness). Blocked rays see the surface they
+meet, lit by a first pass (one bounce). Each pixel casts few rays, dithered from pixel to pixel, so
+AO and the bounce are averaged over 5×5 pixels of similar depth, V and the reflection over 3×3
+(no stipple on faces lit by bounce light). Rays that leave the screen meet the depth buffer's
+border pixels, so a room whose walls and ceiling fill the frame stays enclosed and is lit only
+where its openings show the sky.
 
 Screen space cannot see what the camera does not: an occluder off screen casts no shadow, an
 object's back is assumed to be THICKNESS times its depth thick, and an opening off screen is
@@ -175,28 +178,34 @@ def _shade_frame(
     direct_diffuse = torch.zeros_like(sky_irradiance)
     direct_specular = torch.zeros_like(sky_reflection)
     for light, light_reflection in zip(lights, reflections[1:], strict=True):
-        shadow = marcher.upsample(marcher.soft_visibility(light.direction, light.radius))[0][..., None]
+        shadow = marcher.upsample(marcher.soft_visibility(light.direction, light.radius))[0]
+        shadow = _depth_aware_blur(shadow, depth, SHADOW_BLUR_RADIUS)[..., None]
         cosine = (normal @ light.direction).clamp_min(0)[..., None]
         direct_diffuse += shadow * light.irradiance * cosine / math.pi
         direct_specular += shadow * light_reflection
     sky = sample_camera_view(env[None].double(), view[None])[0].double()
 
-    def compose(bounce_diffuse: torch.Tensor, bounce_specular: torch.Tensor) -> torch.Tensor:
-        """The frame, with what blocked rays see (`bounce_*`, radiance) in place of the sky."""
-        ambient = occlusion[..., None] * sky_irradiance + (1 - occlusion[..., None]) * bounce_diffuse
-        mirror = reflection[..., None] * sky_reflection + (1 - reflection[..., None]) * bounce_specular
+    def compose(bounce: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+        """The frame, given the radiance blocked occlusion rays bring back (`bounce`, already weighted
+        by their share) and what the reflection sees (`mirror`)."""
+        ambient = occlusion[..., None] * sky_irradiance + bounce
         glossy = mirror + (ambient - mirror) * roughness  # rough lobes see what the hemisphere sees
         beauty = shading.diffuse_colour[0] * (ambient + direct_diffuse)
         beauty = beauty + shading.specular_albedo[0] * (glossy + direct_specular)
         return torch.where(shading.background[0][..., None], sky, beauty)
 
     # one bounce: blocked rays see the surface they meet, lit as the first pass lights it
-    first = compose(torch.zeros_like(sky_irradiance), torch.zeros_like(sky_reflection)).reshape(-1, 3)
+    sky_mirror = reflection[..., None] * sky_reflection
+    first = compose(torch.zeros_like(sky_irradiance), sky_mirror).reshape(-1, 3)
     seen = torch.where(occluders[..., None] >= 0, first[occluders.clamp_min(0)], 0.0)  # [D, H, W, 3]
-    count = (occluders >= 0).sum(0).clamp_min(1)[..., None]
-    bounce_diffuse = seen.sum(0) / count
-    bounce_specular = torch.where(mirrored[..., None] >= 0, first[mirrored.clamp_min(0)], bounce_diffuse)
-    return compose(bounce_diffuse, bounce_specular).float().numpy()
+    # few rays per pixel, dithered: the bounce and the mirror are averaged like the occlusion
+    bounce = _depth_aware_blur(seen.mean(0), depth)
+    mean_seen = seen.sum(0) / (occluders >= 0).sum(0).clamp_min(1)[..., None]
+    bounce_specular = torch.where(mirrored[..., None] >= 0, first[mirrored.clamp_min(0)], mean_seen)
+    mirror = _depth_aware_blur(
+        sky_mirror + (1 - reflection[..., None]) * bounce_specular, depth, SHADOW_BLUR_RADIUS
+    )
+    return compose(bounce, mirror).float().numpy()
 
 
 def _prefiltered(envs: torch.Tensor, reflected: torch.Tensor, roughness: torch.Tensor) -> torch.Tensor:
@@ -388,21 +397,29 @@ def _depth_step(depth: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(steps.amax(0), nan=0.0)
 
 
-BLUR_RADIUS = 2  # the occlusion is averaged over (2r + 1)² pixels of similar depth: the dither goes
+BLUR_RADIUS = 2  # the occlusion and the bounce are averaged over (2r + 1)² pixels of similar depth
+SHADOW_BLUR_RADIUS = 1  # the lights' shadows and the reflection: 3×3, their rays are sharper
 
 
-def _depth_aware_blur(values: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """`values` `[H, W]` averaged over the neighbours within 5 % of each pixel's depth."""
+def _depth_aware_blur(values: torch.Tensor, depth: torch.Tensor, radius: int = BLUR_RADIUS) -> torch.Tensor:
+    """`values` `[H, W]` or `[H, W, C]` averaged over the (2·radius + 1)² neighbours within 5 % of
+    each pixel's depth `[H, W]`: the per-pixel dither of the rays goes, edges stay."""
     finite = torch.where(torch.isfinite(depth), depth, 0.0)
-    size = 2 * BLUR_RADIUS + 1
-    padded_values = F.pad(values[None, None], (BLUR_RADIUS,) * 4, mode="replicate")
-    padded_depth = F.pad(finite[None, None], (BLUR_RADIUS,) * 4, mode="replicate")
-    value_patches = F.unfold(padded_values, size)[0]  # [size², H·W]
-    depth_patches = F.unfold(padded_depth, size)[0]
-    centre = finite.reshape(1, -1)
-    weights = ((depth_patches - centre).abs() <= 0.05 * centre).double()
-    blurred = (value_patches * weights).sum(0) / weights.sum(0).clamp_min(1)
-    return blurred.reshape(values.shape)
+    height, width = finite.shape
+    channels = values.reshape(height, width, -1)  # [H, W, C]
+    padded_values = F.pad(channels.permute(2, 0, 1)[None], (radius,) * 4, mode="replicate")[0].permute(
+        1, 2, 0
+    )
+    padded_depth = F.pad(finite[None, None], (radius,) * 4, mode="replicate")[0, 0]
+    total = torch.zeros(channels.shape, dtype=torch.float64)
+    count = torch.zeros(height, width, 1, dtype=torch.float64)
+    for dy in range(2 * radius + 1):  # one shifted copy per neighbour: no [H, W, (2r + 1)²] patches
+        for dx in range(2 * radius + 1):
+            neighbour = padded_depth[dy : dy + height, dx : dx + width]
+            near = ((neighbour - finite).abs() <= 0.05 * finite)[..., None]
+            total += torch.where(near, padded_values[dy : dy + height, dx : dx + width], 0.0)
+            count += near
+    return (total / count.clamp_min(1)).reshape(values.shape)
 
 
 def _not_parallel(direction: torch.Tensor) -> torch.Tensor:
