@@ -92,6 +92,26 @@ def test_the_shaded_source_is_dark_in_the_shadow_and_follows_the_env_map_exactly
     np.testing.assert_allclose(brighter, shaded * 37.0, rtol=1e-5, atol=1e-6)
 
 
+def test_the_suns_glint_on_a_glossy_metal_sphere_sits_on_the_mirror_direction_and_cannot_blow_out():
+    """The lights' specular is the GGX BRDF evaluated towards each light, spread over the pixel's
+    footprint: the brightest sphere pixel mirrors the view ray onto the sun, and stays below the
+    brightest radiance the env map holds (a point-sampled glint would not)."""
+    gbuffers, env_cam, rotation, position = sphere_over_plane()
+    _, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
+    sphere = np.isfinite(gbuffers.depth[0, ..., 0]) & ~ground
+    material = gbuffers.material.copy()
+    material[0][sphere] = [0.1, 1.0, 0.5]  # roughness, metallic, specular
+    glossy = GBuffers(gbuffers.albedo, gbuffers.normal, gbuffers.depth, material)
+    luminance = shade_with_visibility(glossy, env_cam, FOV)[0] @ np.array([0.2126, 0.7152, 0.0722])
+    y, x = np.unravel_index(np.argmax(np.where(sphere, luminance, -1.0)), luminance.shape)
+    view, normal = rays.view_rays(SIZE, SIZE, FOV)[y, x], glossy.normal[0, y, x]
+    mirrored = view - 2 * (view @ normal) * normal
+    sun = SUN_DIRECTION @ rotation  # world -> camera
+    assert math.degrees(math.acos(float(np.clip(mirrored @ sun, -1, 1)))) < 3.0
+    assert luminance[y, x] > 50 * np.median(luminance[sphere])
+    assert luminance[y, x] <= env_cam.max()
+
+
 def room(size: int = 64):
     """A camera inside a closed box (4 × 3 × 4), near one wall, looking at the other with a 90° lens
     (floor, ceiling, side walls and the far wall in view): G-buffers."""

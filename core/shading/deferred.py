@@ -281,6 +281,8 @@ class Surface:
     roughness: torch.Tensor  # [F, h, W]
     diffuse_colour: torch.Tensor  # [F, h, W, 3]: (1 - metallic)(1 - E_spec)·albedo
     specular_albedo: torch.Tensor  # [F, h, W, 3]: E_spec = F0·A + B (split sum)
+    specular_colour: torch.Tensor  # [F, h, W, 3]: F0, the reflectance at normal incidence
+    to_eye: torch.Tensor  # [F, h, W, 3]: unit, from the surface towards the camera
     background: torch.Tensor  # [F, h, W] bool: no geometry
 
 
@@ -299,7 +301,9 @@ def surface(gbuffers: GBuffers, view: torch.Tensor, rows: slice) -> Surface:
     scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
     specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
     diffuse_colour = (1 - metallic[..., None]) * (1 - specular_albedo) * albedo
-    return Surface(albedo, normal, reflected, roughness, diffuse_colour, specular_albedo, background)
+    return Surface(
+        albedo, normal, reflected, roughness, diffuse_colour, specular_albedo, f0, to_eye, background
+    )
 
 
 def _shade(

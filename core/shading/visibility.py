@@ -6,18 +6,20 @@ the way. Here the camera-view env map is split, energy-conserving, into up to MA
 (the texels far above the map's mean, clustered: a sun, softboxes, a bright window) and the
 residual map (those texels clipped to the threshold). Then per pixel:
 
-    beauty = D·(AO·E_res + Σ_i V_i·E_i·max(0, n·l_i)/π) + S·(SO·P_res + Σ_i V_i·P_i)
+    beauty = D·(AO·E_res + Σ_i V_i·E_i·max(0, n·l_i)/π) + S·SO·P_res + Σ_i V_i·E_i·f(v, l_i)·max(0, n·l_i)
 
 with D the diffuse colour and S the split-sum specular albedo of deferred.py, E_res the residual's
-SH irradiance / π, P the GGX-prefiltered maps along the reflection, V_i a soft shadow ray-marched
-against the depth buffer toward the light (several rays over a large light's extent), AO the
-share of cosine-weighted hemisphere rays that leave without hitting the depth buffer, and SO the
-visibility along the reflection (blended with AO by roughness). Blocked rays see the surface they
-meet, lit by a first pass (one bounce). Each pixel casts few rays, dithered from pixel to pixel, so
-AO and the bounce are averaged over 5×5 pixels of similar depth, V and the reflection over 3×3
-(no stipple on faces lit by bounce light). Rays that leave the screen meet the depth buffer's
-border pixels, so a room whose walls and ceiling fill the frame stays enclosed and is lit only
-where its openings show the sky.
+SH irradiance / π, P_res its GGX-prefiltered map along the reflection, E_i a light's irradiance, f
+the GGX specular BRDF evaluated towards it (the prefiltered maps, convolved at 32 rows, would smear
+a sun's glint; its lobe is widened by the light's size and the pixel's footprint instead), V_i a
+soft shadow ray-marched against the depth buffer toward the light (several rays over a large
+light's extent), AO the share of cosine-weighted hemisphere rays that leave without hitting the
+depth buffer, and SO the visibility along the reflection (blended with AO by roughness).
+Blocked rays see the surface they meet, lit by a first pass (one bounce). Each pixel casts few
+rays, dithered from pixel to pixel, so AO and the bounce are averaged over 5×5 pixels of similar
+depth, V and the reflection over 3×3 (no stipple on faces lit by bounce light). Rays that leave
+the screen meet the depth buffer's border pixels, so a room whose walls and ceiling fill the frame
+stays enclosed and is lit only where its openings show the sky.
 
 Screen space cannot see what the camera does not: an occluder off screen casts no shadow, an
 object's back is assumed to be THICKNESS times its depth thick, and an opening off screen is
@@ -38,6 +40,7 @@ from renderflow.core.io.buffers import GBuffers
 from renderflow.core.model import encodings as enc
 from renderflow.core.shading import rays
 from renderflow.core.shading.deferred import (
+    Surface,
     camera_view_directions,
     prefiltered_envmaps,
     sample_camera_view,
@@ -170,19 +173,17 @@ def _shade_frame(
     reflection, mirrored = marcher.upsample(*marcher.march(reflected, SHADOW_STEPS))
     roughness = shading.roughness[0][..., None]
     sky_irradiance = sh_irradiance_of(sh_coefficients(residual[None]), normal[None])[0] / math.pi
-    # the residual's and each light's prefiltered reflection `[1 + lights, H, W, 3]`, in one pass
-    reflections = _prefiltered(
-        torch.stack([residual] + [light.radiance for light in lights]), shading.reflected, shading.roughness
-    )
-    sky_reflection = reflections[0]
+    levels = prefiltered_envmaps(residual[None].float())
+    sky_reflection = sample_prefiltered(levels, shading.reflected, shading.roughness)[0].double()
+    footprint = _pixel_footprint(normal, math.radians(fov) / depth.shape[0])
     direct_diffuse = torch.zeros_like(sky_irradiance)
     direct_specular = torch.zeros_like(sky_reflection)
-    for light, light_reflection in zip(lights, reflections[1:], strict=True):
+    for light in lights:
         shadow = marcher.upsample(marcher.soft_visibility(light.direction, light.radius))[0]
         shadow = _depth_aware_blur(shadow, depth, SHADOW_BLUR_RADIUS)[..., None]
         cosine = (normal @ light.direction).clamp_min(0)[..., None]
         direct_diffuse += shadow * light.irradiance * cosine / math.pi
-        direct_specular += shadow * light_reflection
+        direct_specular += shadow * light.irradiance * cosine * _ggx_brdf(shading, light, footprint)
     sky = sample_camera_view(env[None].double(), view[None])[0].double()
 
     def compose(bounce: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
@@ -191,7 +192,7 @@ def _shade_frame(
         ambient = occlusion[..., None] * sky_irradiance + bounce
         glossy = mirror + (ambient - mirror) * roughness  # rough lobes see what the hemisphere sees
         beauty = shading.diffuse_colour[0] * (ambient + direct_diffuse)
-        beauty = beauty + shading.specular_albedo[0] * (glossy + direct_specular)
+        beauty = beauty + shading.specular_albedo[0] * glossy + direct_specular
         return torch.where(shading.background[0][..., None], sky, beauty)
 
     # one bounce: blocked rays see the surface they meet, lit as the first pass lights it
@@ -208,13 +209,44 @@ def _shade_frame(
     return compose(bounce, mirror).float().numpy()
 
 
-def _prefiltered(envs: torch.Tensor, reflected: torch.Tensor, roughness: torch.Tensor) -> torch.Tensor:
-    """The GGX-prefiltered maps `[K, He, We, 3]` along the reflections `[1, H, W, 3]` -> `[K, H, W, 3]`
-    (one convolution pass for all K: the convolution matrices are read once)."""
-    count = envs.shape[0]
-    levels = prefiltered_envmaps(envs.float())
-    directions = reflected.expand(count, *reflected.shape[1:])
-    return sample_prefiltered(levels, directions, roughness.expand(count, *roughness.shape[1:])).double()
+def _ggx_brdf(shading: Surface, light: EnvLight, footprint: torch.Tensor) -> torch.Tensor:
+    """The specular GGX microfacet BRDF `[H, W, 3]` of one frame towards a light (Smith
+    height-correlated, Schlick Fresnel, roughness² = α as the path tracer's principled BSDF), its
+    distribution widened by the light's angular radius and the pixel's `footprint` `[H, W]`."""
+    normal, to_eye = shading.normal[0], shading.to_eye[0]
+    alpha = shading.roughness[0] ** 2
+    alpha_wide = torch.sqrt(alpha**2 + (light.radius / 2) ** 2 + footprint**2)
+    half = F.normalize(to_eye + light.direction, dim=-1)
+    n_dot_h = (normal * half).sum(-1).clamp_min(0)
+    n_dot_l = (normal @ light.direction).clamp_min(1e-4)
+    n_dot_v = (normal * to_eye).sum(-1).clamp_min(1e-4)
+    a2 = alpha_wide**2
+    distribution = a2 / (math.pi * (n_dot_h**2 * (a2 - 1) + 1) ** 2)
+    g2 = alpha**2
+    visibility = 0.5 / (
+        n_dot_l * torch.sqrt(n_dot_v**2 * (1 - g2) + g2) + n_dot_v * torch.sqrt(n_dot_l**2 * (1 - g2) + g2)
+    )
+    v_dot_h = (to_eye * half).sum(-1).clamp(0, 1)
+    f0 = shading.specular_colour[0]
+    fresnel = f0 + (1 - f0) * ((1 - v_dot_h) ** 5)[..., None]
+    return (distribution * visibility)[..., None] * fresnel
+
+
+def _pixel_footprint(normal: torch.Tensor, pixel_radians: float) -> torch.Tensor:
+    """How far the half vector towards a light turns within each pixel `[H, W]`, as the standard
+    deviation of a uniform spread (÷ √12): half the view ray's turn across the pixel plus the normal's
+    turn to the next pixel (at most 0.5 rad: silhouettes). A glint narrower than its pixel is spread
+    over it instead of being point-sampled at its centre (the path tracer averages over the pixel)."""
+    across = (normal[:, 1:] - normal[:, :-1]).square().sum(-1).sqrt()  # [H, W - 1]
+    down = (normal[1:] - normal[:-1]).square().sum(-1).sqrt()  # [H - 1, W]
+    spread = torch.zeros(normal.shape[:2], dtype=normal.dtype)
+    for step, before, after in (
+        (across, (slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+        (down, (slice(1, None), slice(None)), (slice(None, -1), slice(None))),
+    ):
+        spread[before] = torch.maximum(spread[before], step)
+        spread[after] = torch.maximum(spread[after], step)
+    return (pixel_radians / 2 + spread.clamp_max(0.5)) / math.sqrt(12)
 
 
 def march_stride(height: int, width: int) -> int:

@@ -7,7 +7,7 @@
 # The model-space cache of the clips is made again first (training/datasets.py STACK_CACHE_VERSION).
 # Log: training/recipes/logs/bundled_v3_5.log.
 # Not bundled: 21.72 dB on ood64_select (change weight 0.6) against the unchanged v3's 21.67 on the same
-# prior, but 19.27 on the OOD test split against 19.51 (docs/DECISIONS.md).
+# prior (before the GGX glints), but 19.27 on the OOD test split against 19.51 (docs/DECISIONS.md).
 set -euo pipefail
 DIVERSE=${DIVERSE:-data/diverse64_outward}
 HARD=${HARD:-data/hard64}

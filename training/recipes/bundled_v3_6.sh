@@ -8,7 +8,7 @@
 # The model-space cache of the clips is made again first (training/datasets.py STACK_CACHE_VERSION).
 # Log: training/recipes/logs/bundled_v3_6.log.
 # Not bundled: 21.64 dB on ood64_select (change weight 0.6) against the unchanged v3's 21.67 on the same
-# prior (docs/DECISIONS.md).
+# prior (before the GGX glints; docs/DECISIONS.md).
 set -euo pipefail
 DATA=${DATA:-data/diverse64_outward}
 V3=${V3:-core/weights/renderflow-cpu}
