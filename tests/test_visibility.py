@@ -92,24 +92,29 @@ def test_the_shaded_source_is_dark_in_the_shadow_and_follows_the_env_map_exactly
     np.testing.assert_allclose(brighter, shaded * 37.0, rtol=1e-5, atol=1e-6)
 
 
-def test_the_suns_glint_on_a_glossy_metal_sphere_sits_on_the_mirror_direction_and_cannot_blow_out():
-    """The lights' specular is the GGX BRDF evaluated towards each light, spread over the pixel's
-    footprint: the brightest sphere pixel mirrors the view ray onto the sun, and stays below the
-    brightest radiance the env map holds (a point-sampled glint would not)."""
+def test_a_tiny_suns_glint_on_a_mirror_like_sphere_is_spread_over_its_pixel_not_lost_or_blown_out():
+    """The lights' specular is the GGX BRDF evaluated towards each light over the pixel's footprint:
+    a one-texel sun on a sphere of roughness 0.02 makes a glint far narrower than a pixel, which a
+    BRDF sampled at pixel centres would miss. It shows on the pixel whose view ray mirrors onto the
+    sun, and stays below the sun's own radiance."""
     gbuffers, env_cam, rotation, position = sphere_over_plane()
     _, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
     sphere = np.isfinite(gbuffers.depth[0, ..., 0]) & ~ground
     material = gbuffers.material.copy()
-    material[0][sphere] = [0.1, 1.0, 0.5]  # roughness, metallic, specular
-    glossy = GBuffers(gbuffers.albedo, gbuffers.normal, gbuffers.depth, material)
-    luminance = shade_with_visibility(glossy, env_cam, FOV)[0] @ np.array([0.2126, 0.7152, 0.0722])
+    material[0][sphere] = [0.02, 1.0, 0.5]  # roughness, metallic, specular
+    mirror_like = GBuffers(gbuffers.albedo, gbuffers.normal, gbuffers.depth, material)
+    tiny_sun = np.minimum(env_cam, 2.0)  # the sky without its sun lobe ...
+    row, column = np.unravel_index(np.argmax(env_cam.sum(-1)), env_cam.shape[:2])
+    tiny_sun[row, column] = 2000.0  # ... and a sun of one texel where the lobe peaked
+    shaded = shade_with_visibility(mirror_like, tiny_sun, FOV)[0]
+    luminance = shaded @ np.array([0.2126, 0.7152, 0.0722])
     y, x = np.unravel_index(np.argmax(np.where(sphere, luminance, -1.0)), luminance.shape)
-    view, normal = rays.view_rays(SIZE, SIZE, FOV)[y, x], glossy.normal[0, y, x]
-    mirrored = view - 2 * (view @ normal) * normal
-    sun = SUN_DIRECTION @ rotation  # world -> camera
-    assert math.degrees(math.acos(float(np.clip(mirrored @ sun, -1, 1)))) < 3.0
     assert luminance[y, x] > 50 * np.median(luminance[sphere])
-    assert luminance[y, x] <= env_cam.max()
+    assert luminance[y, x] <= tiny_sun.max()
+    view, normal = rays.view_rays(SIZE, SIZE, FOV)[y, x], mirror_like.normal[0, y, x]
+    mirrored = view - 2 * (view @ normal) * normal
+    sun = camera_view_directions(*tiny_sun.shape[:2])[row, column]
+    assert math.degrees(math.acos(float(np.clip(mirrored @ sun, -1, 1)))) < 3.0
 
 
 def room(size: int = 64):
