@@ -197,6 +197,19 @@ def test_the_ood_preset_draws_what_training_never_does_and_lands_in_test(tmp_pat
     assert {folder.parent.name for folder in folders} == {"test"}
 
 
+def test_cameras_stay_outside_every_object():
+    """The headline OOD split (seed 7) once had cameras inside a sphere or a cube: the path tracer
+    rendered those frames black. A path that comes too close moves out from its target."""
+    for preset in ("diverse", "ood"):
+        for index in range(24):
+            setup = clip_setup(preset, 7 * 1_000_003 + index, frames=17)
+            eyes = setup.cameras[:, :3, 3]
+            for shape in setup.scene.shapes[1:]:  # [0] is the ground
+                half_extent = shape.scale * max(shape.stretch)
+                distance = np.linalg.norm(eyes - np.array(shape.position), axis=1).min()
+                assert distance > half_extent, (preset, index, shape.kind)
+
+
 def test_the_hard_preset_draws_every_family_with_rooms_that_enclose_their_cameras(tmp_path):
     setups = [clip_setup("hard", seed, frames=5) for seed in range(60)]
     assert {s.scene.family for s in setups} == set(HARD_FAMILIES)

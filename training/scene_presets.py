@@ -17,6 +17,7 @@ Everything is a pure function of the clip seed.
 from __future__ import annotations
 
 import colorsys
+import copy
 import math
 from dataclasses import dataclass
 
@@ -64,8 +65,31 @@ def clip_setup(preset: str, seed: int, frames: int, classic_fov_degrees: float =
     ood = preset == "ood"
     scene = _scene(rng, ood)
     fov = float(rng.choice([rng.uniform(20, 28), rng.uniform(60, 75)]) if ood else rng.uniform(30, 60))
-    cameras = _camera_path(rng, frames, np.array(scene.camera_target), fov, ood)
+    distance = 1.0
+    cameras = _camera_path(copy.deepcopy(rng), frames, np.array(scene.camera_target), fov, ood, distance)
+    while _camera_inside_a_shape(cameras, scene):  # the same path, further out (no new draws)
+        distance *= CAMERA_BACK_OFF
+        cameras = _camera_path(copy.deepcopy(rng), frames, np.array(scene.camera_target), fov, ood, distance)
     return ClipSetup(scene, cameras, fov)
+
+
+CAMERA_CLEARANCE = 1.1  # a camera stays this far from a shape's centre, in units of its reach
+BOXES = ("cube", "cylinder")  # reach their bounding box's corners (or rims); the rest its faces
+CAMERA_BACK_OFF = 1.15  # ... else the whole path moves this much further from its target, until it does
+
+
+def _camera_inside_a_shape(cameras: np.ndarray, scene: SceneSpec) -> bool:
+    """Whether a camera `[F, 4, 4]` comes within CAMERA_CLEARANCE of an object (not the ground): the
+    path tracer renders such frames black, seen from inside."""
+    eyes = cameras[:, :3, 3]
+    for shape in scene.shapes:
+        if shape.kind == "ground":
+            continue
+        extent = np.array(shape.stretch) * shape.scale  # half-extents of its bounding box
+        reach = CAMERA_CLEARANCE * float(np.linalg.norm(extent) if shape.kind in BOXES else extent.max())
+        if (np.linalg.norm(eyes - np.array(shape.position), axis=1) < reach).any():
+            return True
+    return False
 
 
 def classic_camera_path(rng: np.random.Generator, frames: int, target: np.ndarray) -> np.ndarray:
@@ -157,12 +181,13 @@ def _material(rng: np.random.Generator, ood: bool, textured: bool) -> MaterialSp
 
 
 def _camera_path(
-    rng: np.random.Generator, frames: int, target: np.ndarray, fov: float, ood: bool
+    rng: np.random.Generator, frames: int, target: np.ndarray, fov: float, ood: bool, distance_scale: float
 ) -> np.ndarray:
-    """Orbits, dollies and cranes (diverse); trucks and low orbits (ood); distance scaled to the fov."""
+    """Orbits, dollies and cranes (diverse); trucks and low orbits (ood); distance scaled to the fov
+    and by `distance_scale`."""
     kind = str(rng.choice(["truck", "low_orbit"] if ood else ["orbit", "dolly", "crane"]))
     framing = math.tan(math.radians(20)) / math.tan(math.radians(fov) / 2)  # keep the objects in frame
-    radius = rng.uniform(3.0, 5.5) * framing
+    radius = rng.uniform(3.0, 5.5) * framing * distance_scale
     height = rng.uniform(0.3, 0.8) if kind == "low_orbit" else rng.uniform(0.6, 3.0)
     start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.6) * rng.choice([-1, 1])
     side = np.array([math.cos(start), 0.0, -math.sin(start)])
