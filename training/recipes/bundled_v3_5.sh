@@ -1,31 +1,12 @@
 #!/usr/bin/env bash
-# Model v3.5: the bundled v3 fine-tuned on the denoised physics prior (the bounce, the lights'
-# shadows and the reflection averaged over pixels of similar depth, core/shading/visibility.py;
-# docs/DECISIONS.md). The network learns a correction relative to its prior, so a changed prior
-# may need a fine-tune before it ships. Data and steps as in v3.4 (the diverse set and the `hard`
-# preset, joined by symlinks). CPU only, 2 cores; each step resumes when rerun with the same --out.
-# The model-space cache of the clips is made again first (training/datasets.py STACK_CACHE_VERSION).
-# Log: training/recipes/logs/bundled_v3_5.log.
+# Model v3.5: v3.4's recipe (bundled_v3_4.sh: the diverse and `hard` sets, stage 1 for 1200 steps
+# from the bundled v3, stage 2 for 200) run again on the denoised physics prior of 2026-12-06 (the
+# bounce, the lights' shadows and the reflection averaged over pixels of similar depth;
+# core/shading/visibility.py, docs/DECISIONS.md). The network learns a correction relative to its
+# prior, so a changed prior may need a fine-tune before it ships; the clips' model-space cache is
+# made again first (training/datasets.py STACK_CACHE_VERSION). Log: logs/bundled_v3_5.log.
 # Not bundled: 21.72 dB on ood64_select (change weight 0.6) against the unchanged v3's 21.67 on the same
 # prior (before the GGX glints), but 19.27 on the OOD test split against 19.51 (docs/DECISIONS.md).
 set -euo pipefail
-DIVERSE=${DIVERSE:-data/diverse64_outward}
-HARD=${HARD:-data/hard64}
-DATA=${DATA:-data/mix64}
-V3=${V3:-core/weights/renderflow-cpu}
-RUNS=${RUNS:-runs/v3_5}
-RF=${RF:-.venv/bin/rf-train}
-
-$RF synth --preset diverse --clips 400 --frames 9 --res 64 --spp 64 --seed 2 --workers 2 --out "$DIVERSE"
-$RF synth --preset hard --clips 200 --frames 9 --res 64 --spp 64 --seed 3 --workers 2 --out "$HARD"
-for split in train val; do
-    mkdir -p "$DATA/$split"
-    ln -sfn "$(realpath "$DIVERSE/$split")" "$DATA/$split/diverse"
-    ln -sfn "$(realpath "$HARD/$split")" "$DATA/$split/hard"
-done
-$RF stage1 --data "$DATA" --init "$V3" --out "$RUNS/stage1" \
-    --schedule 1000@full,200@full --phase-lr-factors 1,0.3 --batch-size 8 --lr 1e-4 --warmup 50 \
-    --cache-latents --no-gradient-checkpointing --device cpu --checkpoint-every 200
-$RF stage2 --data "$DATA" --init "$RUNS/stage1" --out "$RUNS/stage2" \
-    --steps 200 --batch-size 4 --lr 2e-4 --warmup 50 --keyframe-gap 4 \
-    --cache-latents --no-gradient-checkpointing --device cpu --checkpoint-every 200
+export RUNS=${RUNS:-runs/v3_5}
+exec bash "$(dirname "$0")/bundled_v3_4.sh"
