@@ -18,7 +18,8 @@ from renderflow.core.shot.demo_scene import SPHERE_CENTRE, SPHERE_RADIUS, demo_c
 from renderflow.daemon.rf_render.cli import main
 from renderflow.training.metrics import display, psnr
 
-NETWORK_MIN_GAIN = 1.0  # dB the bundled model adds to its physics prior on a held-out frame (~2.7)
+NETWORK_MIN_GAIN = 0.2  # dB the bundled model adds to its physics prior on a held-out frame (~0.4 since
+# the principled energy made the prior brighter and closer; ~2.7 before)
 
 
 def test_demo_clip_centre_pixel_sees_the_sphere_face_on():

@@ -268,7 +268,7 @@ def load_dataset(
 
 
 STACK_CACHE_DIR = ".model_space_cache"
-STACK_CACHE_VERSION = 3  # bump when to_model_space changes what it computes
+STACK_CACHE_VERSION = 4  # bump when to_model_space changes what it computes
 
 
 def _cached_model_space(folder: Path, profile: str, inputs: ModelInputs, cache: Path) -> ClipArrays:

@@ -2,14 +2,15 @@
 
 - IBL: diffuse irradiance from the env map's order-2 spherical harmonics (Ramamoorthi and
   Hanrahan 2001) times albedo/π.
-- Deferred: the same diffuse term, weighted by (1 - metallic)(1 - E_spec), plus GGX specular
-  by the split sum (Karis 2013): a GGX-prefiltered env map looked up along the reflection,
-  times F0·A + B from a numerically integrated BRDF table. No shadows, no interreflection.
+- Deferred: the same diffuse term times the principled diffuse lobe's albedo, plus GGX specular
+  by the split sum (Karis 2013): a GGX-prefiltered env map looked up along the reflection, times
+  the specular lobe's albedo. Both albedos are the principled BSDF's own per view angle, measured
+  from Mitsuba (principled_albedo.py). No shadows, no interreflection.
 
 Both work in camera space on the camera-view env map (ARCHITECTURE §2), so they take exactly
-the model's inputs, plus the vertical field of view for the per-pixel view direction. The
-white-furnace identity holds exactly: under a uniform env map of radiance L, a white
-non-metallic surface shades to L (diffuse (1 - E_spec)·L plus specular E_spec·L).
+the model's inputs, plus the vertical field of view for the per-pixel view direction. Under a
+uniform env map the Deferred shading sends back what the path tracer does (the principled BSDF is
+not energy-conserving: a white rough dielectric returns up to 1.5 L at grazing angles).
 Background pixels (infinite depth) show the env map along the view ray.
 """
 
@@ -26,13 +27,12 @@ import torch.nn.functional as F
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.model import encodings as enc
 from renderflow.core.shading import rays
+from renderflow.core.shading.principled_albedo import surface_albedo
 
 BASELINES = ("ibl", "deferred")
 DIELECTRIC_F0_AT_SPECULAR_1 = 0.08  # Disney: F0 = 0.08·specular, 0.04 at the default 0.5
 PREFILTER_ROUGHNESS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0)  # levels of the prefiltered env map
 PREFILTER_HEIGHT = 32  # rough levels are convolved at this lat-long height (the lobes are wide)
-BRDF_TABLE_SIZE = 32
-BRDF_TABLE_SAMPLES = 512
 
 
 # -- directions -----------------------------------------------------------------------------------
@@ -138,50 +138,6 @@ def sh_irradiance_of(coefficients: torch.Tensor, normal_cam: torch.Tensor) -> to
 
 
 # -- split-sum GGX (Deferred) ---------------------------------------------------------------------
-def _hammersley(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    index = torch.arange(count, dtype=torch.int64)
-    reversed_bits = torch.zeros(count, dtype=torch.float64)
-    value, scale = index.clone(), 0.5
-    for _ in range(16):
-        reversed_bits += (value & 1).double() * scale
-        value, scale = value >> 1, scale / 2
-    return (index.double() + 0.5) / count, reversed_bits
-
-
-@cache
-def brdf_table() -> torch.Tensor:
-    """The split-sum table `[roughness, n·v, (A, B)]`, GGX + Smith + Schlick, integrated numerically."""
-    n_dot_v = (torch.arange(BRDF_TABLE_SIZE, dtype=torch.float64) + 0.5) / BRDF_TABLE_SIZE
-    roughness = (torch.arange(BRDF_TABLE_SIZE, dtype=torch.float64) + 0.5) / BRDF_TABLE_SIZE
-    xi1, xi2 = _hammersley(BRDF_TABLE_SAMPLES)
-    alpha = (roughness**2)[:, None, None]
-    cos_h = torch.sqrt((1 - xi1) / (1 + (alpha**2 - 1) * xi1))  # GGX importance sampling of h
-    sin_h = torch.sqrt(1 - cos_h**2)
-    phi = 2 * math.pi * xi2
-    h = torch.stack(torch.broadcast_tensors(sin_h * torch.cos(phi), sin_h * torch.sin(phi), cos_h), dim=-1)
-    v = torch.stack([torch.sqrt(1 - n_dot_v**2), torch.zeros_like(n_dot_v), n_dot_v], dim=-1)[None, :, None]
-    v_dot_h = (v * h).sum(-1).clamp_min(0)
-    l_dir = 2 * v_dot_h[..., None] * h - v
-    n_dot_l = l_dir[..., 2].clamp_min(0)
-    n_dot_h = h[..., 2].clamp_min(1e-8)
-    k = alpha / 2
-    nv = n_dot_v[None, :, None]
-    visibility = (n_dot_l / (n_dot_l * (1 - k) + k)) * (nv / (nv * (1 - k) + k))
-    g_vis = visibility * v_dot_h / (n_dot_h * nv)
-    fresnel = (1 - v_dot_h) ** 5
-    valid = (n_dot_l > 0).double()
-    a = ((1 - fresnel) * g_vis * valid).mean(-1)
-    b = (fresnel * g_vis * valid).mean(-1)
-    return torch.stack([a, b], dim=-1).float()  # [R, V, 2]
-
-
-def _lookup_brdf(roughness: torch.Tensor, n_dot_v: torch.Tensor) -> torch.Tensor:
-    table = brdf_table().permute(2, 0, 1)[None]  # [1, 2, R, V]
-    grid = torch.stack([n_dot_v * 2 - 1, roughness * 2 - 1], dim=-1).reshape(1, -1, 1, 2).float()
-    values = F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return values[0, :, :, 0].T.reshape(*roughness.shape, 2)
-
-
 def _area_downsample(envmap_cam: torch.Tensor, height: int) -> torch.Tensor:
     if envmap_cam.shape[1] <= height:
         return envmap_cam
@@ -279,8 +235,8 @@ class Surface:
     normal: torch.Tensor  # [F, h, W, 3], unit
     reflected: torch.Tensor  # [F, h, W, 3]: the view ray mirrored about the normal
     roughness: torch.Tensor  # [F, h, W]
-    diffuse_colour: torch.Tensor  # [F, h, W, 3]: (1 - metallic)(1 - E_spec)·albedo
-    specular_albedo: torch.Tensor  # [F, h, W, 3]: E_spec = F0·A + B (split sum)
+    diffuse_colour: torch.Tensor  # [F, h, W, 3]: (1 - metallic)·the diffuse lobe's albedo·albedo
+    specular_albedo: torch.Tensor  # [F, h, W, 3]: E_spec, the specular lobe's albedo (principled_albedo)
     specular_colour: torch.Tensor  # [F, h, W, 3]: F0, the reflectance at normal incidence
     to_eye: torch.Tensor  # [F, h, W, 3]: unit, from the surface towards the camera
     background: torch.Tensor  # [F, h, W] bool: no geometry
@@ -297,10 +253,12 @@ def surface(gbuffers: GBuffers, view: torch.Tensor, rows: slice) -> Surface:
     n_dot_v = (normal * to_eye).sum(-1).clamp(1e-4, 1.0)
     reflected = 2 * n_dot_v[..., None] * normal - to_eye
     dielectric_f0 = (DIELECTRIC_F0_AT_SPECULAR_1 * specular)[..., None].expand_as(albedo)
-    f0 = dielectric_f0 * (1 - metallic[..., None]) + albedo * metallic[..., None]
-    scale_bias = _lookup_brdf(roughness.float(), n_dot_v.float()).double()
-    specular_albedo = f0 * scale_bias[..., :1] + scale_bias[..., 1:]  # E_spec per channel
-    diffuse_colour = (1 - metallic[..., None]) * (1 - specular_albedo) * albedo
+    metal = metallic[..., None]
+    f0 = dielectric_f0 * (1 - metal) + albedo * metal
+    energy = surface_albedo(roughness, n_dot_v, specular)  # the principled BSDF's, per view angle
+    metal_specular = energy.metal_scale[..., None] * albedo + energy.metal_bias[..., None]
+    specular_albedo = (1 - metal) * energy.dielectric_bias[..., None] + metal * metal_specular
+    diffuse_colour = (1 - metal) * energy.dielectric_scale[..., None] * albedo
     return Surface(
         albedo, normal, reflected, roughness, diffuse_colour, specular_albedo, f0, to_eye, background
     )
