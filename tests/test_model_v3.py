@@ -2,6 +2,8 @@
 where the network changes nothing), HDR that cannot blow out, albedo as an input, the inverse
 path's conventions, and v2 weights converted to v3."""
 
+import dataclasses
+
 import numpy as np
 import torch
 from conftest import randomise, tiny_v2_pipeline
@@ -9,6 +11,7 @@ from conftest import randomise, tiny_v2_pipeline
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.envmap import camera_view_directions
 from renderflow.core.model import encodings as enc
+from renderflow.core.model.change_filter import smoothed_change
 from renderflow.core.model.pipeline import _intrinsic_from_model
 from renderflow.core.model.sources import SOURCE_SHADERS
 from renderflow.core.model.transformer import attribute_latent
@@ -125,6 +128,44 @@ def test_the_change_weight_takes_that_share_of_the_networks_change_in_model_spac
     np.testing.assert_allclose(partial, prior + 0.6 * (whole - prior), atol=2e-5)  # ... by far more than this
 
 
+def test_the_change_blur_smooths_the_networks_change_within_the_priors_surfaces():
+    """`change_blur`: the output is the prior plus the network's change under the prior-guided
+    filter (model space), the background (exact) giving and taking none."""
+    options = V3 | {"hdr_bound": False, "exact_background": True, "pixel_filter": 0.0}
+    pipeline = tiny_v2_pipeline(**options)
+    randomise(pipeline.transformer)
+    gbuffers, env, _ = scene()
+    scale = np.float32(light_scale(env))  # model space is light-normalised
+
+    def render(**setting: float) -> np.ndarray:
+        pipeline.config = dataclasses.replace(pipeline.config, **setting)
+        return enc.beauty_to_model(pipeline.render(gbuffers, env, vertical_fov_degrees=FOV) / scale)
+
+    sharp, smooth, prior = render(), render(change_blur=2.0), render(change_weight=0.0)
+    geometry = np.isfinite(gbuffers.depth[..., 0])[..., None]
+    change = torch.from_numpy((sharp - prior) * geometry).permute(0, 3, 1, 2)
+    guide = torch.from_numpy(prior).permute(0, 3, 1, 2)
+    expected = smoothed_change(change, guide, 2.0).permute(0, 2, 3, 1).numpy() * geometry
+    assert np.abs(expected - (sharp - prior)).max() > 5e-3  # the filter changes the change ...
+    np.testing.assert_allclose(smooth - prior, expected, atol=5e-5)  # ... by far more than this
+    np.testing.assert_array_equal(smooth[~geometry[..., 0]], prior[~geometry[..., 0]])
+
+
+def test_the_change_filter_keeps_an_edge_of_the_prior_and_smooths_within_a_surface():
+    """Across a step in the prior the change does not bleed; within one side it is averaged."""
+    prior = torch.full((1, 3, 16, 16), -0.5)
+    prior[..., 8:] = 0.5  # two surfaces, an edge at column 8
+    change = torch.zeros(1, 3, 16, 16)
+    change[..., 8:] = 0.2  # the network lifts the right-hand surface only
+    change[0, :, 4, 4] = 0.3  # and a speck on the left
+    smoothed = smoothed_change(change, prior, 2.0)
+    assert float(smoothed[..., :, :7].abs().max()) < 0.05  # the lift stays right of the edge
+    torch.testing.assert_close(smoothed[..., 9:], torch.full_like(smoothed[..., 9:], 0.2))
+    assert 0 < float(smoothed[0, 0, 4, 4]) < 0.03  # the speck spread thin
+    flat = smoothed_change(change, torch.zeros_like(prior), 2.0)  # no edge: the change bleeds across
+    assert float(flat[0, 0, 8, 7]) > 0.05 and float(smoothed[0, 0, 8, 7]) < 0.01
+
+
 def test_the_pixel_filter_spreads_light_without_adding_any_and_leaves_keyframe_pixels():
     image = np.zeros((1, 16, 16, 3), np.float32)
     image[0, 8, 8] = [100.0, 50.0, 1.0]  # one bright pixel
@@ -189,7 +230,8 @@ def test_the_bound_is_smooth_and_leaves_what_is_below_its_knee_alone():
 
 
 def test_v3_follows_the_env_maps_exposure_exactly():
-    pipeline = tiny_v2_pipeline(**V3)
+    pipeline = tiny_v2_pipeline(**V3, exact_background=True, change_weight=0.6, pixel_filter=0.5)
+    pipeline.config = dataclasses.replace(pipeline.config, change_blur=4.0)  # the bundled settings
     randomise(pipeline.transformer)
     gbuffers, env, _ = scene()
     once = pipeline.render(gbuffers, env, vertical_fov_degrees=FOV)

@@ -19,6 +19,7 @@ from renderflow.core.io.buffers import GBuffers
 from renderflow.core.model import encodings as enc
 from renderflow.core.model.autoencoder import Autoencoder, TinyAutoencoder, WanAutoencoder
 from renderflow.core.model.bridge import BridgeConfig, sample
+from renderflow.core.model.change_filter import smoothed_change
 from renderflow.core.model.guidance import KeyframeGuidance
 from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
 from renderflow.core.model.keyframe import KEYFRAME_LORA, KeyframeAdapter
@@ -73,6 +74,10 @@ class PipelineConfig:
     # prior and the network's render, whose errors are only partly alike; calibrated per checkpoint
     # on data its generator did not make (docs/MODEL.md, "Model v3"; bench/change_weight.py).
     change_weight: float = 1.0
+    # With `pixel_residual`: the network's change averaged over a Gaussian of this many pixels,
+    # within what the prior shows as one surface, before it is added (0: as it is); pixels whose
+    # change is dropped (`exact_*`) give and take none (core/model/change_filter.py).
+    change_blur: float = 0.0
     # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
     # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are
     # (core/shading/pixel_filter.py).
@@ -83,6 +88,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.change_weight <= 1.0:
             raise ValueError(f"pipeline.change_weight: expected a share in [0, 1], got {self.change_weight}")
+        if self.change_blur < 0.0:
+            raise ValueError(f"pipeline.change_blur: expected a σ in pixels ≥ 0, got {self.change_blur}")
 
 
 @dataclass
@@ -283,10 +290,18 @@ class RenderFlowPipeline:
                 beauty = self._ae.decode(sample(z0, velocity, steps)).float()[:, :, : end - start]
                 if self.config.pixel_residual and source is not None and source_model is not None:
                     unchanged = self._ae.decode(z0).float()[:, :, : end - start]
+                    prior = enc.frames_to_tensor(source_model[start:end]).to(beauty)  # [1, 3, f, H, W]
                     change = (beauty - unchanged) * self.config.change_weight
+                    changeable = None
                     if exact_pixels is not None:
-                        change = change * torch.from_numpy(~exact_pixels[None, None, start:end]).to(change)
-                    beauty = enc.frames_to_tensor(source_model[start:end]).to(beauty) + change
+                        changeable = torch.from_numpy(~exact_pixels[None, None, start:end]).to(change)
+                        change = change * changeable
+                    if self.config.change_blur > 0:  # frame by frame, [f, 3, H, W], guided by the prior
+                        frames = change[0].transpose(0, 1), prior[0].transpose(0, 1)
+                        change = smoothed_change(*frames, self.config.change_blur).transpose(0, 1)[None]
+                        if changeable is not None:
+                            change = change * changeable
+                    beauty = prior + change
                 reference = beauty[:, :, -1:]
                 # one copy to the host per chunk: device memory stays flat in the number of frames
                 outputs.append(enc.tensor_to_frames(beauty if index == 0 else beauty[:, :, 1:]))
