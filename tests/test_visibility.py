@@ -10,6 +10,7 @@ import torch
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.envmap import camera_view_directions
 from renderflow.core.shading import rays
+from renderflow.core.shading.pixel_filter import filter_pixels
 from renderflow.core.shading.visibility import (
     Marcher,
     enclosure,
@@ -90,6 +91,43 @@ def test_the_shaded_source_is_dark_in_the_shadow_and_follows_the_env_map_exactly
     assert inside < 0.75 * outside  # the sun's share is gone where the sphere blocks it
     brighter = shade_with_visibility(gbuffers, env_cam * np.float32(37.0), FOV)[0]
     np.testing.assert_allclose(brighter, shaded * 37.0, rtol=1e-5, atol=1e-6)
+
+
+def token_grid(depth, amplitude=0.1, period=8):
+    """Depth `[H, W, 1]` with the bumps of a decomposition's token grid: ± `amplitude` of itself."""
+    rows, cols = np.meshgrid(*(np.arange(n) for n in depth.shape[:2]), indexing="ij")
+    bumps = np.cos(2 * np.pi * rows / period) * np.cos(2 * np.pi * cols / period)
+    return (depth * (1 + amplitude * bumps[..., None])).astype(np.float32)
+
+
+def test_a_blurred_visibility_drops_the_dots_a_token_grid_makes_and_keeps_the_spheres_shadow():
+    """A decomposed depth's token grid makes the rays find occluders in every token (dots); with
+    `visibility_blur` they are averaged away, while the sphere's shadow and the flat ground's
+    shading stay, and the shading still follows the env map exactly."""
+    gbuffers, env_cam, rotation, position = sphere_over_plane()
+    bumpy = GBuffers(gbuffers.albedo, gbuffers.normal, token_grid(gbuffers.depth[0])[None], gbuffers.material)
+    truth, ground = analytic_shadow(gbuffers.depth[0], rotation, position)
+    luminance = np.array([0.2126, 0.7152, 0.0722])
+    dark_squares = gbuffers.albedo[0, ..., 0] < 0.3  # the checker's dark squares: one albedo
+    shadow, lit = truth & dark_squares, ground & ~truth & dark_squares
+
+    def dots(blur):  # the fine pattern the bumps add on the ground, relative to its shading
+        smooth = shade_with_visibility(gbuffers, env_cam, FOV, blur)[0] @ luminance
+        rough = shade_with_visibility(bumpy, env_cam, FOV, blur)[0] @ luminance
+        added = (rough - smooth).astype(np.float32)
+        fine = added - filter_pixels(added[None, ..., None], 4.0)[0, ..., 0]
+        return np.abs(fine)[ground].mean() / smooth[ground].mean(), smooth
+
+    sharp_dots, sharp = dots(0.0)
+    blurred_dots, blurred = dots(4.0)
+    assert sharp_dots > 0.03  # the grid is seen as occluders ...
+    assert blurred_dots < 0.25 * sharp_dots  # ... and averaged away
+    darkening = [1 - image[shadow].mean() / image[lit].mean() for image in (sharp, blurred)]
+    assert darkening[1] > 0.4 * darkening[0] > 0.15  # the sphere still casts its shadow, softer
+    assert abs(blurred[lit].mean() / sharp[lit].mean() - 1) < 0.02  # no light added or lost
+    brighter = shade_with_visibility(bumpy, env_cam * np.float32(37.0), FOV, 4.0)
+    expected = shade_with_visibility(bumpy, env_cam, FOV, 4.0) * 37.0
+    np.testing.assert_allclose(brighter, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_tiny_suns_glint_on_a_mirror_like_sphere_is_spread_over_its_pixel_not_lost_or_blown_out():

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_gbuffers, write_clip
+from conftest import make_gbuffers, tiny_v2_pipeline, write_clip
 
 from renderflow.core.io.buffers import GBuffers
 from renderflow.core.io.exr import read_exr, write_exr
 from renderflow.core.io.gbuffer_io import write_canonical_frame
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shot.workflows import (
+    DECOMPOSED_VISIBILITY_BLUR,
     MaterialEdit,
     composite_insert,
     edit_materials,
@@ -115,6 +116,20 @@ def test_relight_decomposes_once_and_renders_every_env_map(tiny_checkpoint):
     gbuffers, renders = relight(pipeline, plate, envs)
     assert calls == [1] and len(renders) == 2 and renders[0].shape == (3, 32, 32, 3)
     assert gbuffers.validate() == (3, 32, 32)
+
+
+def test_relight_averages_the_priors_visibility_over_the_decomposed_depths_token_grid():
+    """The prior's rays read a decomposed depth's bumps as occluders: relight renders with
+    DECOMPOSED_VISIBILITY_BLUR, which changes what the visibility prior gives."""
+    pipeline = tiny_v2_pipeline(bridge_source="shaded_visibility", pixel_residual=True)
+    plate = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    env = np.full((16, 32, 3), 0.5, np.float32)
+    env[2:4, 10:12] = 400.0  # a sun: shadows as well as occlusion
+    gbuffers, (relit,) = relight(pipeline, plate, [env])
+    blurred = pipeline.render(gbuffers, env, visibility_blur=DECOMPOSED_VISIBILITY_BLUR)
+    sharp = pipeline.render(gbuffers, env)
+    np.testing.assert_array_equal(relit, blurred)
+    assert np.abs(relit - sharp).max() > 1e-3 * sharp.max()
 
 
 # -- end to end with EXRs -----------------------------------------------------------------------------

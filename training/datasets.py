@@ -141,7 +141,7 @@ def to_model_space(clip: Clip, inputs: ModelInputs | None = None) -> ClipArrays:
     buffers |= dict(zip(inputs.env_names(), brackets, strict=True))
     shader = SOURCE_SHADERS[inputs.bridge_source]
     if shader is not None:
-        buffers[inputs.bridge_source] = shader(gbuffers, env_cam, clip.vertical_fov_degrees)
+        buffers[inputs.bridge_source] = shader(gbuffers, env_cam, clip.vertical_fov_degrees, 0.0)
     if inputs.lighting.normalise:
         buffers["plate"] = enc.beauty_to_model(clip.beauty / np.float32(image_exposure_scale(clip.beauty)))
     stack = np.stack([buffers[name] for name in inputs.names]).astype(np.float32)

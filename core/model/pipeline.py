@@ -233,6 +233,7 @@ class RenderFlowPipeline:
         progress: ProgressFn | None = None,
         vertical_fov_degrees: float | None = None,
         camera_to_world: np.ndarray | None = None,
+        visibility_blur: float = 0.0,
     ) -> np.ndarray:
         """Render scene-linear HDR beauty `[F, H, W, 3]` float32.
 
@@ -249,6 +250,8 @@ class RenderFlowPipeline:
                 when not given) and for keyframe reprojection.
             camera_to_world: the cameras `[F, 4, 4]` (ARCHITECTURE §2's camera.json layout); a keyframe
                 adapter with reprojection uses them with the depth to move keyframes into each frame.
+            visibility_blur: pixels over which the physics prior's visibility is averaged (0: none);
+                for G-buffers decomposed from a plate (core/shot/workflows.py, `shade_with_visibility`).
         """
         encoded = gbuffers if isinstance(gbuffers, GBufferLatents) else self.encode_gbuffers(gbuffers)
         num_frames, height, width = encoded.num_frames, encoded.height, encoded.width
@@ -256,7 +259,7 @@ class RenderFlowPipeline:
             self._check_envmap(envmap_cam, num_frames), self.lighting, exposure_stops
         )
         env_model = env_brackets_to_model(env_cam, self.lighting.env_brackets, num_frames, height, width)
-        source_model = self.source.frames(encoded.gbuffers, env_cam, vertical_fov_degrees)
+        source_model = self.source.frames(encoded.gbuffers, env_cam, vertical_fov_degrees, visibility_blur)
         guide = self.guidance.prepare(
             keyframes, encoded.gbuffers, light_scale, camera_to_world, vertical_fov_degrees
         )

@@ -20,21 +20,29 @@ from renderflow.core.shading.visibility import shade_with_visibility, shaded_vis
 
 logger = logging.getLogger(__name__)
 
-# (G-buffers [F, H, W, C], normalised camera-view env maps [F, He, We, 3], vertical fov) -> [F, H, W, 3]
-SourceShader = Callable[[GBuffers, np.ndarray, float], np.ndarray]
+# (G-buffers [F, H, W, C], normalised camera-view env maps [F, He, We, 3], vertical fov,
+#  visibility blur in pixels) -> [F, H, W, 3]
+SourceShader = Callable[[GBuffers, np.ndarray, float, float], np.ndarray]
 
 
 def filtered_visibility_source_model(
-    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float, visibility_blur: float = 0.0
 ) -> np.ndarray:
     """The shading with visibility as a path tracer's pixels are: filtered by PIXEL_FILTER_SIGMA."""
-    shading = shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees)
+    shading = shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees, visibility_blur)
     return enc.beauty_to_model(filter_pixels(shading, PIXEL_FILTER_SIGMA))
+
+
+def deferred_source_model(
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float, visibility_blur: float = 0.0
+) -> np.ndarray:
+    """The Deferred shading: no visibility, so `visibility_blur` has nothing to smooth."""
+    return shaded_source_model(gbuffers, envmap_cam, vertical_fov_degrees)
 
 
 SOURCE_SHADERS: dict[str, SourceShader | None] = {
     "albedo": None,  # the paper: z0 is the albedo latent
-    "shaded": shaded_source_model,  # Deferred shading (SH diffuse + split-sum GGX), no visibility
+    "shaded": deferred_source_model,  # Deferred shading (SH diffuse + split-sum GGX), no visibility
     "shaded_visibility": shaded_visibility_source_model,  # with shadows, occlusion and one bounce
     # ... under the renderer's pixel filter (core/shading/pixel_filter.py)
     "shaded_visibility_filtered": filtered_visibility_source_model,
@@ -60,9 +68,14 @@ class BridgeSource:
         return self.shader is not None
 
     def frames(
-        self, gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float | None
+        self,
+        gbuffers: GBuffers,
+        envmap_cam: np.ndarray,
+        vertical_fov_degrees: float | None,
+        visibility_blur: float = 0.0,
     ) -> np.ndarray | None:
-        """The source in model space `[F, H, W, 3]`, or None for the albedo source."""
+        """The source in model space `[F, H, W, 3]`, or None for the albedo source; `visibility_blur`
+        as in `shade_with_visibility`."""
         if self.shader is None:
             return None
         if vertical_fov_degrees is None:
@@ -72,4 +85,4 @@ class BridgeSource:
                 DEFAULT_VERTICAL_FOV_DEGREES,
             )
             vertical_fov_degrees = DEFAULT_VERTICAL_FOV_DEGREES
-        return self.shader(gbuffers, envmap_cam, vertical_fov_degrees)
+        return self.shader(gbuffers, envmap_cam, vertical_fov_degrees, visibility_blur)

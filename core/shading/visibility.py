@@ -30,6 +30,7 @@ so scaling the env map by k scales the result by k exactly; nothing is random.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,7 @@ from renderflow.core.shading.deferred import (
     solid_angles,
     surface,
 )
+from renderflow.core.shading.pixel_filter import gaussian_blur
 
 MAX_LIGHTS = 3
 LIGHT_CONTRAST = 6.0  # texels brighter than this × the map's mean luminance may belong to a light
@@ -131,10 +133,15 @@ def enclosure(gbuffers: GBuffers) -> float:
 
 
 def shade_with_visibility(
-    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float, visibility_blur: float = 0.0
 ) -> np.ndarray:
     """Scene-linear beauty `[F, H, W, 3]` of the G-buffers under camera-view env maps `[F, He, We, 3]`
-    (or one `[He, We, 3]` for all frames), with shadows and occlusion (module docstring)."""
+    (or one `[He, We, 3]` for all frames), with shadows and occlusion (module docstring).
+
+    `visibility_blur` (pixels, 0: none) averages the visibility terms (occlusion, the lights'
+    shadows, the reflection's visibility, the bounce) over a Gaussian: for G-buffers decomposed from
+    a plate, whose depth carries the inverse adapter's 8-pixel token grid, which the rays would
+    otherwise read as occluders, a dot per token (core/shot/workflows.py)."""
     num_frames, height, width = gbuffers.validate()
     env = torch.from_numpy(np.ascontiguousarray(envmap_cam, dtype=np.float32))
     if env.ndim == 3:
@@ -148,7 +155,9 @@ def shade_with_visibility(
     out = np.empty((num_frames, height, width, 3), np.float32)
     for frame in range(num_frames):
         frame_buffers = GBuffers(*(buffer[frame : frame + 1] for buffer in _buffers(gbuffers)))
-        out[frame] = _shade_frame(frame_buffers, env[frame], view, vertical_fov_degrees, enclosed)
+        out[frame] = _shade_frame(
+            frame_buffers, env[frame], view, vertical_fov_degrees, enclosed, visibility_blur
+        )
     return out
 
 
@@ -157,12 +166,14 @@ def _buffers(gbuffers: GBuffers) -> tuple[np.ndarray, ...]:
 
 
 def _shade_frame(
-    gbuffers: GBuffers, env: torch.Tensor, view: torch.Tensor, fov: float, enclosed: float
+    gbuffers: GBuffers, env: torch.Tensor, view: torch.Tensor, fov: float, enclosed: float, blur: float
 ) -> np.ndarray:
-    """One frame (`gbuffers` of one frame, its env map `[He, We, 3]`) -> `[H, W, 3]`."""
+    """One frame (`gbuffers` of one frame, its env map `[He, We, 3]`) -> `[H, W, 3]`, its visibility
+    terms averaged over a Gaussian of `blur` pixels (0: none)."""
     shading = surface(gbuffers, view[None], slice(None))
     depth = torch.from_numpy(gbuffers.depth[0, ..., 0]).double()  # [H, W], inf on the background
     normal = shading.normal[0]
+    smooth = _geometry_blur(~shading.background[0], blur)
     stride = march_stride(*depth.shape)
     marcher = Marcher(depth, normal, fov, enclosed, stride)
     lights, residual = split_lights(env)
@@ -171,6 +182,7 @@ def _shade_frame(
     occlusion, occluders = marcher.upsample(*marcher.occlusion(normal[on_grid]))  # [H, W], [D, H, W]
     reflected = F.normalize(shading.reflected[0][on_grid], dim=-1)
     reflection, mirrored = marcher.upsample(*marcher.march(reflected, SHADOW_STEPS))
+    occlusion, reflection = smooth(occlusion), smooth(reflection)
     roughness = shading.roughness[0][..., None]
     sky_irradiance = sh_irradiance_of(sh_coefficients(residual[None]), normal[None])[0] / math.pi
     levels = prefiltered_envmaps(residual[None].float())
@@ -180,7 +192,7 @@ def _shade_frame(
     direct_specular = torch.zeros_like(sky_reflection)
     for light in lights:
         shadow = marcher.upsample(marcher.soft_visibility(light.direction, light.radius))[0]
-        shadow = _depth_aware_blur(shadow, depth, SHADOW_BLUR_RADIUS)[..., None]
+        shadow = smooth(_depth_aware_blur(shadow, depth, SHADOW_BLUR_RADIUS))[..., None]
         cosine = (normal @ light.direction).clamp_min(0)[..., None]
         direct_diffuse += shadow * light.irradiance * cosine / math.pi
         direct_specular += shadow * light.irradiance * cosine * _ggx_brdf(shading, light, footprint)
@@ -200,13 +212,30 @@ def _shade_frame(
     first = compose(torch.zeros_like(sky_irradiance), sky_mirror).reshape(-1, 3)
     seen = torch.where(occluders[..., None] >= 0, first[occluders.clamp_min(0)], 0.0)  # [D, H, W, 3]
     # few rays per pixel, dithered: the bounce and the mirror are averaged like the occlusion
-    bounce = _depth_aware_blur(seen.mean(0), depth)
+    bounce = smooth(_depth_aware_blur(seen.mean(0), depth))
     mean_seen = seen.sum(0) / (occluders >= 0).sum(0).clamp_min(1)[..., None]
     bounce_specular = torch.where(mirrored[..., None] >= 0, first[mirrored.clamp_min(0)], mean_seen)
     mirror = _depth_aware_blur(
         sky_mirror + (1 - reflection[..., None]) * bounce_specular, depth, SHADOW_BLUR_RADIUS
     )
     return compose(bounce, mirror).float().numpy()
+
+
+def _geometry_blur(geometry: torch.Tensor, sigma: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A Gaussian of `sigma` pixels (0: the identity) over the `geometry` pixels `[H, W]` of a map
+    `[H, W]` or `[H, W, C]`: the background neither gives nor takes."""
+    if sigma <= 0:
+        return lambda values: values
+    weight = geometry.double()[None, None]  # [1, 1, H, W]
+    norm = gaussian_blur(weight, sigma).clamp_min(1e-12)
+
+    def blurred(values: torch.Tensor) -> torch.Tensor:
+        image = values[None, None] if values.ndim == 2 else values.permute(2, 0, 1)[None]
+        result = (gaussian_blur(image * weight, sigma) / norm)[0]
+        result = result[0] if values.ndim == 2 else result.permute(1, 2, 0)
+        return torch.where(geometry if values.ndim == 2 else geometry[..., None], result, values)
+
+    return blurred
 
 
 def _ggx_brdf(shading: Surface, light: EnvLight, footprint: torch.Tensor) -> torch.Tensor:
@@ -461,7 +490,9 @@ def _not_parallel(direction: torch.Tensor) -> torch.Tensor:
 
 
 def shaded_visibility_source_model(
-    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float
+    gbuffers: GBuffers, envmap_cam: np.ndarray, vertical_fov_degrees: float, visibility_blur: float = 0.0
 ) -> np.ndarray:
     """The bridge's `shaded_visibility` source: `shade_with_visibility` in model space `[F, H, W, 3]`."""
-    return enc.beauty_to_model(shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees))
+    return enc.beauty_to_model(
+        shade_with_visibility(gbuffers, envmap_cam, vertical_fov_degrees, visibility_blur)
+    )

@@ -24,6 +24,10 @@ from renderflow.core.model.pipeline import RenderFlowPipeline
 COVERAGE_THRESHOLD = 0.5  # alpha at or above this is the object's pixel (G-buffers cannot be blended)
 RATIO_FLOOR = 1e-4  # below this the render without the object is black: the ratio is 1 there
 RATIO_NOISE = 0.01  # relative changes below this are the network's, not the object's (shading_ratio)
+# A decomposed depth carries the inverse adapter's 8-pixel token grid, which the prior's rays read as
+# occluders (a dot per token); its visibility is averaged over this many pixels, which keeps 0.7 %
+# of an 8-pixel period (docs/DECISIONS.md, bench/relight_round_trip.py)
+DECOMPOSED_VISIBILITY_BLUR = 4.0
 MATERIAL_CHANNELS = {"roughness": 0, "metallic": 1, "specular": 2}
 
 
@@ -41,7 +45,10 @@ def relight(
     """Decompose a scene-linear plate `[F, H, W, 3]` once and render it under each env map."""
     gbuffers = gbuffers_from_intrinsics(pipeline.decompose(plate_linear, steps=steps))
     latents = pipeline.encode_gbuffers(gbuffers)  # one encode for every env map
-    return gbuffers, [pipeline.render(latents, envmap, steps=steps) for envmap in envmaps_cam]
+    return gbuffers, [
+        pipeline.render(latents, envmap, steps=steps, visibility_blur=DECOMPOSED_VISIBILITY_BLUR)
+        for envmap in envmaps_cam
+    ]
 
 
 def _check_same_frames(name: str, array: np.ndarray, reference: np.ndarray, what: str) -> None:
