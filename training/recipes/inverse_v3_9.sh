@@ -8,20 +8,14 @@
 # Not bundled (2026-12-06, docs/DECISIONS.md): in distribution every intrinsic but roughness improved,
 # on ood64_select normals and depth did but albedo lost 1 dB, and relighting a plate under its own
 # env map (bench/relight_round_trip.py) lost 1 dB with it.
+# Data: the diverse set of v2_data.sh (data/diverse64), and that set joined with the hard preset in
+# data/mix64 by the synth and ln lines of bundled_v3_4.sh (run with DIVERSE=data/diverse64).
 set -euo pipefail
 DIVERSE=${DIVERSE:-data/diverse64}
-HARD=${HARD:-data/hard64}
 MIX=${MIX:-data/mix64}
 RUNS=${RUNS:-runs/inverse_v3_9}
 RF=${RF:-.venv/bin/rf-train}
 
-$RF synth --preset diverse --clips 400 --frames 9 --res 64 --spp 64 --seed 2 --workers 2 --out "$DIVERSE"
-$RF synth --preset hard --clips 200 --frames 9 --res 64 --spp 64 --seed 3 --workers 2 --out "$HARD"
-for split in train val; do
-    mkdir -p "$MIX/$split"
-    ln -sfn "$(realpath "$DIVERSE/$split")" "$MIX/$split/diverse"
-    ln -sfn "$(realpath "$HARD/$split")" "$MIX/$split/hard"
-done
 for run in "diverse 1e-4 $DIVERSE" "diverse_lr3e-5 3e-5 $DIVERSE" "mix 1e-4 $MIX"; do
     read -r name lr data <<<"$run"
     $RF inverse --data "$data" --init core/weights/renderflow-cpu --out "$RUNS/$name" \
