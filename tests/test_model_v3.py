@@ -130,7 +130,7 @@ def test_the_change_weight_takes_that_share_of_the_networks_change_in_model_spac
 
 def test_the_change_blur_smooths_the_networks_change_within_the_priors_surfaces():
     """`change_blur`: the output is the prior plus the network's change under the prior-guided
-    filter (model space), the background (exact) giving and taking none."""
+    filter (model space); the background (exact) counts as no change and takes none."""
     options = V3 | {"hdr_bound": False, "exact_background": True, "pixel_filter": 0.0}
     pipeline = tiny_v2_pipeline(**options)
     randomise(pipeline.transformer)

@@ -15,15 +15,16 @@ import math
 import torch
 import torch.nn.functional as F
 
+from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS
+
 CHANGE_BLUR_RANGE = 0.06  # model-space luminance (of [-1, 1]): prior pixels this far apart weigh e^-1/2
-LUMINANCE = (0.2126, 0.7152, 0.0722)
 
 
 def smoothed_change(change: torch.Tensor, prior: torch.Tensor, sigma: float) -> torch.Tensor:
     """`change` `[N, 3, H, W]` averaged over a Gaussian of `sigma` pixels (> 0) and over pixels whose
     `prior` `[N, 3, H, W]` (model space) is alike (CHANGE_BLUR_RANGE); the borders replicated."""
     radius = max(1, math.ceil(2.5 * sigma))
-    weights = torch.tensor(LUMINANCE, dtype=prior.dtype, device=prior.device).view(1, 3, 1, 1)
+    weights = torch.from_numpy(LUMINANCE_WEIGHTS).to(prior).view(1, 3, 1, 1)
     guide = (prior * weights).sum(1, keepdim=True)  # [N, 1, H, W]
     height, width = change.shape[-2:]
     padded_change = F.pad(change, (radius,) * 4, mode="replicate")

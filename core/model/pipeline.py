@@ -76,7 +76,8 @@ class PipelineConfig:
     change_weight: float = 1.0
     # With `pixel_residual`: the network's change averaged over a Gaussian of this many pixels,
     # within what the prior shows as one surface, before it is added (0: as it is); pixels whose
-    # change is dropped (`exact_*`) give and take none (core/model/change_filter.py).
+    # change is dropped (`exact_*`) take none and count as no change in their neighbours' averages
+    # (core/model/change_filter.py).
     change_blur: float = 0.0
     # The renderer's pixel filter on the rendered beauty: a Gaussian of this many pixels (0: none),
     # in scene-linear light; pixels taken from keyframes by `exact_reprojection` are left as they are

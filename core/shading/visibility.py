@@ -51,6 +51,7 @@ from renderflow.core.shading.deferred import (
     solid_angles,
     surface,
 )
+from renderflow.core.shading.lighting import LUMINANCE_WEIGHTS
 from renderflow.core.shading.pixel_filter import gaussian_blur
 
 MAX_LIGHTS = 3
@@ -71,7 +72,6 @@ OPPOSING_FULL, OPPOSING_FLOOR = 0.2, 0.05
 MARCH_FULL_RES_MAX = 128  # frames up to this size march a ray set from every pixel; larger, every second
 DEPTH_BIAS = 0.01  # a sample is behind the depth buffer when beyond it by this share of its depth
 BAYER_4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16 + 1 / 32
-LUMINANCE = (0.2126, 0.7152, 0.0722)
 
 
 @dataclass
@@ -91,7 +91,7 @@ def split_lights(envmap_cam: torch.Tensor) -> tuple[list[EnvLight], torch.Tensor
     env = envmap_cam.double()
     directions = camera_view_directions(height, width)  # [He, We, 3]
     omega = solid_angles(height, width).expand(height, width)
-    luminance = env @ torch.tensor(LUMINANCE, dtype=torch.float64)
+    luminance = env @ torch.from_numpy(LUMINANCE_WEIGHTS)
     total = float((luminance * omega).sum())
     threshold = LIGHT_CONTRAST * total / (4 * math.pi)
     excess = (luminance - threshold).clamp_min(0)  # per texel, above the threshold
