@@ -13,6 +13,7 @@ import click
 from tqdm import tqdm
 
 from renderflow.core.cli_options import data_option, folder_option, profile_option, stacked, verbose_option
+from renderflow.training.augment import AUGMENTATIONS
 from renderflow.training.scene_presets import PRESETS
 
 F = Callable[..., Any]
@@ -254,6 +255,14 @@ def _parse_schedule(value: str | None) -> tuple[tuple[int, int | None], ...] | N
 @click.option("--lambda-pixel", type=float, help="Weight of LPIPS + gradient loss (eq. 8).")
 @click.option(
     "--reference-probability", type=click.FloatRange(0, 1), help="Share of first-frame conditioning."
+)
+@click.option(
+    "--augment",
+    "augmentations",
+    type=click.Choice(AUGMENTATIONS),
+    multiple=True,
+    help="Train on each clip and its exact copy under this change as well (repeatable): mirror "
+    "(flipped left-right), tint (the lighting in another colour). See training/augment.py.",
 )
 def stage1(schedule: str | None, phase_lr_factors: str | None, **options: Any) -> None:
     """Stage 1: train the base renderer (bridge loss + λ·pixel losses).

@@ -40,6 +40,7 @@ from renderflow.core.shot.contact_sheet import (
     display_normal,
     write_contact_sheet,
 )
+from renderflow.training.augment import augment_clip
 
 logger = logging.getLogger(__name__)
 
@@ -255,33 +256,48 @@ class ClipWindowDataset(Dataset[dict[str, torch.Tensor]]):
 
 
 def load_dataset(
-    root: Path, split: str | None, profile: str = "auto", inputs: ModelInputs | None = None
+    root: Path,
+    split: str | None,
+    profile: str = "auto",
+    inputs: ModelInputs | None = None,
+    augmentations: tuple[str, ...] = (),
 ) -> list[ClipArrays]:
-    """Every clip of a split, loaded and converted to model space for a model that takes `inputs`.
+    """Every clip of a split, loaded and converted to model space for a model that takes `inputs`;
+    with `augmentations` (training/augment.py), each clip is followed by its augmented copies.
 
     Each clip's arrays are kept in `root/STACK_CACHE_DIR` (safetensors, named by a hash of the clip's
-    files, the profile and `inputs`), so the stages after the first skip reading and shading it.
+    files, the profile, `inputs` and the augmentation), so the stages after the first skip reading
+    and shading it.
     """
     inputs = inputs or ModelInputs()
     cache = Path(root) / STACK_CACHE_DIR
-    return [_cached_model_space(folder, profile, inputs, cache) for folder in find_clips(root, split)]
+    return [
+        _cached_model_space(folder, profile, inputs, cache, augmentation)
+        for folder in find_clips(root, split)
+        for augmentation in (None, *augmentations)
+    ]
 
 
 STACK_CACHE_DIR = ".model_space_cache"
 STACK_CACHE_VERSION = 4  # bump when to_model_space changes what it computes
 
 
-def _cached_model_space(folder: Path, profile: str, inputs: ModelInputs, cache: Path) -> ClipArrays:
+def _cached_model_space(
+    folder: Path, profile: str, inputs: ModelInputs, cache: Path, augmentation: str | None
+) -> ClipArrays:
     digest = hashlib.sha256(repr((STACK_CACHE_VERSION, profile, inputs)).encode())
+    if augmentation is not None:  # hashed only when set: the caches of unaugmented clips stay valid
+        digest.update(augmentation.encode())
+    name = folder.name if augmentation is None else f"{folder.name}+{augmentation}"
     for path in sorted(folder.iterdir()):
         if path.is_file():
             stat = path.stat()
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    path = cache / f"{folder.name}-{digest.hexdigest()[:16]}.safetensors"
+    path = cache / f"{name}-{digest.hexdigest()[:16]}.safetensors"
     if path.exists():
         tensors = load_file(str(path))
         return ClipArrays(
-            folder.name,
+            name,
             tensors["stack"].numpy(),
             tensors["mask"].numpy(),
             inputs.names,
@@ -289,7 +305,10 @@ def _cached_model_space(folder: Path, profile: str, inputs: ModelInputs, cache: 
             tensors["camera_to_world"].numpy(),
             float(tensors["vertical_fov_degrees"]),
         )
-    arrays = to_model_space(load_clip(folder, profile), inputs)
+    clip = load_clip(folder, profile)
+    if augmentation is not None:
+        clip = augment_clip(clip, augmentation)
+    arrays = to_model_space(clip, inputs)
     assert arrays.depth is not None and arrays.camera_to_world is not None
     try:
         cache.mkdir(exist_ok=True)

@@ -36,6 +36,7 @@ class Stage1Config(helpers.TransformerStageConfig):
     out: str = ""  # the trained checkpoint, its train_state/ and logs/
     split: str = "train"
     profile: str = "auto"  # AOV profile of the clips' EXRs
+    augmentations: tuple[str, ...] = ()  # exact copies of each clip beside it (training/augment.py)
     # data: the paper trains 20k steps at 256² then 20k at 512², 5-frame clips
     window: int = 5
     schedule: tuple[tuple[int, int | None], ...] = ((20000, 256), (20000, 512))  # (steps, crop; None = full)
@@ -85,7 +86,9 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
     pipeline = helpers.load_for_training(config.init, device)
 
     # 3. Data: clips in memory, as this model sees them; one dataset per crop size of the schedule
-    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
+    clips = load_dataset(
+        Path(config.data), config.split, config.profile, ModelInputs.of(pipeline), config.augmentations
+    )
     datasets = {
         crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)
         for crop in {crop for _, crop in config.schedule}
