@@ -26,8 +26,13 @@ AUGMENTATIONS = ("mirror", "tint")
 TINT_LOG_SIGMA = 0.4  # per channel: about 1 clip in 5 has a channel twice another
 
 
+def augmented_name(name: str, augmentation: str) -> str:
+    """The name of a clip's copy under `augmentation`: `clip_0007+mirror`."""
+    return f"{name}+{augmentation}"
+
+
 def augment_clip(clip: Clip, augmentation: str) -> Clip:
-    """The clip under one augmentation of `AUGMENTATIONS`, named `{clip.name}+{augmentation}`."""
+    """The clip under one augmentation of `AUGMENTATIONS`, named by `augmented_name`."""
     if augmentation == "mirror":
         return mirror_clip(clip)
     if augmentation == "tint":
@@ -48,7 +53,7 @@ def mirror_clip(clip: Clip) -> Clip:
     )
     return dataclasses.replace(
         clip,
-        name=f"{clip.name}+mirror",
+        name=augmented_name(clip.name, "mirror"),
         gbuffers=mirrored,
         beauty=np.flip(clip.beauty, axis=2).copy(),
         mask=np.flip(clip.mask, axis=2).copy(),
@@ -69,7 +74,7 @@ def tint_clip(clip: Clip, colour: np.ndarray) -> Clip:
     """The clip lit by its env maps × `colour` `[3]`: the beauty (background included) × `colour`."""
     return dataclasses.replace(
         clip,
-        name=f"{clip.name}+tint",
+        name=augmented_name(clip.name, "tint"),
         beauty=clip.beauty * colour,
         envmap_cam=clip.envmap_cam * colour,
         envmap_world=clip.envmap_world * colour,

@@ -40,7 +40,7 @@ from renderflow.core.shot.contact_sheet import (
     display_normal,
     write_contact_sheet,
 )
-from renderflow.training.augment import augment_clip
+from renderflow.training.augment import augment_clip, augmented_name
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def _cached_model_space(
     digest = hashlib.sha256(repr((STACK_CACHE_VERSION, profile, inputs)).encode())
     if augmentation is not None:  # hashed only when set: the caches of unaugmented clips stay valid
         digest.update(augmentation.encode())
-    name = folder.name if augmentation is None else f"{folder.name}+{augmentation}"
+    name = folder.name if augmentation is None else augmented_name(folder.name, augmentation)
     for path in sorted(folder.iterdir()):
         if path.is_file():
             stat = path.stat()
