@@ -210,6 +210,36 @@ def test_cameras_stay_outside_every_object():
                 assert distance > half_extent, (preset, index, shape.kind)
 
 
+def _object_share(preset: str, seeds: range, folder) -> float:
+    """The mean share of each clip's first frame that its objects cover (geometry, not the ground:
+    the ground's world normal points up), from the path tracer's own buffers."""
+    shares = []
+    for seed in seeds:
+        setup = clip_setup(preset, seed, frames=1)
+        envmap_path = folder / f"{preset}_{seed}.exr"
+        write_exr(envmap_path, make_envmap(setup.scene.env, 16, 32), ["R", "G", "B"], half=False)
+        meshes = write_meshes(setup.scene, folder / f"meshes_{preset}_{seed}")
+        buffers = render_frame(
+            setup.scene, envmap_path, meshes, setup.cameras[0], setup.vertical_fov_degrees, 24, 1, 0
+        )
+        world_up = (buffers["normal"] @ setup.cameras[0][:3, :3].T)[..., 1]
+        shares.append(float(((buffers["mask"][..., 0] > 0.5) & (world_up < 0.95)).mean()))
+    return float(np.mean(shares))
+
+
+def test_the_closeup_preset_fills_the_frame_with_objects_drawn_as_diverse_draws_them(tmp_path):
+    """`closeup` is `diverse` framed nearer: the same env families, fields of view and shapes (the
+    OOD split stays apart), and objects over much more of the frame than the ground."""
+    setups = [clip_setup("closeup", seed, frames=3) for seed in range(40)]
+    assert {s.scene.env.kind for s in setups} <= set(HDR_ENV_KINDS)
+    assert all(30 <= s.vertical_fov_degrees <= 60 for s in setups)
+    assert not any(shape.kind == "cylinder" for s in setups for shape in s.scene.shapes)
+    assert all(len(s.scene.shapes) - 1 >= 3 for s in setups)
+    closeup = _object_share("closeup", range(8), tmp_path)
+    diverse = _object_share("diverse", range(8), tmp_path)
+    assert closeup > 2 * diverse and closeup > 0.4, (closeup, diverse)
+
+
 def test_the_hard_preset_draws_every_family_with_rooms_that_enclose_their_cameras(tmp_path):
     setups = [clip_setup("hard", seed, frames=5) for seed in range(60)]
     assert {s.scene.family for s in setups} == set(HARD_FAMILIES)

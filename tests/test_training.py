@@ -20,7 +20,12 @@ from renderflow.training import loop_helpers as helpers
 from renderflow.training.autoencoder_stage import AutoencoderConfig, train_autoencoder
 from renderflow.training.cli import main
 from renderflow.training.datasets import ClipWindowDataset, WindowSpec, load_dataset
-from renderflow.training.inverse_stage import InverseConfig, inverse_losses, train_inverse
+from renderflow.training.inverse_stage import (
+    InverseConfig,
+    inverse_losses,
+    reconstruction_loss,
+    train_inverse,
+)
 from renderflow.training.stage1 import Stage1Config, stage1_losses, train_stage1
 from renderflow.training.stage2 import Stage2Config, stage2_losses, train_stage2
 
@@ -142,6 +147,21 @@ def test_stage2_fresh_adapter_starts_again_from_a_no_op(tiny_dataset, random_che
     assert np.array_equal(fresh.render(gbuffers, env, keyframes=keyframes), fresh.render(gbuffers, env))
     base_before, base_after = base_state_dict(random_model.transformer), base_state_dict(fresh.transformer)
     assert all(torch.equal(base_before[key], base_after[key]) for key in base_before)
+
+
+def test_the_material_loss_scores_the_geometry_only():
+    """Roughness and metallic exist on the geometry: what the adapter answers on the background
+    changes nothing, what it answers on the geometry does."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 3, 2, 8, 8, generator=generator) * 2 - 1
+    mask = torch.zeros(1, 1, 2, 8, 8)
+    mask[..., 2:6, 2:6] = 1.0
+    decoded = torch.rand(1, 3, 2, 8, 8, generator=generator) * 2 - 1
+    loss = reconstruction_loss("metallic", decoded, target, mask, None)
+    background_changed = torch.where(mask > 0, decoded, torch.full_like(decoded, 5.0))
+    assert torch.equal(reconstruction_loss("metallic", background_changed, target, mask, None), loss)
+    geometry_right = torch.where(mask > 0, target[:, :1].expand_as(decoded), decoded)
+    assert float(reconstruction_loss("roughness", geometry_right, target, mask, None)) < 1e-6 < float(loss)
 
 
 def test_inverse_trains_only_the_inverse_adapter(tiny_dataset, tiny_checkpoint, tmp_path):

@@ -3,8 +3,9 @@
 The bridge runs from the image latent (t = 0) to one intrinsic's latent (t = 1); each batch
 draws one intrinsic at random. Loss = bridge loss + λ·the intrinsic's reconstruction loss on
 the decoded prediction: L1 (+ LPIPS) for albedo, cosine for normals, scale-and-shift-invariant
-log depth, L1 for roughness and metallic (eqs. 9-12). Only the inverse embedder, its LoRA, the
-prompt cross-attentions and the heads train; the forward model stays bit-identical.
+log depth, L1 for roughness and metallic on the geometry only (eqs. 9-12; the background has no
+material). Only the inverse embedder, its LoRA, the prompt cross-attentions and the heads train;
+the forward model stays bit-identical.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def reconstruction_loss(
         return cosine_loss(decoded, target, mask)
     if intrinsic == "depth":
         return ssi_log_depth_loss(log_depth_from_model(decoded), log_depth_from_model(target), mask)
-    return l1_loss(decoded.mean(dim=1, keepdim=True), target[:, :1])
+    return l1_loss(decoded.mean(dim=1, keepdim=True), target[:, :1], mask)
 
 
 def inverse_losses(

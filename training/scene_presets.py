@@ -11,6 +11,9 @@
   wide and long lenses on trucking and low orbiting cameras.
 - `hard`: what the evaluations found the model failing on (`training/hard_scenes.py`): rooms lit
   through a window or a skylight, fences under low suns, mirrors among fine textures, night.
+- `closeup`: `diverse`'s env maps, materials and camera moves, framed so that the objects fill the
+  frame (3-7 larger objects, cameras nearer and lower): in `diverse` the ground covers most pixels,
+  and the inverse adapter learnt to answer "ground" everywhere.
 Everything is a pure function of the clip seed.
 """
 
@@ -39,7 +42,26 @@ from renderflow.training.procedural import (
     random_scene,
 )
 
-PRESETS = ("classic", "diverse", "ood", "hard")
+PRESETS = ("classic", "diverse", "ood", "hard", "closeup")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How many objects, how large and how spread, and how far and high the cameras are (their
+    distance in units of the framing that keeps the objects in view)."""
+
+    objects: tuple[int, int]  # [low, high) of the object count
+    scale: tuple[float, float]
+    spread: float  # objects stand within this radius of the centre
+    camera_radius: tuple[float, float]
+    camera_height: tuple[float, float]
+
+
+FRAMINGS = {
+    "diverse": Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0)),
+    "closeup": Framing((3, 8), (0.4, 0.85), 1.3, (2.4, 4.0), (0.4, 2.0)),
+    "ood": Framing((4, 9), (0.5, 1.0), 2.2, (3.0, 5.5), (0.6, 3.0)),
+}
 
 
 @dataclass(frozen=True)
@@ -63,13 +85,15 @@ def clip_setup(preset: str, seed: int, frames: int, classic_fov_degrees: float =
     if preset == "hard":
         return ClipSetup(*hard_scene(rng, frames))
     ood = preset == "ood"
-    scene = _scene(rng, ood)
+    framing = FRAMINGS[preset]
+    scene = _scene(rng, ood, framing)
     fov = float(rng.choice([rng.uniform(20, 28), rng.uniform(60, 75)]) if ood else rng.uniform(30, 60))
+    target = np.array(scene.camera_target)
     distance = 1.0
-    cameras = _camera_path(copy.deepcopy(rng), frames, np.array(scene.camera_target), fov, ood, distance)
+    cameras = _camera_path(copy.deepcopy(rng), frames, target, fov, ood, framing, distance)
     while _camera_inside_a_shape(cameras, scene):  # the same path, further out (no new draws)
         distance *= CAMERA_BACK_OFF
-        cameras = _camera_path(copy.deepcopy(rng), frames, np.array(scene.camera_target), fov, ood, distance)
+        cameras = _camera_path(copy.deepcopy(rng), frames, target, fov, ood, framing, distance)
     return ClipSetup(scene, cameras, fov)
 
 
@@ -107,12 +131,12 @@ def classic_camera_path(rng: np.random.Generator, frames: int, target: np.ndarra
     return np.stack(matrices)
 
 
-def _scene(rng: np.random.Generator, ood: bool) -> SceneSpec:
+def _scene(rng: np.random.Generator, ood: bool, framing: Framing) -> SceneSpec:
     shapes = [ShapeSpec("ground", (0.0, 0.0, 0.0), GROUND_SIZE, 0.0, _material(rng, ood, textured=True))]
-    count = int(rng.integers(4, 9)) if ood else int(rng.integers(1, 7))
+    count = int(rng.integers(*framing.objects))
     kinds = (*SHAPE_KINDS, "cylinder") if ood else SHAPE_KINDS
     for _ in range(count):
-        scale = float(rng.uniform(0.5, 1.0) if ood else rng.uniform(0.25, 0.7))
+        scale = float(rng.uniform(*framing.scale))
         stretch = (1.0, 1.0, 1.0)
         kind = str(rng.choice(kinds))
         form = rng.random()
@@ -127,7 +151,7 @@ def _scene(rng: np.random.Generator, ood: bool) -> SceneSpec:
         elif kind == "cylinder":
             radius_factor = float(rng.uniform(0.3, 0.8))
             stretch = (radius_factor, float(rng.uniform(0.5, 2.0)), radius_factor)
-        radius, angle = float(rng.uniform(0, 2.2 if ood else 1.8)), float(rng.uniform(0, 2 * math.pi))
+        radius, angle = float(rng.uniform(0, framing.spread)), float(rng.uniform(0, 2 * math.pi))
         base = 0.0
         if len(shapes) > 1 and rng.random() < (0.15 if ood else 0.3):  # stacked on an earlier object
             below = shapes[int(rng.integers(1, len(shapes)))]
@@ -181,14 +205,20 @@ def _material(rng: np.random.Generator, ood: bool, textured: bool) -> MaterialSp
 
 
 def _camera_path(
-    rng: np.random.Generator, frames: int, target: np.ndarray, fov: float, ood: bool, distance_scale: float
+    rng: np.random.Generator,
+    frames: int,
+    target: np.ndarray,
+    fov: float,
+    ood: bool,
+    framing: Framing,
+    distance_scale: float,
 ) -> np.ndarray:
-    """Orbits, dollies and cranes (diverse); trucks and low orbits (ood); distance scaled to the fov
-    and by `distance_scale`."""
+    """Orbits, dollies and cranes (diverse, closeup); trucks and low orbits (ood); distance scaled
+    to the fov and by `distance_scale`."""
     kind = str(rng.choice(["truck", "low_orbit"] if ood else ["orbit", "dolly", "crane"]))
-    framing = math.tan(math.radians(20)) / math.tan(math.radians(fov) / 2)  # keep the objects in frame
-    radius = rng.uniform(3.0, 5.5) * framing * distance_scale
-    height = rng.uniform(0.3, 0.8) if kind == "low_orbit" else rng.uniform(0.6, 3.0)
+    in_frame = math.tan(math.radians(20)) / math.tan(math.radians(fov) / 2)  # keep the objects in frame
+    radius = rng.uniform(*framing.camera_radius) * in_frame * distance_scale
+    height = rng.uniform(0.3, 0.8) if kind == "low_orbit" else rng.uniform(*framing.camera_height)
     start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.6) * rng.choice([-1, 1])
     side = np.array([math.cos(start), 0.0, -math.sin(start)])
     matrices = []

@@ -45,7 +45,7 @@ class SynthConfig:
     vertical_fov_degrees: float = 40.0
     envmap_height: int = 128  # the env map written with each clip is 2:1 lat-long
     animate_material: bool = False  # paper appendix C: roughness 1->0, metallic 0->1, blue->green
-    preset: str = "classic"  # scene_presets.PRESETS: classic, diverse (training), ood (test only)
+    preset: str = "classic"  # scene_presets.PRESETS; ood is a test split only
 
 
 def split_of(index: int, clips: int) -> str:
