@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model v3.12 and its inverse adapter: the training data framed as the held-out scenes are. In the
-# diverse set the ground covers ~80 % of every frame (objects 18 % on average, the OOD split's 36 %),
-# and the inverse adapter answered "ground" everywhere: its normals point up and its roughness and
+# diverse set objects cover 18 % of a frame on average and the ground most of the rest (the OOD
+# split: objects 36 %), and the inverse adapter answered "ground" everywhere: its normals point up and its roughness and
 # metallic are one constant, in distribution too. The `closeup` preset is the diverse generator
 # framed nearer (objects 51 %; docs/DATA.md); 240 clips of it join the diverse set by symlinks.
 # 1. The bundled inverse adapter continued on the joined set (inverse_v3_9.sh's settings), its
