@@ -9,13 +9,22 @@ the OOD preset), then check the chosen weight on the headline split.
     .venv/bin/python bench/change_weight.py --data data/ood64_select --weights 0.5 0.6 --blurs 0 2 3 4 6
 
 Prints a line per clip and the table of means, writes bench/results/change_weight_DATANAME_cpu.json
-(change_blur_DATANAME_cpu.json with --blurs).
+(change_blur_DATANAME_cpu.json with --blurs). To compare a candidate with the bundled model, pass
+the bundled model's record as --against (a copy: this run writes its own under the same name): each
+setting both scored gets the mean per-clip difference with its 90 % bootstrap interval. A candidate
+whose interval holds 0 has not shown that it is better (docs/DECISIONS.md: two candidates better on
+the selection splits lost on the test split).
+
+    cp bench/results/change_blur_ood64_select_cpu.json /tmp/bundled.json
+    .venv/bin/python bench/change_weight.py --data data/ood64_select --checkpoint runs/NEW/stage2 \
+        --weights 0.6 --blurs 4 --against /tmp/bundled.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +52,9 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.4, 0.5, 0.6, 0.7, 1.0])
     parser.add_argument("--blurs", type=float, nargs="+", default=[0.0], help="change_blur σ (pixels)")
     parser.add_argument("--max-clips", type=int, default=None)
+    parser.add_argument(
+        "--against", type=Path, default=None, help="another checkpoint's record of this benchmark, same split"
+    )
     args = parser.parse_args()
 
     pipeline = RenderFlowPipeline.from_pretrained(args.checkpoint)
@@ -71,7 +83,35 @@ def main() -> None:
     print_table(f"{title}; {checkpoint}", [rounded])
     args.device = "cpu"
     stem = "change_weight" if args.blurs == [0.0] else "change_blur"
+    if args.against is not None:  # read before write_record, which may overwrite that very file
+        print_comparison(per_clip, json.loads(args.against.read_text())["per_clip"], args.against)
     write_record(f"{stem}_{args.data.name}", args, mean_psnr=means, per_clip=per_clip)
+
+
+def print_comparison(
+    per_clip: dict[str, dict[str, float]], other: dict[str, dict[str, float]], other_name: Path
+) -> None:
+    """This run minus `other`, clip by clip, for every setting both scored."""
+    clips = sorted(set(per_clip) & set(other))
+    if len(clips) < 2:
+        raise SystemExit(f"{other_name}: fewer than two clips in common with this run ({len(clips)})")
+    rows = []
+    for column in per_clip[clips[0]]:
+        if column == "prior" or column not in other[clips[0]]:
+            continue
+        differences = np.array([per_clip[clip][column] - other[clip][column] for clip in clips])
+        low, high = metrics.paired_difference_interval(differences)
+        rows.append(
+            {
+                "setting": column,
+                "mean difference (dB)": f"{differences.mean():+.2f}",
+                "90 % interval": f"{low:+.2f} to {high:+.2f}",
+                "clips better": f"{int((differences > 0).sum())} / {len(clips)}",
+            }
+        )
+    if not rows:
+        raise SystemExit(f"{other_name}: no setting in common with this run")
+    print_table(f"against {other_name}, {len(clips)} clips (this run − that one)", rows)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,18 @@ def test_intrinsic_metrics():
     assert metrics.ssi_log_depth_rmse(3.0 * depth, depth, mask) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_paired_difference_interval_tells_a_consistent_gain_from_a_few_swings():
+    steady = np.full(16, 0.2) + np.linspace(-0.05, 0.05, 16)  # every clip a little better
+    low, high = metrics.paired_difference_interval(steady)
+    assert 0.0 < low < 0.2 < high < 0.3
+    swings = np.array([3.0, -2.8, 0.1, -0.1, 2.5, -2.4, 0.2, -0.3])  # mean +0.03, a few big swings
+    low, high = metrics.paired_difference_interval(swings)
+    assert low < 0.0 < high
+    assert metrics.paired_difference_interval(swings) == (low, high)  # the same on a rerun
+    with pytest.raises(ValueError, match="two or more"):
+        metrics.paired_difference_interval(np.array([1.0]))
+
+
 def test_rf_eval_writes_the_three_tables(tiny_dataset, tiny_checkpoint, tmp_path):
     args = ["--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)]
     result = CliRunner().invoke(rf_eval, [*args, "--keyframe-gaps", "2,4", "--sampler-steps", "3"])
