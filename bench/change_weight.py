@@ -17,7 +17,7 @@ the selection splits lost on the test split).
 
     cp bench/results/change_blur_ood64_select_cpu.json /tmp/bundled.json
     .venv/bin/python bench/change_weight.py --data data/ood64_select --checkpoint runs/NEW/stage2 \
-        --weights 0.6 --blurs 4 --against /tmp/bundled.json
+        --weights 0.3 0.45 0.6 --blurs 4 --against /tmp/bundled.json
 """
 
 from __future__ import annotations
