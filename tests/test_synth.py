@@ -18,6 +18,7 @@ from renderflow.training.eval_cli import main as rf_eval
 from renderflow.training.hard_scenes import HARD_FAMILIES, WALL
 from renderflow.training.mitsuba_render import render_frame, write_meshes
 from renderflow.training.procedural import (
+    GOLDEN_ENV_KINDS,
     HARD_ENV_KINDS,
     HDR_ENV_KINDS,
     OOD_ENV_KINDS,
@@ -268,12 +269,31 @@ def test_the_hard_preset_draws_every_family_with_rooms_that_enclose_their_camera
     assert json.loads((folder / "scene.json").read_text())["family"] in HARD_FAMILIES
 
 
-@pytest.mark.parametrize("kind", HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS)
+def test_the_golden_preset_puts_a_warm_sun_at_the_horizon_under_a_sky_glowing_towards_it():
+    """`golden` is `diverse`'s scenes under golden-hour skies: the sun 0.5-10° high, red to amber, the
+    horizon brighter on the sun's side than opposite it; never the OOD split's own env families."""
+    setups = [clip_setup("golden", seed, frames=3) for seed in range(12)]
+    assert {s.scene.env.kind for s in setups} == set(GOLDEN_ENV_KINDS)
+    assert all(30 <= s.vertical_fov_degrees <= 60 for s in setups)
+    height, width = 180, 360  # one degree per row
+    for setup in setups:
+        envmap = make_envmap(setup.scene.env, height, width)
+        row, column = np.unravel_index(int(np.argmax(envmap.sum(-1))), (height, width))
+        assert 0 <= 90 - (row + 0.5) <= 10  # the sun's elevation in degrees
+        red, green, blue = envmap[row, column]
+        assert red > green > blue
+        horizon = envmap[88].sum(-1)  # 1.5° above the horizon
+        opposite = (column + width // 2) % width
+        assert horizon[(column + 30) % width] > 2 * horizon[opposite]
+    assert clip_setup("golden", 3, 3).scene == clip_setup("golden", 3, 3).scene
+
+
+@pytest.mark.parametrize("kind", HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS + GOLDEN_ENV_KINDS)
 def test_hdr_env_families_have_real_world_range(kind):
     envmap = make_envmap(EnvSpec(kind, 11), 64, 128)
     assert np.isfinite(envmap).all() and envmap.min() >= 0
     sky_level = np.median(envmap)
-    if kind in ("sun_sky", "hazy_sun", "sunset", "low_sun"):
+    if kind in ("sun_sky", "hazy_sun", "sunset", "low_sun", "golden_hour"):
         assert envmap.max() / sky_level > 500  # a sun 10³-10⁵ over a sky of about 1
     if kind == "overcast":
         assert envmap.max() / sky_level < 10

@@ -61,7 +61,8 @@ def main(verbose: bool) -> None:
     help="Scene generator: classic (the first one), diverse (training data of real-world range), "
     "ood (the out-of-distribution test split: never train on it), hard (rooms lit through a window "
     "or skylight, fences under low suns, mirrors among fine textures, night), closeup (diverse framed "
-    "so that the objects fill the frame). docs/DATA.md describes each.",
+    "so that the objects fill the frame), golden (diverse under golden-hour skies, the sun 0.5-10° "
+    "high). docs/DATA.md describes each.",
 )
 @click.option(
     "--out",

@@ -23,6 +23,7 @@ ENV_KINDS = ("sky", "studio", "coloured")
 HDR_ENV_KINDS = ("sun_sky", "overcast", "interior", "studio_many", "night", "coloured")
 OOD_ENV_KINDS = ("sunset", "studio_rig", "hazy_sun")
 HARD_ENV_KINDS = ("low_sun",)  # the `hard` preset's own (training/hard_scenes.py)
+GOLDEN_ENV_KINDS = ("golden_hour",)  # the `golden` preset's own: suns at the horizon
 GROUND_SIZE = 8.0
 
 
@@ -137,10 +138,12 @@ def make_envmap(spec: EnvSpec, height: int = 128, width: int = 256) -> np.ndarra
             )
     elif spec.kind in HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS:
         radiance = _hdr_envmap(spec.kind, rng, directions)
+    elif spec.kind in GOLDEN_ENV_KINDS:
+        radiance = _golden_hour(rng, directions)
     else:
         raise ValueError(
             f"unknown env kind {spec.kind!r}; expected one of "
-            f"{ENV_KINDS + HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS}"
+            f"{ENV_KINDS + HDR_ENV_KINDS + OOD_ENV_KINDS + HARD_ENV_KINDS + GOLDEN_ENV_KINDS}"
         )
     return (radiance * spec.intensity).astype(np.float32)
 
@@ -218,6 +221,26 @@ def _hdr_envmap(kind: str, rng: np.random.Generator, directions: np.ndarray) -> 
             radiance = radiance + _lobe(directions, light, radius, log_uniform(rng, 50, 3000)) * colour
         return radiance
     raise ValueError(f"unknown HDR env kind {kind!r}")
+
+
+def _golden_hour(rng: np.random.Generator, directions: np.ndarray) -> np.ndarray:
+    """A clear sky with its sun 0.5-10° above the horizon: the sun reddened by the long path through
+    the air (red to amber, 5·10³-10⁵), a band along the horizon that takes its colour and glows
+    brighter towards it (forward scattering), deep blue above, a warm dark ground."""
+    up = directions[..., 1:2]
+    sun = _random_direction(rng, min_elevation=math.radians(0.5), max_elevation=math.radians(10))
+    green = rng.uniform(0.35, 0.8)  # 0.35: a red sun at the horizon; 0.8: amber
+    sun_colour = np.array([1.0, green, green**2 * rng.uniform(0.6, 1.0)])
+    power = log_uniform(rng, 5e3, 1e5)
+    zenith = np.array([0.1, 0.18, 0.45]) * rng.uniform(0.5, 1.5)
+    towards_sun = np.clip(directions @ sun, -1.0, 1.0)[..., None]
+    glow = 0.5 + 3.0 * np.exp((towards_sun - 1.0) / rng.uniform(0.3, 0.8))
+    band = (1.0 - np.clip(up, 0, 1)) ** rng.uniform(3, 8)  # 1 at the horizon, fading upwards
+    sky = zenith * (1.0 - band) + band * (0.3 + 0.7 * sun_colour) * glow * rng.uniform(0.4, 1.0)
+    ground = np.array([0.25, 0.2, 0.15]) * rng.uniform(0.2, 0.8)
+    radiance = np.where(up > 0, sky, ground)
+    radius = math.cos(math.radians(rng.uniform(1.5, 3.0)))
+    return radiance + _lobe(directions, sun, radius, power) * sun_colour
 
 
 def _random_direction(

@@ -14,6 +14,9 @@
 - `closeup`: `diverse`'s env maps, materials and camera moves, framed so that the objects fill the
   frame (3-7 larger objects, cameras nearer and lower): in `diverse` the ground covers most pixels,
   and the inverse adapter learnt to answer "ground" everywhere.
+- `golden`: `diverse` under golden-hour skies (`procedural.GOLDEN_ENV_KINDS`): a red to amber sun
+  0.5-10° high, a horizon glowing towards it. `diverse`'s suns stand 6-74° high and `hard`'s 9-17°,
+  and the bundled model did harm under the OOD split's sunsets (docs/DECISIONS.md).
 Everything is a pure function of the clip seed.
 """
 
@@ -29,6 +32,7 @@ import numpy as np
 from renderflow.core.io.cameras import look_at
 from renderflow.training.hard_scenes import hard_scene
 from renderflow.training.procedural import (
+    GOLDEN_ENV_KINDS,
     GROUND_SIZE,
     HDR_ENV_KINDS,
     OOD_ENV_KINDS,
@@ -42,7 +46,7 @@ from renderflow.training.procedural import (
     random_scene,
 )
 
-PRESETS = ("classic", "diverse", "ood", "hard", "closeup")
+PRESETS = ("classic", "diverse", "ood", "hard", "closeup", "golden")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ FRAMINGS = {
     "diverse": Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0)),
     "closeup": Framing((3, 8), (0.4, 0.85), 1.3, (2.4, 4.0), (0.4, 2.0)),
     "ood": Framing((4, 9), (0.5, 1.0), 2.2, (3.0, 5.5), (0.6, 3.0)),
+    "golden": Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0)),
 }
 
 
@@ -86,7 +91,7 @@ def clip_setup(preset: str, seed: int, frames: int, classic_fov_degrees: float =
         return ClipSetup(*hard_scene(rng, frames))
     ood = preset == "ood"
     framing = FRAMINGS[preset]
-    scene = _scene(rng, ood, framing)
+    scene = _scene(rng, ood, framing, GOLDEN_ENV_KINDS if preset == "golden" else None)
     fov = float(rng.choice([rng.uniform(20, 28), rng.uniform(60, 75)]) if ood else rng.uniform(30, 60))
     target = np.array(scene.camera_target)
     distance = 1.0
@@ -131,7 +136,10 @@ def classic_camera_path(rng: np.random.Generator, frames: int, target: np.ndarra
     return np.stack(matrices)
 
 
-def _scene(rng: np.random.Generator, ood: bool, framing: Framing) -> SceneSpec:
+def _scene(
+    rng: np.random.Generator, ood: bool, framing: Framing, env_kinds: tuple[str, ...] | None
+) -> SceneSpec:
+    """`env_kinds` None: the OOD split's env families if `ood`, else `diverse`'s."""
     shapes = [ShapeSpec("ground", (0.0, 0.0, 0.0), GROUND_SIZE, 0.0, _material(rng, ood, textured=True))]
     count = int(rng.integers(*framing.objects))
     kinds = (*SHAPE_KINDS, "cylinder") if ood else SHAPE_KINDS
@@ -168,7 +176,7 @@ def _scene(rng: np.random.Generator, ood: bool, framing: Framing) -> SceneSpec:
         kind = str(rng.choice(OOD_ENV_KINDS))
         intensity = log_uniform(rng, 0.1, 10.0)
     else:
-        kind = str(rng.choice(HDR_ENV_KINDS))
+        kind = str(rng.choice(env_kinds or HDR_ENV_KINDS))
         intensity = log_uniform(rng, 0.5, 2.0)
     env = EnvSpec(kind, int(rng.integers(2**31)), intensity)
     target_height = float(rng.uniform(0.3, 1.0))
