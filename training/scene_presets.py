@@ -61,11 +61,12 @@ class Framing:
     camera_height: tuple[float, float]
 
 
+DIVERSE_FRAMING = Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0))
 FRAMINGS = {
-    "diverse": Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0)),
+    "diverse": DIVERSE_FRAMING,
     "closeup": Framing((3, 8), (0.4, 0.85), 1.3, (2.4, 4.0), (0.4, 2.0)),
     "ood": Framing((4, 9), (0.5, 1.0), 2.2, (3.0, 5.5), (0.6, 3.0)),
-    "golden": Framing((1, 7), (0.25, 0.7), 1.8, (3.0, 5.5), (0.6, 3.0)),
+    "golden": DIVERSE_FRAMING,
 }
 
 

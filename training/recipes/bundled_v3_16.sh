@@ -7,7 +7,7 @@
 # 1. 48 clips of the golden preset, 9 frames of 128²; joined with v3.15's sets by symlinks.
 # 2. Stage 1 continues from the bundled model for 600 steps on whole 128² frames at LR 5e-5.
 # CPU only, 2 cores; each step resumes when rerun with the same RUNS. Log: logs/bundled_v3_16.log.
-# Not bundled (docs/DECISIONS.md, 2026-12-07 fifth): synthesis 7 min, stage 1 14 min. Against the
+# Not bundled (docs/DECISIONS.md, 2026-12-07 fifth): synthesis 7 min, stage 1 17 min. Against the
 # bundled model at 0.45 of its change (bench/change_weight.py --blurs 4): ood64_select +0.16 dB
 # (90 % interval -0.00 to +0.33), ood128_select +0.08 (-0.10 to +0.27); sunsets +0.01 / -0.14.
 set -euo pipefail
