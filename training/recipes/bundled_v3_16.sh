@@ -4,7 +4,8 @@
 # its prior at 64²; docs/DECISIONS.md, 2026-12-07 fourth) and v3.15 lost the test splits on two sunset
 # clips: no training preset had a sun below 6°. The `golden` preset (docs/DATA.md) is ours, not the OOD
 # generator: a sun 0.5-10° high, red to amber, a horizon glowing towards it.
-# 1. 48 clips of the golden preset, 9 frames of 128²; joined with v3.15's sets by symlinks.
+# 1. v3.15's two sets (its commands: skipped where already made) and 48 clips of the golden preset,
+#    9 frames of 128², joined by symlinks.
 # 2. Stage 1 continues from the bundled model for 600 steps on whole 128² frames at LR 5e-5.
 # CPU only, 2 cores; each step resumes when rerun with the same RUNS. Log: logs/bundled_v3_16.log.
 # Not bundled (docs/DECISIONS.md, 2026-12-07 fifth): synthesis 7 min, stage 1 17 min. Against the
@@ -19,6 +20,8 @@ BUNDLED=${BUNDLED:-core/weights/renderflow-cpu}
 RUNS=${RUNS:-runs/v3_16}
 RF=${RF:-.venv/bin/rf-train}
 
+$RF synth --preset diverse --clips 72 --frames 9 --res 128 --spp 64 --seed 12 --workers 2 --out "$DIVERSE"
+$RF synth --preset closeup --clips 48 --frames 9 --res 128 --spp 64 --seed 14 --workers 2 --out "$CLOSEUP"
 $RF synth --preset golden --clips 48 --frames 9 --res 128 --spp 64 --seed 16 --workers 2 --out "$GOLDEN"
 for split in train val; do
     mkdir -p "$DATA/$split"
