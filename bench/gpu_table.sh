@@ -9,30 +9,35 @@
 #       OUT=/tmp/gpu_table DEVICE=cpu SIZE=64 FRAMES=5 PYTHON=.venv/bin/python bash bench/gpu_table.sh
 #
 # Each step runs under `timeout STEP_S`, so one failure does not eat the others; its log and the
-# JSON record it wrote land in $OUT as STEP.log / STEP.json, and $OUT/steps.txt lists exit codes.
+# JSON record it wrote land in WORK as STEP.log / STEP.json, and WORK/steps.txt lists exit codes. A
+# device call returns at most 8 files, so they come back as one archive, $OUT/gpu_table.tar.gz,
+# remade after each step (a call cut short still returns the steps it finished).
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-512}
 FRAMES=${FRAMES:-17}
 STEP_S=${STEP_S:-120}
 PYTHON=${PYTHON:-python3}
-OUT=${OUT:?set OUT to the folder that receives logs and records}
-mkdir -p "$OUT"
+OUT=${OUT:?set OUT to the folder that receives the archive}
+WORK=${WORK:-/tmp/gpu_table}
+mkdir -p "$OUT" "$WORK"
+OUT=$(cd "$OUT" && pwd)  # the archive is made from inside WORK
 
 step() {
     local name=$1
     shift
-    local stamp="$OUT/.$name.start"
+    local stamp="$WORK/.$name.start"
     touch "$stamp"
     echo "== $name: $*"
-    timeout "$STEP_S" "$@" >"$OUT/$name.log" 2>&1
+    timeout "$STEP_S" "$@" >"$WORK/$name.log" 2>&1
     local rc=$?
-    echo "$name rc=$rc" | tee -a "$OUT/steps.txt"
-    tail -n 30 "$OUT/$name.log"
+    echo "$name rc=$rc" | tee -a "$WORK/steps.txt"
+    tail -n 30 "$WORK/$name.log"
     local record
     record=$(find bench/results -name '*.json' -newer "$stamp" | head -n 1)
-    if [ -n "$record" ]; then cp "$record" "$OUT/$name.json"; fi
+    if [ -n "$record" ]; then cp "$record" "$WORK/$name.json"; fi
     rm -f "$stamp"
+    (cd "$WORK" && tar -czf "$OUT/.gpu_table.tar.gz" -- *) && mv "$OUT/.gpu_table.tar.gz" "$OUT/gpu_table.tar.gz"
 }
 
 production=(bench/suite.py --config production --device "$DEVICE" --size "$SIZE" --frames 5 --repeats 2)

@@ -23,7 +23,7 @@ from renderflow.core.io.clips import load_clip
 from renderflow.core.model.pipeline import RenderFlowPipeline
 from renderflow.core.shading.pixel_filter import gaussian_blur
 from renderflow.core.shot.demo import BUNDLED_MODEL
-from renderflow.core.shot.workflows import gbuffers_from_intrinsics
+from renderflow.core.shot.workflows import RERENDER_INVERSE_MIN_SIZE, gbuffers_from_intrinsics
 from renderflow.training import metrics
 from renderflow.training.datasets import find_clips
 from renderflow.training.evaluate import EVAL_ENV_HEIGHT
@@ -54,7 +54,10 @@ def main() -> None:
     for folder in find_clips(args.data, "test")[: args.max_clips]:
         clip = load_clip(folder, env_height=EVAL_ENV_HEIGHT)
         plate = metrics.display(clip.beauty)
-        latents = pipeline.encode_gbuffers(gbuffers_from_intrinsics(pipeline.decompose(clip.beauty)))
+        intrinsics = pipeline.decompose(
+            clip.beauty, min_size=RERENDER_INVERSE_MIN_SIZE
+        )  # as relight reads it
+        latents = pipeline.encode_gbuffers(gbuffers_from_intrinsics(intrinsics))
         scores: dict[str, float] = {}
         for blur in args.blurs:
             render = pipeline.render(

@@ -204,6 +204,20 @@ def test_model_space_arrays_are_cached_by_the_clip_files_and_the_inputs(tiny_dat
     assert len(list((root / STACK_CACHE_DIR).iterdir())) == 2
 
 
+def test_clips_shaded_by_several_processes_are_the_clips_shaded_by_one(tmp_path):
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for index in range(3):
+        write_clip(roots[0] / "train" / f"clip_{index:04d}", frames=2)
+    shutil.copytree(roots[0], roots[1])
+    inputs = ModelInputs(LightingConfig(normalise=True), "shaded_visibility")
+    alone = load_dataset(roots[0], "train", inputs=inputs)
+    together = load_dataset(roots[1], "train", inputs=inputs, workers=2)
+    assert len(list((roots[1] / STACK_CACHE_DIR).iterdir())) == 3
+    for a, b in zip(alone, together, strict=True):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.stack, b.stack)
+
+
 def test_items_carry_keyframes_reprojected_into_their_frames(clips):
     spec = WindowSpec(window=3, crop=16, keyframe_gap=2, reproject=True)
     item = ClipWindowDataset(clips, spec, seed=4)[0]

@@ -117,6 +117,23 @@ def test_decompose_returns_every_intrinsic_at_rest(tiny_pipeline):
     assert buffers["roughness"].min() >= 0 and buffers["roughness"].max() <= 1
 
 
+def test_decompose_reads_a_plate_below_the_inverse_size_enlarged_and_answers_at_its_size(
+    tiny_pipeline, monkeypatch
+):
+    image = np.random.default_rng(1).random((3, 32, 32, 3), dtype=np.float32) * 3
+    plain = tiny_pipeline.decompose(image)
+    for size, enlarged in ((32, False), (64, True), (33, True)):  # 33: the next whole factor, 2
+        config = dataclasses.replace(tiny_pipeline.config, inverse_min_size=size)
+        monkeypatch.setattr(tiny_pipeline, "config", config)
+        buffers = tiny_pipeline.decompose(image)
+        assert {k: v.shape for k, v in buffers.items()} == {k: v.shape for k, v in plain.items()}
+        np.testing.assert_allclose(np.linalg.norm(buffers["normal"], axis=-1), 1.0, atol=1e-4)
+        differs = [not np.array_equal(buffers[k], plain[k]) for k in plain]
+        assert all(differs) if enlarged else not any(differs)
+    with pytest.raises(ValueError, match="inverse_min_size"):
+        dataclasses.replace(tiny_pipeline.config, inverse_min_size=-1)
+
+
 def test_decompose_selected_targets_only(tiny_pipeline):
     image = np.ones((2, 32, 32, 3), np.float32)
     assert set(tiny_pipeline.decompose(image, targets=["depth"])) == {"depth"}

@@ -3,9 +3,12 @@ determinism by seed, resume, and the rf-train synth command."""
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from renderflow.core.io.cameras import look_at
@@ -162,8 +165,9 @@ def test_material_animation_follows_appendix_c(tmp_path):
 def test_rf_train_synth_makes_a_dataset_that_rf_train_and_rf_eval_read(tmp_path):
     """The issue's size: a 4-clip 64² set, read by the training datasets and scored by rf-eval."""
     args = ["synth", "--clips", "4", "--frames", "2", "--res", "64", "--spp", "8", "--out", str(tmp_path)]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--variant", "scalar_rgb"])
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "synth.json").read_text())["variant"] == "scalar_rgb"
     clips = sorted(tmp_path.glob("*/clip_*"))
     assert len(clips) == 4
     sequence = read_sequence(str(clips[0] / "frame.####.exr"))
@@ -176,6 +180,28 @@ def test_rf_train_synth_makes_a_dataset_that_rf_train_and_rf_eval_read(tmp_path)
     scored = CliRunner().invoke(rf_eval, ["--data", str(tmp_path), "--out", str(tmp_path / "eval")])
     assert scored.exit_code == 0, scored.output
     assert "| Deferred |" in (tmp_path / "eval" / "results.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error where no GPU is")
+def test_synth_names_the_mitsuba_variant_that_cannot_run_here(tmp_path):
+    # in a process of its own: a failed set_variant must not leave this one's Mitsuba half switched
+    command = [sys.executable, "-c", "from renderflow.training.cli import main; main()", "synth"]
+    args = [
+        "--variant",
+        "cuda_ad_rgb",
+        "--clips",
+        "1",
+        "--frames",
+        "1",
+        "--res",
+        "16",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "Mitsuba variant cuda_ad_rgb does not run here" in result.stderr
+    assert not list(tmp_path.glob("*/clip_*/done"))
 
 
 def test_the_ood_preset_draws_what_training_never_does_and_lands_in_test(tmp_path):

@@ -1,5 +1,7 @@
 """Relight, insert and material edit: exact arithmetic on constructed inputs, and each end to end on EXRs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -116,6 +118,17 @@ def test_relight_decomposes_once_and_renders_every_env_map(tiny_checkpoint):
     gbuffers, renders = relight(pipeline, plate, envs)
     assert calls == [1] and len(renders) == 2 and renders[0].shape == (3, 32, 32, 3)
     assert gbuffers.validate() == (3, 32, 32)
+
+
+def test_relight_reads_the_plate_at_its_own_size_whatever_the_checkpoints_inverse_size(tiny_checkpoint):
+    """An enlarged read gives better intrinsics but no better a relit plate (RERENDER_INVERSE_MIN_SIZE)."""
+    pipeline = RenderFlowPipeline.from_pretrained(tiny_checkpoint)
+    pipeline.config = dataclasses.replace(pipeline.config, inverse_min_size=64)
+    plate = np.random.default_rng(2).random((2, 32, 32, 3), dtype=np.float32)
+    gbuffers, _ = relight(pipeline, plate, [np.full((16, 32, 3), 0.5, np.float32)])
+    native = pipeline.decompose(plate, min_size=0)
+    np.testing.assert_array_equal(gbuffers.albedo, native["albedo"])
+    assert not np.array_equal(pipeline.decompose(plate)["albedo"], native["albedo"])
 
 
 def test_relight_averages_the_priors_visibility_over_the_decomposed_depths_token_grid():

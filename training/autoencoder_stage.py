@@ -62,7 +62,13 @@ def train_autoencoder(config: AutoencoderConfig, progress: helpers.ProgressFn | 
     pipeline = build_model(MODEL_CONFIGS[config.model], lora_rank=config.lora_rank).to(device)
 
     # 3. Data: single frames (window 1) at random crops, every buffer that model encodes
-    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
+    clips = load_dataset(
+        Path(config.data),
+        config.split,
+        config.profile,
+        ModelInputs.of(pipeline),
+        workers=helpers.data_workers(),
+    )
     dataset = ClipWindowDataset(clips, WindowSpec(1, config.crop), config.seed)
     autoencoder = pipeline.autoencoder.train()
     params = helpers.trainable_parameters([("autoencoder", autoencoder)])

@@ -16,6 +16,9 @@ from renderflow.core.cli_options import data_option, folder_option, profile_opti
 from renderflow.training.augment import AUGMENTATIONS
 from renderflow.training.scene_presets import PRESETS
 
+# the Mitsuba variants `rf-train synth --variant` offers: the RGB ones the generator's scenes need
+MITSUBA_VARIANTS = ("auto", "scalar_rgb", "llvm_ad_rgb", "cuda_ad_rgb")
+
 F = Callable[..., Any]
 
 
@@ -65,6 +68,14 @@ def main(verbose: bool) -> None:
     "high). docs/DATA.md describes each.",
 )
 @click.option(
+    "--variant",
+    type=click.Choice(list(MITSUBA_VARIANTS)),
+    default="auto",
+    show_default=True,
+    help="Mitsuba variant: auto (llvm_ad_rgb where a libLLVM >= 16 exists, else scalar_rgb), or "
+    "cuda_ad_rgb on an NVIDIA GPU (OptiX from the driver; run a few --workers, they share the GPU).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
@@ -80,6 +91,7 @@ def synth(
     workers: int,
     animate_material: bool,
     preset: str,
+    variant: str,
     out: Path,
 ) -> None:
     """Render procedural scenes with Mitsuba 3: beauty + exact G-buffers per frame.
@@ -88,7 +100,17 @@ def synth(
     """
     from renderflow.training.synth import SynthConfig, synthesise
 
-    config = SynthConfig(clips, frames, res, spp, seed, fov, animate_material=animate_material, preset=preset)
+    config = SynthConfig(
+        clips,
+        frames,
+        res,
+        spp,
+        seed,
+        fov,
+        animate_material=animate_material,
+        preset=preset,
+        variant=None if variant == "auto" else variant,
+    )
     started = time.perf_counter()
     with tqdm(total=clips, desc="clips", unit="clip", disable=None) as bar:
 

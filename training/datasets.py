@@ -12,6 +12,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,30 +263,39 @@ def load_dataset(
     profile: str = "auto",
     inputs: ModelInputs | None = None,
     augmentations: tuple[str, ...] = (),
+    workers: int = 1,
 ) -> list[ClipArrays]:
     """Every clip of a split, loaded and converted to model space for a model that takes `inputs`;
     with `augmentations` (training/augment.py), each clip is followed by its augmented copies.
 
     Each clip's arrays are kept in `root/STACK_CACHE_DIR` (safetensors, named by a hash of the clip's
     files, the profile, `inputs` and the augmentation), so the stages after the first skip reading
-    and shading it.
+    and shading it. Clips not cached yet are shaded by `workers` processes at once (one thread each)
+    where the cache can be written.
     """
     inputs = inputs or ModelInputs()
     cache = Path(root) / STACK_CACHE_DIR
-    return [
-        _cached_model_space(folder, profile, inputs, cache, augmentation)
+    jobs = [
+        (folder, profile, inputs, cache, augmentation)
         for folder in find_clips(root, split)
         for augmentation in (None, *augmentations)
     ]
+    missing = [job for job in jobs if not _cache_path(*job).exists()]
+    if workers > 1 and len(missing) > 1 and _writable(cache):
+        processes = min(workers, len(missing))
+        logger.info("shading %d clips into %s, %d processes", len(missing), cache, processes)
+        with multiprocessing.get_context("spawn").Pool(processes, _one_thread) as pool:
+            pool.starmap(_write_model_space, missing)
+    return [_cached_model_space(*job) for job in jobs]
 
 
 STACK_CACHE_DIR = ".model_space_cache"
 STACK_CACHE_VERSION = 4  # bump when to_model_space changes what it computes
 
 
-def _cached_model_space(
+def _cache_path(
     folder: Path, profile: str, inputs: ModelInputs, cache: Path, augmentation: str | None
-) -> ClipArrays:
+) -> Path:
     digest = hashlib.sha256(repr((STACK_CACHE_VERSION, profile, inputs)).encode())
     if augmentation is not None:  # hashed only when set: the caches of unaugmented clips stay valid
         digest.update(augmentation.encode())
@@ -293,7 +304,32 @@ def _cached_model_space(
         if path.is_file():
             stat = path.stat()
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    path = cache / f"{name}-{digest.hexdigest()[:16]}.safetensors"
+    return cache / f"{name}-{digest.hexdigest()[:16]}.safetensors"
+
+
+def _writable(cache: Path) -> bool:
+    try:
+        cache.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return os.access(cache, os.W_OK)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _write_model_space(
+    folder: Path, profile: str, inputs: ModelInputs, cache: Path, augmentation: str | None
+) -> None:
+    _cached_model_space(folder, profile, inputs, cache, augmentation)  # in a worker: the file is what counts
+
+
+def _cached_model_space(
+    folder: Path, profile: str, inputs: ModelInputs, cache: Path, augmentation: str | None
+) -> ClipArrays:
+    path = _cache_path(folder, profile, inputs, cache, augmentation)
+    name = folder.name if augmentation is None else augmented_name(folder.name, augmentation)
     if path.exists():
         tensors = load_file(str(path))
         return ClipArrays(
@@ -312,7 +348,7 @@ def _cached_model_space(
     assert arrays.depth is not None and arrays.camera_to_world is not None
     try:
         cache.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # processes may shade one clip at once
         tensors = {
             "stack": torch.from_numpy(arrays.stack),
             "mask": torch.from_numpy(arrays.mask),
@@ -364,7 +400,7 @@ class LatentCache:
             video = torch.from_numpy(clip.stack).permute(0, 4, 1, 2, 3)  # [N, F, H, W, 3] -> [N, 3, F, H, W]
             with torch.no_grad():
                 latents = self.autoencoder.encode(video.contiguous())
-            tmp = path.with_name(f".{path.name}.tmp")
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # processes may shade one clip at once
             save_file({"latents": latents.contiguous()}, str(tmp))
             tmp.replace(path)
         self._memory[key] = latents

@@ -54,7 +54,13 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
 
     # 3. Data, as this model sees it
     dataset = ClipWindowDataset(
-        load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline)),
+        load_dataset(
+            Path(config.data),
+            config.split,
+            config.profile,
+            ModelInputs.of(pipeline),
+            workers=helpers.data_workers(),
+        ),
         WindowSpec(config.window, config.crop),
         config.seed,
     )

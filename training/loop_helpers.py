@@ -86,6 +86,11 @@ def train_only_adapter(
     return trainable_parameters([("adapter", adapter), ("transformer", transformer)])
 
 
+def data_workers() -> int:
+    """Processes that shade a dataset's uncached clips: every CPU this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def start_stage(device: str, seed: int) -> tuple[Accelerator, torch.device, int, int]:
     """A stage's accelerator, device, process rank and count; torch seeded."""
     accelerator = make_accelerator(device)
@@ -375,7 +380,10 @@ def finish_step(
     optimizer: torch.optim.Optimizer,
 ) -> None:
     """A finished step (1-based) of a stage whose config has steps, log_every, checkpoint_every and
-    out: reported, logged, and checkpointed when due (by the main process; the others wait)."""
+    out: reported, logged, and checkpointed when due (by the main process; the others wait). On a
+    GPU the log gains the peak memory so far (`peak_memory_gib`)."""
+    if accelerator.device.type == "cuda":
+        values = values | {"peak_memory_gib": torch.cuda.max_memory_allocated(accelerator.device) / 2**30}
     end_of_step(step, config.steps, values, progress, log, config.log_every)
     if checkpoint_due(step, config.steps, config.checkpoint_every):
         if accelerator.is_main_process:

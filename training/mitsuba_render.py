@@ -59,17 +59,29 @@ def find_libllvm() -> str | None:
 
 
 @cache
+def _default_variant() -> str:
+    """llvm_ad_rgb where a libLLVM >= 16 exists (Dr.Jit is told where), else scalar_rgb."""
+    libllvm = find_libllvm()
+    if libllvm is None:
+        return "scalar_rgb"
+    os.environ["DRJIT_LIBLLVM_PATH"] = libllvm
+    return "llvm_ad_rgb"
+
+
 def mitsuba_module(variant: str | None = None) -> Any:
-    """Import Mitsuba with `variant` (default: llvm_ad_rgb where a libLLVM >= 16 exists, else scalar_rgb)."""
-    if variant is None:
-        libllvm = find_libllvm()
-        if libllvm is not None:
-            os.environ["DRJIT_LIBLLVM_PATH"] = libllvm
-        variant = "llvm_ad_rgb" if libllvm is not None else "scalar_rgb"
+    """Mitsuba set to `variant` (default: `_default_variant`), on every call: the variant is global to
+    the process. Raises RuntimeError naming the variant where this machine cannot run it (no GPU for
+    cuda_ad_rgb)."""
+    default = _default_variant()  # also points Dr.Jit at the libLLVM for an explicit llvm variant
+    variant = variant or default
     import mitsuba
 
-    mitsuba.set_variant(variant)
-    logger.info("mitsuba %s, variant %s", mitsuba.__version__, variant)
+    if mitsuba.variant() != variant:
+        try:
+            mitsuba.set_variant(variant)
+        except Exception as error:  # each backend fails its own way (ImportError, Dr.Jit's errors)
+            raise RuntimeError(f"Mitsuba variant {variant} does not run here: {error}") from error
+        logger.info("mitsuba %s, variant %s", mitsuba.__version__, variant)
     return mitsuba
 
 
@@ -105,9 +117,11 @@ def render_frame(
     size: int,
     spp: int,
     seed: int,
+    variant: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """One frame: beauty `[H, W, 3]` linear HDR and canonical albedo, normal, depth, material, mask."""
-    mi = mitsuba_module()
+    """One frame: beauty `[H, W, 3]` linear HDR and canonical albedo, normal, depth, material, mask,
+    rendered with Mitsuba's `variant` (None: `mitsuba_module`'s default)."""
+    mi = mitsuba_module(variant)
 
     def render_pass(mode: str, samples: int) -> np.ndarray:
         scene_dict = _scene_dict(

@@ -87,7 +87,12 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
 
     # 3. Data: clips in memory, as this model sees them; one dataset per crop size of the schedule
     clips = load_dataset(
-        Path(config.data), config.split, config.profile, ModelInputs.of(pipeline), config.augmentations
+        Path(config.data),
+        config.split,
+        config.profile,
+        ModelInputs.of(pipeline),
+        config.augmentations,
+        workers=helpers.data_workers(),
     )
     datasets = {
         crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)

@@ -60,7 +60,13 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     # 3. Data, as this model sees it (with keyframes reprojected for an adapter that takes them)
     reproject = bool(adapter.config["reprojection"])
     spec = WindowSpec(config.window, config.crop, config.keyframe_gap, reproject=reproject)
-    clips = load_dataset(Path(config.data), config.split, config.profile, ModelInputs.of(pipeline))
+    clips = load_dataset(
+        Path(config.data),
+        config.split,
+        config.profile,
+        ModelInputs.of(pipeline),
+        workers=helpers.data_workers(),
+    )
     dataset = ClipWindowDataset(clips, spec, config.seed)
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     if config.fresh_adapter:

@@ -46,6 +46,7 @@ class SynthConfig:
     envmap_height: int = 128  # the env map written with each clip is 2:1 lat-long
     animate_material: bool = False  # paper appendix C: roughness 1->0, metallic 0->1, blue->green
     preset: str = "classic"  # scene_presets.PRESETS; ood is a test split only
+    variant: str | None = None  # Mitsuba variant; None: mitsuba_render.mitsuba_module's choice
 
 
 def split_of(index: int, clips: int) -> str:
@@ -99,6 +100,7 @@ def make_clip(out: Path, index: int, config: SynthConfig) -> Path:
             config.resolution,
             config.spp,
             seed=(clip_seed * 1000 + frame) % 2**32,  # Mitsuba seeds are 32-bit
+            variant=config.variant,
         )
         attributes = {
             "renderflow/source": "rf-train synth",

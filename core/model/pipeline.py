@@ -85,12 +85,19 @@ class PipelineConfig:
     pixel_filter: float = 0.0
     # No pixel brighter than the env map allows (core/shading/hdr_bound.py).
     hdr_bound: bool = False
+    # `decompose` reads a plate whose shorter side is below this many pixels enlarged by the smallest
+    # whole factor that reaches it (bilinear, in model space) and averages each intrinsic back over
+    # the factor's blocks: the inverse adapter reads objects at the pixel scale it learnt (0: as they
+    # are; docs/MODEL.md, "Model v3").
+    inverse_min_size: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.change_weight <= 1.0:
             raise ValueError(f"pipeline.change_weight: expected a share in [0, 1], got {self.change_weight}")
         if self.change_blur < 0.0:
             raise ValueError(f"pipeline.change_blur: expected a σ in pixels ≥ 0, got {self.change_blur}")
+        if self.inverse_min_size < 0:
+            raise ValueError(f"pipeline.inverse_min_size: expected pixels ≥ 0, got {self.inverse_min_size}")
 
 
 @dataclass
@@ -381,12 +388,15 @@ class RenderFlowPipeline:
         targets: Sequence[str] = INTRINSICS,
         steps: int = 1,
         progress: ProgressFn | None = None,
+        min_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Intrinsic buffers of a scene-linear image sequence `[F, H, W, 3]`.
 
         Returns {name: `[F, H, W, C]`}: albedo (linear, C = 3), normal (camera space, C = 3),
         depth (relative planar depth: nearest possible 1, background inf, C = 1), roughness and
-        metallic (C = 1). `progress` is called with (chunks done, chunks total).
+        metallic (C = 1). `progress` is called with (chunks done, chunks total). `min_size`: read
+        the plate enlarged below this shorter side (PipelineConfig.inverse_min_size; None: the
+        checkpoint's).
         """
         if self.inverse_adapter is None:
             raise ValueError("this model has no inverse adapter: it cannot decompose images")
@@ -402,6 +412,10 @@ class RenderFlowPipeline:
         if self.lighting.normalise:  # a plate has no env map: normalise its exposure by itself
             image_linear = image_linear / np.float32(image_exposure_scale(image_linear))
         image_model = enc.beauty_to_model(image_linear)
+        min_size = self.config.inverse_min_size if min_size is None else min_size
+        factor = -(-min_size // min(height, width))  # ceil; 0 or 1: as it is
+        if factor > 1:
+            image_model = _enlarged(image_model, factor)
         decoded: dict[str, list[np.ndarray]] = {target: [] for target in targets}
         chunks = plan_chunks(num_frames, self.config.chunk_frames)
         with selected_lora(self.transformer, INVERSE_LORA, ADAPTER_LORAS):
@@ -410,7 +424,8 @@ class RenderFlowPipeline:
                 if progress is not None:
                     progress(index + 1, len(chunks))
         return {
-            target: _intrinsic_from_model(target, np.concatenate(parts)) for target, parts in decoded.items()
+            target: _intrinsic_from_model(target, _block_mean(np.concatenate(parts), max(factor, 1)))
+            for target, parts in decoded.items()
         }
 
     def _decompose_chunk(
@@ -479,6 +494,23 @@ class RenderFlowPipeline:
         from renderflow.core.model.checkpoint import load_checkpoint
 
         return load_checkpoint(Path(folder)).to(device)
+
+
+def _enlarged(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Frames `[F, H, W, C]` enlarged `factor` times each side, bilinear."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    enlarged = torch.nn.functional.interpolate(
+        tensor, scale_factor=factor, mode="bilinear", align_corners=False
+    )
+    return np.ascontiguousarray(enlarged.permute(0, 2, 3, 1).numpy())
+
+
+def _block_mean(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Frames `[F, H·k, W·k, C]` averaged over k × k blocks: `[F, H, W, C]` (k = 1: as they are)."""
+    if factor == 1:
+        return frames
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    return np.ascontiguousarray(torch.nn.functional.avg_pool2d(tensor, factor).permute(0, 2, 3, 1).numpy())
 
 
 def _intrinsic_from_model(target: str, frames_model: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from renderflow.core.shot.reading import (
 from renderflow.core.shot.rendering import render_frames
 from renderflow.core.shot.settings import OutputFrame, RenderSettings
 from renderflow.core.shot.workflows import (
+    RERENDER_INVERSE_MIN_SIZE,
     MaterialEdit,
     edit_materials,
     gbuffers_from_intrinsics,
@@ -110,7 +111,8 @@ def insert_into_plate(
         under = read_sequence(inserted.plate_gbuffers, job.frames, inserted.profile, space).gbuffers
     else:
         logger.info("no --plate-gbuffers: decomposing the plate; the object goes in front wherever it covers")
-        under = gbuffers_from_intrinsics(pipeline.decompose(plate_linear, steps=job.steps))
+        intrinsics = pipeline.decompose(plate_linear, steps=job.steps, min_size=RERENDER_INVERSE_MIN_SIZE)
+        under = gbuffers_from_intrinsics(intrinsics)
     env = plate_envmaps(
         inserted.envmap_path,
         len(read.numbers),

@@ -28,6 +28,10 @@ RATIO_NOISE = 0.01  # relative changes below this are the network's, not the obj
 # occluders (a dot per token); its visibility is averaged over this many pixels, which keeps 0.7 %
 # of an 8-pixel period (docs/DECISIONS.md, bench/relight_round_trip.py)
 DECOMPOSED_VISIBILITY_BLUR = 4.0
+# Workflows that render a decomposed plate again read it at its own size: the enlarged read
+# (`pipeline.inverse_min_size`) gives better intrinsics but a relit plate no better and blurrier
+# (bench/relight_round_trip.py, docs/DECISIONS.md 2026-12-07 seventh).
+RERENDER_INVERSE_MIN_SIZE = 0
 MATERIAL_CHANNELS = {"roughness": 0, "metallic": 1, "specular": 2}
 
 
@@ -43,7 +47,8 @@ def relight(
     pipeline: RenderFlowPipeline, plate_linear: np.ndarray, envmaps_cam: Sequence[np.ndarray], steps: int = 1
 ) -> tuple[GBuffers, list[np.ndarray]]:
     """Decompose a scene-linear plate `[F, H, W, 3]` once and render it under each env map."""
-    gbuffers = gbuffers_from_intrinsics(pipeline.decompose(plate_linear, steps=steps))
+    intrinsics = pipeline.decompose(plate_linear, steps=steps, min_size=RERENDER_INVERSE_MIN_SIZE)
+    gbuffers = gbuffers_from_intrinsics(intrinsics)
     latents = pipeline.encode_gbuffers(gbuffers)  # one encode for every env map
     return gbuffers, [
         pipeline.render(latents, envmap, steps=steps, visibility_blur=DECOMPOSED_VISIBILITY_BLUR)
