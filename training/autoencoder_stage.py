@@ -17,7 +17,7 @@ import torch
 
 from renderflow.core.model.configs import MODEL_CONFIGS, build_model
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
+from renderflow.training.datasets import ClipWindowDataset, WindowSpec
 from renderflow.training.losses import gradient_loss, l1_loss
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,7 @@ def train_autoencoder(config: AutoencoderConfig, progress: helpers.ProgressFn | 
     pipeline = build_model(MODEL_CONFIGS[config.model], lora_rank=config.lora_rank).to(device)
 
     # 3. Data: single frames (window 1) at random crops, every buffer that model encodes
-    clips = load_dataset(
-        Path(config.data),
-        config.split,
-        config.profile,
-        ModelInputs.of(pipeline),
-        workers=helpers.data_workers(),
-    )
+    clips = helpers.stage_clips(config, pipeline)
     dataset = ClipWindowDataset(clips, WindowSpec(1, config.crop), config.seed)
     autoencoder = pipeline.autoencoder.train()
     params = helpers.trainable_parameters([("autoencoder", autoencoder)])

@@ -21,7 +21,7 @@ from renderflow.core.model.lora import selected_lora
 from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
 from renderflow.core.model.velocity import inverse_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec
 from renderflow.training.losses import bridge_loss, cosine_loss, l1_loss, ssi_log_depth_loss
 from renderflow.training.lpips import PerceptualFn
 from renderflow.training.stage1 import perceptual_distance
@@ -54,13 +54,7 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
 
     # 3. Data, as this model sees it
     dataset = ClipWindowDataset(
-        load_dataset(
-            Path(config.data),
-            config.split,
-            config.profile,
-            ModelInputs.of(pipeline),
-            workers=helpers.data_workers(),
-        ),
+        helpers.stage_clips(config, pipeline),
         WindowSpec(config.window, config.crop),
         config.seed,
     )

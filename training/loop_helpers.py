@@ -26,7 +26,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from renderflow.core.model.autoencoder import Autoencoder
 from renderflow.core.model.pipeline import RenderFlowPipeline
-from renderflow.training.datasets import ClipWindowDataset, LatentCache, env_buffer_names
+from renderflow.training.datasets import (
+    ClipArrays,
+    ClipWindowDataset,
+    LatentCache,
+    ModelInputs,
+    env_buffer_names,
+    load_dataset,
+)
 from renderflow.training.lpips import PerceptualFn, load_lpips
 
 logger = logging.getLogger(__name__)
@@ -86,9 +93,19 @@ def train_only_adapter(
     return trainable_parameters([("adapter", adapter), ("transformer", transformer)])
 
 
-def data_workers() -> int:
-    """Processes that shade a dataset's uncached clips: every CPU this process may run on."""
-    return len(os.sched_getaffinity(0))
+def stage_clips(
+    config: Any, pipeline: RenderFlowPipeline, augmentations: tuple[str, ...] = ()
+) -> list[ClipArrays]:
+    """The clips of a stage whose config has data, split and profile, as `pipeline` sees them; clips
+    not cached yet are shaded by one process per CPU this process may run on."""
+    return load_dataset(
+        Path(config.data),
+        config.split,
+        config.profile,
+        ModelInputs.of(pipeline),
+        augmentations,
+        workers=len(os.sched_getaffinity(0)),
+    )
 
 
 def start_stage(device: str, seed: int) -> tuple[Accelerator, torch.device, int, int]:

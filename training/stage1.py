@@ -21,7 +21,7 @@ from renderflow.core.model.pipeline import PipelineConfig, RenderFlowPipeline
 from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec
 from renderflow.training.losses import bridge_loss, gradient_loss
 from renderflow.training.lpips import PerceptualFn
 
@@ -86,14 +86,7 @@ def train_stage1(config: Stage1Config, progress: helpers.ProgressFn | None = Non
     pipeline = helpers.load_for_training(config.init, device)
 
     # 3. Data: clips in memory, as this model sees them; one dataset per crop size of the schedule
-    clips = load_dataset(
-        Path(config.data),
-        config.split,
-        config.profile,
-        ModelInputs.of(pipeline),
-        config.augmentations,
-        workers=helpers.data_workers(),
-    )
+    clips = helpers.stage_clips(config, pipeline, config.augmentations)
     datasets = {
         crop: ClipWindowDataset(clips, WindowSpec(config.window, crop), config.seed)
         for crop in {crop for _, crop in config.schedule}

@@ -25,7 +25,7 @@ from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
 from renderflow.core.model.transformer import attribute_latent
 from renderflow.core.model.velocity import forward_velocity
 from renderflow.training import loop_helpers as helpers
-from renderflow.training.datasets import BUFFERS, ClipWindowDataset, ModelInputs, WindowSpec, load_dataset
+from renderflow.training.datasets import BUFFERS, ClipWindowDataset, WindowSpec
 from renderflow.training.lpips import PerceptualFn
 from renderflow.training.stage1 import total_loss
 
@@ -60,13 +60,7 @@ def train_stage2(config: Stage2Config, progress: helpers.ProgressFn | None = Non
     # 3. Data, as this model sees it (with keyframes reprojected for an adapter that takes them)
     reproject = bool(adapter.config["reprojection"])
     spec = WindowSpec(config.window, config.crop, config.keyframe_gap, reproject=reproject)
-    clips = load_dataset(
-        Path(config.data),
-        config.split,
-        config.profile,
-        ModelInputs.of(pipeline),
-        workers=helpers.data_workers(),
-    )
+    clips = helpers.stage_clips(config, pipeline)
     dataset = ClipWindowDataset(clips, spec, config.seed)
     transformer, autoencoder = pipeline.transformer, pipeline.autoencoder
     if config.fresh_adapter:
