@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_envmap, make_gbuffers, tiny_v2_pipeline
+from conftest import make_envmap, make_gbuffers, randomise, tiny_v2_pipeline
 from safetensors.torch import load_file
 
 from renderflow.core.model.lora import base_state_dict, lora_state_dict
@@ -197,6 +197,40 @@ def test_inverse_trains_only_the_inverse_adapter(tiny_dataset, tiny_checkpoint, 
         trained.keyframe_adapter.state_dict(),
     )
     assert all(torch.equal(keyframe_before[key], keyframe_after[key]) for key in keyframe_before)
+
+
+def test_inverse_fine_tunes_some_intrinsics_and_leaves_the_others_bit_identical(
+    tiny_dataset, random_checkpoint, tmp_path
+):
+    initial = RenderFlowPipeline.from_pretrained(random_checkpoint)
+    randomise(initial.inverse_adapter, seed=3)  # zero-initialised parts would hide a changed prompt
+    init = tmp_path / "init"
+    initial.save_pretrained(init)
+    out = tmp_path / "normals"
+    args = ["inverse", "--data", str(tiny_dataset), "--init", str(init), "--out", str(out)]
+    args += ["--steps", "4", "--batch-size", "2", "--crop", str(CROP), "--window", str(WINDOW)]
+    args += ["--lr", "3e-3", "--device", "cpu", "--no-gradient-checkpointing", "--log-every", "1"]
+    args += ["--intrinsic", "normal"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    assert all(row["normal"] != "nan" and row["albedo"] == "nan" for row in rows)
+
+    trained = RenderFlowPipeline.from_pretrained(out)
+    image = np.random.default_rng(3).uniform(0.0, 2.0, (3, 32, 32, 3)).astype(np.float32)
+    before, after = initial.decompose(image), trained.decompose(image)
+    for name in ("albedo", "depth", "roughness", "metallic"):
+        assert np.array_equal(before[name], after[name]), name
+    assert not np.allclose(before["normal"], after["normal"])
+    changed = {
+        key
+        for key, value in initial.inverse_adapter.state_dict().items()
+        if not torch.equal(value, trained.inverse_adapter.state_dict()[key])
+    }
+    assert changed and all(key.startswith(("heads.normal.", "prompt_embeddings")) for key in changed)
+
+    unknown = CliRunner().invoke(main, [*args[:-1], "specular", "--out", str(tmp_path / "bad")])
+    assert unknown.exit_code != 0 and "specular" in unknown.output
 
 
 def test_autoencoder_stage_writes_a_complete_checkpoint(tiny_dataset, tmp_path):

@@ -341,14 +341,29 @@ def stage2(**options: Any) -> None:
 @_model_options
 @click.option("--crop", type=click.IntRange(8), help="Square crop in pixels.")
 @click.option("--lambda-reconstruction", type=float, help="Weight of the intrinsic's reconstruction loss.")
-def inverse(**options: Any) -> None:
+@click.option(
+    "--intrinsic",
+    "intrinsics",
+    multiple=True,
+    help="Fine-tune only this intrinsic (albedo, normal, depth, roughness or metallic; repeatable): "
+    "its prompt and head train, the shared adapter stays frozen and the other intrinsics decompose "
+    "bit-identically. Default: the whole adapter.",
+)
+def inverse(intrinsics: tuple[str, ...], **options: Any) -> None:
     """Train the inverse adapter (image -> intrinsics) on the frozen forward model.
 
     Options left out keep InverseConfig's defaults, the paper's run: 20000 steps, batch 32,
     LR 1e-4, whole frames, CUDA.
+
+    \b
+    Fine-tune the bundled adapter's normals on 128² frames, the other intrinsics kept:
+      rf-train inverse --data data/mix128 --init core/weights/renderflow-cpu
+        --out runs/inverse_normals --intrinsic normal --crop 128 --device cpu
     """
     from renderflow.training.inverse_stage import InverseConfig, train_inverse
 
+    if intrinsics:
+        options["intrinsics"] = intrinsics
     _train("inverse", InverseConfig, train_inverse, options)
 
 

@@ -6,6 +6,11 @@ the decoded prediction: L1 (+ LPIPS) for albedo, cosine for normals, scale-and-s
 log depth, L1 for roughness and metallic on the geometry only (eqs. 9-12; the background has no
 material). Only the inverse embedder, its LoRA, the prompt cross-attentions and the heads train;
 the forward model stays bit-identical.
+
+`intrinsics` fine-tunes some intrinsics of a trained adapter and leaves the others bit-identical:
+batches draw only those, and only their prompt embeddings and heads train (the embedder, the LoRA
+and the prompt cross-attentions, which every intrinsic shares, stay frozen). Fine-tuning the whole
+adapter towards one generator's scenes trades one intrinsic for another (docs/DECISIONS.md).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import torch
 
 from renderflow.core.model.bridge import interpolant, sample_train_times, velocity_target
-from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA
+from renderflow.core.model.inverse import INTRINSICS, INVERSE_LORA, InverseAdapter
 from renderflow.core.model.lora import selected_lora
 from renderflow.core.model.pipeline import ADAPTER_LORAS, RenderFlowPipeline
 from renderflow.core.model.velocity import inverse_velocity
@@ -38,6 +43,8 @@ class InverseConfig(helpers.AdapterStageConfig):
     out: str = ""
     # loss
     lambda_reconstruction: float = 1.0
+    # the intrinsics to fine-tune, the others frozen (module docstring); None: the whole adapter
+    intrinsics: tuple[str, ...] | None = None
     # the rest (split, profile, window, crop, batch size, optimisation, system): AdapterStageConfig
 
 
@@ -51,6 +58,9 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
     adapter = pipeline.inverse_adapter
     if adapter is None:
         raise ValueError(f"{config.init}: the checkpoint has no inverse adapter to train")
+    drawn = INTRINSICS if config.intrinsics is None else tuple(config.intrinsics)
+    for name in drawn:
+        adapter.intrinsic_index(name)  # an intrinsic the adapter lacks: a clear error before the data loads
 
     # 3. Data, as this model sees it
     dataset = ClipWindowDataset(
@@ -60,6 +70,10 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
     )
     autoencoder = pipeline.autoencoder
     params = helpers.train_only_adapter(pipeline, adapter, INVERSE_LORA, config.gradient_checkpointing)
+    if config.intrinsics is not None:
+        params = _train_only_intrinsics(pipeline, adapter, drawn)
+    frozen_prompts = adapter.prompt_embeddings.detach().clone()
+    frozen_rows = torch.tensor([name not in drawn for name in adapter.config["intrinsics"]])
     cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
 
     # 4. Optimizer, and the state of an interrupted run
@@ -70,7 +84,7 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
         learning_rate = helpers.set_learning_rate(optimizer, step, config.learning_rate, config.warmup_steps)
         samples = helpers.batch(dataset, step, config.batch_size, rank, world)
         generator = helpers.step_generator(config.seed, step, rank)
-        intrinsic = INTRINSICS[int(torch.randint(len(INTRINSICS), (1,), generator=generator))]
+        intrinsic = drawn[int(torch.randint(len(drawn), (1,), generator=generator))]
         latents = helpers.encode_buffers(autoencoder, samples, cache, dataset, device)
         buffers = samples["buffers"].to(device)  # [B, N, 3, F, H, W]
         mask = samples["mask"].to(device)  # [B, 1, F, H, W]
@@ -81,6 +95,8 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
         grad_norm = helpers.apply_gradients(accelerator, params, optimizer, config.grad_clip)
+        with torch.no_grad():  # AdamW's weight decay would shrink the other intrinsics' prompts
+            adapter.prompt_embeddings[frozen_rows] = frozen_prompts[frozen_rows]
 
         # one column per intrinsic, so that the CSV keeps its header: NaN where not drawn
         values = {"loss": losses["loss"].item(), "latent": losses["latent"].item()}
@@ -92,6 +108,19 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
         helpers.finish_step(step + 1, config, values, progress, log, accelerator, pipeline, params, optimizer)
     log.close()
     return Path(config.out)
+
+
+def _train_only_intrinsics(
+    pipeline: RenderFlowPipeline, adapter: InverseAdapter, intrinsics: tuple[str, ...]
+) -> dict[str, torch.nn.Parameter]:
+    """Freeze the adapter but the prompt embeddings and the heads of `intrinsics`; their parameters."""
+    for param in pipeline.transformer.parameters():
+        param.requires_grad_(False)
+    adapter.requires_grad_(False)
+    adapter.prompt_embeddings.requires_grad_(True)
+    for name in intrinsics:
+        adapter.heads[name].requires_grad_(True)
+    return helpers.trainable_parameters([("adapter", adapter), ("transformer", pipeline.transformer)])
 
 
 def intrinsic_target(intrinsic: str, buffers: torch.Tensor) -> torch.Tensor:
