@@ -73,7 +73,9 @@ def train_inverse(config: InverseConfig, progress: helpers.ProgressFn | None = N
     if config.intrinsics is not None:
         params = _train_only_intrinsics(pipeline, adapter, drawn)
     frozen_prompts = adapter.prompt_embeddings.detach().clone()
-    frozen_rows = torch.tensor([name not in drawn for name in adapter.config["intrinsics"]])
+    frozen_rows = torch.tensor(
+        [name not in drawn for name in adapter.config["intrinsics"]], device=frozen_prompts.device
+    )
     cache, perceptual = helpers.frozen_model_extras(autoencoder, config, device)
 
     # 4. Optimizer, and the state of an interrupted run
