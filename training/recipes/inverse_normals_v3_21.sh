@@ -12,7 +12,8 @@
 # Not bundled (docs/DECISIONS.md, 2026-12-08): normals against the bundled adapter, mean per clip and
 # 90 % interval, ood64_select -1.9 deg (-2.9 to -1.0, better on 38 of 48), ood128_select -0.9 deg
 # (-2.2 to +0.6, better on 19 of 24; one clip whose wall faces the camera 13 deg worse, read as
-# ground). The same run on the closeup set alone (DATA=data/closeup128, 1000 steps): -1.2 / +0.9.
+# ground). The same run on the closeup set alone (DATA=data/closeup128, 1000 steps): -1.2 / +0.9;
+# with 32 clips of the hard preset joined (seed 18, 9 frames of 128², 1000 steps): -1.6 / -0.3.
 set -euo pipefail
 DATA=${DATA:-data/mix_golden128}
 BUNDLED=${BUNDLED:-core/weights/renderflow-cpu}
