@@ -11,9 +11,10 @@ the OOD preset), then check the chosen weight on the headline split.
 Prints a line per clip and the table of means, writes bench/results/change_weight_DATANAME_cpu.json
 (change_blur_DATANAME_cpu.json with --blurs). To compare a candidate with the bundled model, pass
 the bundled model's record as --against (a copy: this run writes its own under the same name): each
-setting both scored gets the mean per-clip difference with its 90 % bootstrap interval. A candidate
-whose interval holds 0 has not shown that it is better (docs/DECISIONS.md: two candidates better on
-the selection splits lost on the test split).
+setting both scored gets the mean per-clip difference with its 90 % bootstrap interval and the
+clips it is better on. A candidate whose interval holds 0, or that is better on half the clips or
+fewer, has not shown that it is better (docs/DECISIONS.md: candidates better on the selection splits
+lost on the test split, one of them better on 22 of 48 clips, its mean carried by one clip).
 
     cp bench/results/change_blur_ood64_select_cpu.json /tmp/bundled.json
     .venv/bin/python bench/change_weight.py --data data/ood64_select --checkpoint runs/NEW/stage2 \
